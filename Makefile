@@ -1,0 +1,28 @@
+# The two set-up commands (see README): `make demo` runs the main job, `make test` runs the tests.
+# Both install what they need first (idempotent), so either works on a fresh clone.
+SHELL := /bin/bash
+PY := .venv/bin/python
+RUN_DIR ?= runs/demo
+
+.PHONY: setup setup-hf demo test test-fast bench clean
+
+setup:
+	@scripts/setup.sh
+
+setup-hf:
+	@scripts/setup.sh --hf
+
+## Main job: train the `small` model on the built-in corpus, report perplexity, sample, plot.
+demo: setup
+	@scripts/demo.sh $(RUN_DIR)
+
+## Full test suite (includes HF parity tests, so it installs the optional torch/transformers extra).
+test: setup-hf
+	@$(PY) -m pytest tests $(PYTEST_ARGS)
+
+## Quick loop while developing: skip the slow end-to-end tests.
+test-fast: setup
+	@$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Patch-level pretraining engine: model, partitioning, data, trainer, checkpoints, HF interop."""

@@ -1,0 +1,34 @@
+"""User-facing errors: one clear line that says what went wrong and where.
+
+Expected mistakes (bad config, missing file, malformed row, corrupt checkpoint, bad mesh) raise
+`UserError`. Entry points wrap `main` with `run_cli`, which prints the one line and exits with
+status 2 instead of dumping a traceback. Unexpected errors still get their full traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, NoReturn
+
+
+class UserError(Exception):
+    """A mistake the user can fix; its message is the whole report."""
+
+
+def fail(message: str) -> NoReturn:
+    raise UserError(message)
+
+
+def run_cli(main: Callable[..., object], *args, prog: str | None = None) -> None:
+    """Run `main(*args)`; turn a `UserError` into one line on stderr and exit status 2."""
+    prog = prog or os.path.basename(sys.argv[0])
+    try:
+        result = main(*args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    if isinstance(result, int):
+        sys.exit(result)

@@ -1,0 +1,106 @@
+"""Gin plumbing shared by every entry point (T5X style).
+
+- `--gin_file` (repeatable) and `--gin.NAME=VALUE` flags; gin files are looked up relative to the
+  working directory, then the repository root, then `configs/`.
+- A misconfiguration (unknown binding, missing `%gin.REQUIRED` macro, unparsable value, missing
+  file) becomes a `UserError` with one line naming the file or binding.
+- `write_operative_config` stores what was actually used in the run directory.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import gin
+
+from patch_training.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ROOT = REPO_ROOT / "configs"
+
+
+def add_gin_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gin_file", action="append", default=[],
+                        help="gin file to parse (repeatable); later files override earlier ones")
+    parser.add_argument("--gin_search_path", action="append", default=[],
+                        help="extra directory to search for gin files and their includes")
+
+
+def split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate `--gin.NAME=VALUE` flags (gin bindings) from the rest of argv."""
+    bindings, rest = [], []
+    it = iter(argv)
+    for arg in it:
+        if arg.startswith("--gin."):
+            body = arg[len("--gin."):]
+            if "=" not in body:
+                try:
+                    body = f"{body}={next(it)}"
+                except StopIteration:
+                    raise UserError(f"flag {arg}: expected --gin.NAME=VALUE") from None
+            name, value = body.split("=", 1)
+            bindings.append(f"{name} = {value}")
+        else:
+            rest.append(arg)
+    return bindings, rest
+
+
+def _resolve_gin_file(name: str, search_path: Sequence[str]) -> str:
+    candidates = [Path(name)]
+    for root in [*search_path, str(REPO_ROOT), str(CONFIG_ROOT)]:
+        candidates.append(Path(root) / name)
+    for c in candidates:
+        if c.is_file():
+            return str(c)
+    raise UserError(f"gin file not found: {name} (looked in ., {REPO_ROOT}, {CONFIG_ROOT})")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    # gin appends "In file X, line N" context: keep it, it says where.
+    return text if len(text) < 400 else text[:400] + " ..."
+
+
+def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
+              search_path: Sequence[str] = (), finalize: bool = True) -> None:
+    """Parse gin files and bindings; raise UserError (one line) on any misconfiguration."""
+    gin.clear_config()
+    for p in [*search_path, str(REPO_ROOT), str(CONFIG_ROOT)]:
+        gin.add_config_file_search_path(p)
+    files = [_resolve_gin_file(f, search_path) for f in gin_files]
+    for f in files:
+        try:
+            gin.parse_config_file(f, skip_unknown=False)
+        except Exception as e:  # gin raises ValueError/KeyError/IOError/ParserError variants.
+            raise UserError(f"gin file {f}: {_one_line(e)}") from None
+    for b in bindings:
+        try:
+            gin.parse_config(b, skip_unknown=False)
+        except Exception as e:
+            raise UserError(f"gin binding '--gin.{b.replace(' = ', '=', 1)}': {_one_line(e)}") from None
+    if finalize:
+        gin.finalize()
+
+
+def call_configured(fn, **kwargs):
+    """Call a gin-configurable function, turning a missing REQUIRED value into one line."""
+    try:
+        return fn(**kwargs)
+    except Exception as e:
+        msg = str(e)
+        if "gin.REQUIRED" in msg or "Required bindings" in msg or re.search(r"REQUIRED", msg):
+            raise UserError(f"missing required gin binding: {_one_line(e)}") from None
+        raise
+
+
+def write_operative_config(run_dir: str | os.PathLike, name: str = "config.gin") -> Path:
+    """Write gin's operative config (what was actually used) into the run directory."""
+    out = Path(run_dir) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(gin.operative_config_str())
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Idempotent set-up: system packages for the sandbox, uv, a Python 3.12 interpreter, and the locked
+# virtual environment in .venv. Safe to run again; it does nothing that is already done.
+#   scripts/setup.sh            core dependencies + dev tools
+#   scripts/setup.sh --hf       also the optional torch/transformers extra (HF parity, reference benchmarks)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_hf=0
+for arg in "$@"; do
+  case "$arg" in
+    --hf) want_hf=1 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --hf)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. System packages for the code sandbox (evals/execution): bubblewrap gives namespaces, libseccomp
+#    backs the seccomp filter. Installed only when we can (root + apt-get); otherwise we say so and the
+#    sandbox's start-up probe will pick a weaker tier or refuse.
+need_pkgs=()
+command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
+ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need_pkgs+=(libseccomp2)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing system packages: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null; }
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
+    log "installing system packages with sudo: ${need_pkgs[*]}"
+    sudo -n apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    log "WARNING: cannot install ${need_pkgs[*]} (not root, no apt-get). The code sandbox will run at a weaker"
+    log "         tier or refuse; install them with your package manager for full isolation."
+  fi
+fi
+
+# 2. uv itself.
+if ! command -v uv >/dev/null 2>&1; then
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+if ! command -v uv >/dev/null 2>&1; then
+  log "installing uv with pip (user site)"
+  for py in python3 python; do
+    if command -v "$py" >/dev/null 2>&1; then
+      "$py" -m pip install -q --user uv 2>/dev/null || "$py" -m pip install -q --user --break-system-packages uv || true
+      break
+    fi
+  done
+  export PATH="$HOME/.local/bin:$PATH"
+  hash -r
+fi
+if ! command -v uv >/dev/null 2>&1; then
+  echo "setup.sh: uv is not installed and could not be installed with pip. Install it (https://docs.astral.sh/uv/) and re-run." >&2
+  exit 1
+fi
+
+# 3. A Python 3.12 interpreter: PATH, then pyenv, then uv's own discovery, then uv python install.
+is_py312() { [ -x "$1" ] && "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2]==(3,12) else 1)' >/dev/null 2>&1; }
+find_py312() {
+  local c
+  if [ -n "${PYTHON312:-}" ] && is_py312 "$PYTHON312"; then echo "$PYTHON312"; return; fi
+  if [ -x .venv/bin/python ] && is_py312 .venv/bin/python; then readlink -f .venv/bin/python; return; fi
+  for c in $(command -v -a python3.12 2>/dev/null) ; do is_py312 "$c" && { echo "$c"; return; }; done
+  if command -v pyenv >/dev/null 2>&1; then
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12(\.[0-9]+)?$' | sort -V -r); do
+      c="$(pyenv root)/versions/$v/bin/python3.12"; is_py312 "$c" && { echo "$c"; return; }
+    done
+  fi
+  for c in "$HOME"/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12; do
+    is_py312 "$c" && { echo "$c"; return; }
+  done
+  c="$(uv python find --no-python-downloads '>=3.12,<3.13' 2>/dev/null || true)"
+  if [ -n "$c" ] && is_py312 "$c"; then echo "$c"; return; fi
+  return 1
+}
+py="$(find_py312 || true)"
+if [ -z "$py" ]; then
+  log "no Python 3.12 found; asking uv to download one"
+  if uv python install 3.12 >&2; then py="$(uv python find '>=3.12,<3.13' 2>/dev/null || true)"; fi
+fi
+if [ -z "$py" ] || ! is_py312 "$py"; then
+  cat >&2 <<'MSG'
+setup.sh: no Python 3.12 interpreter found, and `uv python install 3.12` did not work (no network?).
+  Install one (e.g. `pyenv install 3.12`, `apt-get install python3.12`, or `uv python install 3.12`
+  where the network allows), or point PYTHON312=/path/to/python3.12 at it, then re-run.
+MSG
+  exit 1
+fi
+
+# 4. The locked environment. `uv sync --frozen` installs exactly uv.lock and is a no-op when up to date.
+args=(--frozen --python "$py" --group dev)
+[ "$want_hf" = 1 ] && args+=(--extra hf)
+# Keep an already-installed hf extra instead of uninstalling it when only the core is asked for.
+if [ "$want_hf" = 0 ] && [ -f .venv/.hf-extra ]; then args+=(--extra hf); fi
+log "syncing .venv with uv.lock ($py)"
+UV_PYTHON_DOWNLOADS=never uv sync "${args[@]}" -q
+[ "$want_hf" = 1 ] && touch .venv/.hf-extra
+log "ready: .venv ($(.venv/bin/python --version))"
