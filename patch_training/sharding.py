@@ -1,0 +1,96 @@
+"""Logical axis names -> `NamedSharding`s for params, optimizer state and batches.
+
+Everything goes through the one rules table in `partitioning.py`. Optimizer-state leaves that
+mirror a parameter (Adam's mu/nu) get that parameter's sharding, so FSDP shards them too; the
+rest (step counters) are replicated.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from patch_training.errors import UserError
+from patch_training.mesh import data_parallel_size
+from patch_training.partitioning import LOGICAL_AXIS_RULES
+
+BATCH_LOGICAL_AXES = ("batch", "length")
+
+
+def logical_rules() -> tuple[tuple[str, Any], ...]:
+    return LOGICAL_AXIS_RULES
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def param_shardings(boxed_abstract_params: Any, mesh: Mesh) -> Any:
+    """Shardings for the unboxed params pytree, from the logical names on the boxed abstract init."""
+    specs = nn.get_partition_spec(boxed_abstract_params)
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_AXIS_RULES)
+    # Unboxed leaves (no logical names) come back as PartitionSpec(): replicate them explicitly.
+    return jax.tree_util.tree_map(
+        lambda s: s if isinstance(s, NamedSharding) else NamedSharding(mesh, P()), shardings,
+        is_leaf=lambda x: isinstance(x, (NamedSharding, P)))
+
+
+def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state: Any,
+                        params_sharding: Any, mesh: Mesh) -> Any:
+    """Mirror parameter shardings onto the parameter-shaped parts of the optimizer state."""
+    rep = replicated(mesh)
+    return optax.tree_map_params(
+        tx, lambda _leaf, sharding: sharding, abstract_opt_state, params_sharding,
+        transform_non_params=lambda _leaf: rep,
+        is_leaf=lambda x: isinstance(x, NamedSharding))
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+    """Rows over the data-parallel axes (data, fsdp); the rest replicated."""
+    axes = BATCH_LOGICAL_AXES[:ndim] + (None,) * max(ndim - 2, 0)
+    spec = nn.logical_to_mesh_axes(axes, LOGICAL_AXIS_RULES)
+    return NamedSharding(mesh, spec)
+
+
+def check_batch_divisible(global_batch_size: int, mesh: Mesh, num_microbatches: int = 1) -> None:
+    dp = data_parallel_size(mesh)
+    if global_batch_size % num_microbatches:
+        raise UserError(f"batch size {global_batch_size} is not divisible by "
+                        f"num_microbatches={num_microbatches}")
+    micro = global_batch_size // num_microbatches
+    if micro % dp:
+        raise UserError(f"batch size {global_batch_size} (microbatch {micro}) is not divisible by the "
+                        f"data-parallel size {dp} (mesh data={mesh.shape['data']} × fsdp={mesh.shape['fsdp']})")
+
+
+def global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Assemble this process's rows into global arrays sharded over the data-parallel axes."""
+    out = {}
+    for name, local in host_batch.items():
+        local = np.asarray(local)
+        sharding = batch_sharding(mesh, local.ndim)
+        global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
+        out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
+    return out
+
+
+class mesh_context:
+    """Enter the mesh and the logical rules together, so `nn.with_logical_constraint` in the layers
+    resolves against this mesh while tracing."""
+
+    def __init__(self, mesh: Mesh):
+        self._mesh_cm = jax.set_mesh(mesh)
+        self._rules_cm = nn.logical_axis_rules(LOGICAL_AXIS_RULES)
+
+    def __enter__(self):
+        self._mesh_cm.__enter__()
+        self._rules_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._rules_cm.__exit__(*exc)
+        return self._mesh_cm.__exit__(*exc)

@@ -1,0 +1,111 @@
+"""The pure training step: `train_step(state, batch) -> (state, metrics)`.
+
+- Gradient accumulation: the global batch is split into `num_microbatches` rows-wise and scanned
+  with `lax.scan`; gradients of the *summed* loss are accumulated and divided by the total weight,
+  so any number of microbatches gives the gradient of the full-batch mean loss.
+- Mixed precision: params stay fp32; the model casts to its compute dtype; loss and grads are fp32.
+- `patch_size` K is static. K=1 trains on next-token prediction over `decoder_input_tokens` ->
+  `decoder_target_tokens` with segment ids and positions; K>1 feeds `decoder_target_tokens` (K·T
+  tokens) to the model in patch mode and uses the patch loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from patch_training.train_state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    patch_size: int = 1
+    num_microbatches: int = 1
+
+
+def loss_and_stats(params: Any, batch: Batch, model, patch_size: int,
+                   rng: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(summed loss, {"loss_sum", "weight_sum"}) for one (micro)batch. Pure."""
+    from patch_training.patch_loss import next_token_loss, patch_loss
+    deterministic = rng is None
+    rngs = {} if deterministic else {"dropout": rng}
+    if patch_size == 1:
+        logits = model.apply({"params": params}, batch["decoder_input_tokens"],
+                             positions=batch.get("decoder_positions"),
+                             segment_ids=batch.get("decoder_segment_ids"),
+                             deterministic=deterministic, rngs=rngs)
+        _, stats = next_token_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"])
+    else:
+        logits = model.apply({"params": params}, batch["decoder_target_tokens"], patch_size=patch_size,
+                             deterministic=deterministic, rngs=rngs)
+        _, stats = patch_loss(logits, batch["decoder_target_tokens"], patch_size,
+                              batch.get("decoder_loss_weights"))
+    stats = {"loss_sum": stats["loss_sum"].astype(jnp.float32),
+             "weight_sum": stats["weight_sum"].astype(jnp.float32)}
+    return stats["loss_sum"], stats
+
+
+def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
+    def split(x):
+        b = x.shape[0]
+        # Interleave (row i -> microbatch i % M) so every microbatch keeps an even share of each
+        # data-parallel shard and the reshape needs no cross-device data movement.
+        return x.reshape((b // num_microbatches, num_microbatches) + x.shape[1:]).swapaxes(0, 1)
+    return jax.tree_util.tree_map(split, batch)
+
+
+def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable[[Any], Any],
+                    cfg: StepConfig, use_dropout: bool = False
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+    """Build the pure step. Jit it with shardings and `donate_argnums=0` (see trainer)."""
+    grad_fn = jax.grad(loss_and_stats, has_aux=True)
+
+    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        step_key = jax.random.fold_in(state.rng, state.step) if use_dropout else None
+
+        def micro(carry, xs):
+            grads_acc, loss_acc, weight_acc = carry
+            mb, idx = xs
+            key = None if step_key is None else jax.random.fold_in(step_key, idx)
+            grads, stats = grad_fn(state.params, mb, model, cfg.patch_size, key)
+            grads_acc = jax.tree_util.tree_map(jnp.add, grads_acc, grads)
+            return (grads_acc, loss_acc + stats["loss_sum"], weight_acc + stats["weight_sum"]), None
+
+        if cfg.num_microbatches == 1:
+            grads, stats = grad_fn(state.params, batch, model, cfg.patch_size, step_key)
+            loss_sum, weight_sum = stats["loss_sum"], stats["weight_sum"]
+        else:
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+            mbs = _split_microbatches(batch, cfg.num_microbatches)
+            (grads, loss_sum, weight_sum), _ = jax.lax.scan(
+                micro, (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
+                (mbs, jnp.arange(cfg.num_microbatches)))
+        denom = jnp.maximum(weight_sum, 1.0)
+        grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss_sum / denom,
+            "grad_norm": grad_norm,
+            "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+            "param_norm": optax.global_norm(params),
+            "weight_sum": weight_sum,
+        }
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(model, patch_size: int = 1) -> Callable[[Any, Batch], dict[str, jax.Array]]:
+    """Pure eval step: summed loss and weight for one batch (for loss/perplexity over a pass)."""
+    def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
+        _, stats = loss_and_stats(params, batch, model, patch_size, None)
+        return stats
+    return eval_step
