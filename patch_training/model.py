@@ -1,0 +1,266 @@
+"""The LLaMA-style decoder (Flax Linen) with its patch mode and KV-cache decode path.
+
+`Transformer(config)(tokens)` returns fp32 logits. Three ways to call it:
+
+- token mode (`patch_size=1`): logits[B, L, V]; causal attention, restricted to equal
+  `segment_ids` when rows are packed.
+- patch mode (`patch_size=K`): the K·T input tokens are embedded with the same table and averaged in
+  groups of K, giving T patch embeddings at positions 0..T-1; attention is causal over patches and
+  the one output head gives logits[B, T, V] (see `patch_loss.patch_loss`). No extra parameters.
+- decode mode (`decode=True`, mutable `cache`): writes the new tokens' keys/values into the cache at
+  the cache index and attends over everything written so far. Used for prefill and for each step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from patch_training.errors import UserError
+from patch_training.layers import DecoderLayer, RMSNorm, _param
+
+Array = jax.Array
+
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "everything": jax.checkpoint_policies.everything_saveable,
+}
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and numerics of the decoder. JSON round-trips through `to_dict`/`from_dict`."""
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int | None = None
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    tie_embeddings: bool = False
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    remat_policy: str = "none"
+    scan_layers: bool = True
+    max_seq_len: int = 2048
+    init_std: float = 0.02
+    # None lets JAX choose (XLA today); "cudnn" asks for the fused GPU kernel.
+    attention_impl: str | None = None
+    # The official patch-training code casts embeddings to bf16 before averaging a patch; this
+    # reproduces that rounding. Default: average in fp32.
+    patch_mean_in_bf16: bool = False
+
+    def __post_init__(self):
+        checks = [
+            (self.num_heads % self.num_kv_heads == 0,
+             f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}"),
+            (self.head_dim is not None or self.hidden_size % self.num_heads == 0,
+             f"hidden_size={self.hidden_size} not divisible by num_heads={self.num_heads}"),
+            (self.resolved_head_dim % 2 == 0, f"head_dim={self.resolved_head_dim} must be even"),
+            (self.remat_policy in REMAT_POLICIES,
+             f"remat_policy={self.remat_policy!r}: expected one of {sorted(REMAT_POLICIES)}"),
+            (self.dtype in ("float32", "bfloat16", "float16"),
+             f"dtype={self.dtype!r}: expected float32, bfloat16 or float16"),
+            (self.attention_impl in (None, "xla", "cudnn"),
+             f"attention_impl={self.attention_impl!r}: expected None, 'xla' or 'cudnn'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"ModelConfig: {message}")
+
+    @property
+    def resolved_head_dim(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"model config: unknown field(s) {unknown}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise UserError(f"model config: {e}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+class Transformer(nn.Module):
+    """Decoder-only LM. See the module docstring for the three call modes."""
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens: Array, *, positions: Array | None = None,
+                 segment_ids: Array | None = None, patch_size: int = 1, decode: bool = False,
+                 deterministic: bool = True) -> Array:
+        del deterministic  # no dropout in this model (the paper trains without it)
+        cfg = self.config
+        dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [batch, length], got shape {tokens.shape}")
+        batch, length = tokens.shape
+
+        embedding = _param(self, "embedding", nn.initializers.normal(stddev=cfg.init_std),
+                           (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), pdtype)
+        x = jnp.take(embedding, tokens, axis=0)
+        if patch_size > 1:
+            if decode:
+                raise ValueError("decode mode works at token level only (patch_size=1)")
+            x, segment_ids = self._to_patches(x, segment_ids, patch_size)
+            length = x.shape[1]
+        x = nn.with_logical_constraint(x.astype(dtype), ("batch", "length", "embed"))
+
+        mask, cache_index = None, None
+        if decode:
+            mask, cache_index, positions = self._decode_state(batch, length, positions, segment_ids)
+        else:
+            if positions is None:
+                positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
+            if segment_ids is not None:
+                same = segment_ids[:, :, None] == segment_ids[:, None, :]
+                causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+                mask = (same & causal[None])[:, None]  # [B, 1, L, L]
+
+        x = self._layers(decode)(x, positions, mask, cache_index)[0]
+        x = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
+        if cfg.tie_embeddings:
+            logits = jnp.einsum("bld,vd->blv", x, embedding.astype(dtype),
+                                preferred_element_type=jnp.float32)
+        else:
+            head = _param(self, "lm_head", nn.initializers.normal(stddev=cfg.init_std),
+                          (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pdtype)
+            logits = jnp.einsum("bld,dv->blv", x, head.astype(dtype),
+                                preferred_element_type=jnp.float32)
+        return nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
+
+    def _to_patches(self, x: Array, segment_ids: Array | None, k: int):
+        batch, length, dim = x.shape
+        if length % k:
+            raise ValueError(f"patch_size={k} does not divide the sequence length {length}")
+        t = length // k
+        if self.config.patch_mean_in_bf16:
+            x = x.astype(jnp.bfloat16)
+        x = x.reshape(batch, t, k, dim).mean(axis=2)
+        if segment_ids is not None and segment_ids.shape[1] == length:
+            # A patch belongs to the segment of its first token.
+            segment_ids = segment_ids[:, ::k]
+        return x, segment_ids
+
+    def _decode_state(self, batch: int, length: int, positions: Array | None,
+                      segment_ids: Array | None):
+        """Advance the cache index; build the mask over the cache for the new queries."""
+        is_init = not self.has_variable("cache", "cache_index")
+        index_var = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+        # On init the token length defines the cache length (see `init_cache`).
+        seg_var = self.variable("cache", "cached_segment_ids", jnp.zeros, (batch, length), jnp.int32)
+        start = index_var.value
+        if segment_ids is None:
+            segment_ids = jnp.ones((batch, length), jnp.int32)
+        if positions is None:
+            positions = jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (batch, length))
+        cached_seg = jax.lax.dynamic_update_slice(seg_var.value, segment_ids.astype(jnp.int32),
+                                                  (0, start))
+        cache_len = cached_seg.shape[1]
+        query_abs = start + jnp.arange(length)
+        causal = jnp.arange(cache_len)[None, :] <= query_abs[:, None]  # [L, S]
+        same = segment_ids[:, :, None] == cached_seg[:, None, :]      # [B, L, S]
+        mask = (same & causal[None])[:, None]
+        if not is_init:
+            seg_var.value = cached_seg
+            index_var.value = start + length
+        return mask, start, positions
+
+    def _layers(self, decode: bool):
+        cfg = self.config
+        layer_cls = DecoderLayer
+        policy = REMAT_POLICIES[cfg.remat_policy]
+        if cfg.remat_policy != "none":
+            layer_cls = nn.remat(layer_cls, policy=policy, prevent_cse=not cfg.scan_layers)
+        if cfg.scan_layers:
+            stack = nn.scan(
+                layer_cls,
+                variable_axes={"params": 0, "cache": 0},
+                split_rngs={"params": True},
+                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )(cfg, decode=decode, name="layers")
+            return stack
+
+        layers = [layer_cls(cfg, decode=decode, name=f"layers_{i}") for i in range(cfg.num_layers)]
+
+        def run(x, positions, mask, cache_index):
+            for layer in layers:
+                x, _ = layer(x, positions, mask, cache_index)
+            return x, None
+        return run
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _dummy_tokens(batch: int, length: int) -> Array:
+    return jnp.zeros((batch, length), jnp.int32)
+
+
+def init_params(config: ModelConfig, rng: Array, batch: int = 1, length: int = 8) -> Any:
+    """Randomly initialised, unboxed parameter pytree (param_dtype, normally fp32)."""
+    variables = Transformer(config).init(rng, _dummy_tokens(batch, length))
+    return nn.unbox(variables["params"])
+
+
+def abstract_params(config: ModelConfig) -> Any:
+    """Boxed (`nn.LogicallyPartitioned`) ShapeDtypeStructs of the params, for sharding decisions."""
+    variables = jax.eval_shape(
+        lambda: Transformer(config).init(jax.random.key(0), _dummy_tokens(1, 8)))
+    return variables["params"]
+
+
+def param_logical_axes(config: ModelConfig) -> Any:
+    """PartitionSpecs of logical axis names, same tree as the params."""
+    return nn.get_partition_spec(abstract_params(config))
+
+
+def count_params(params: Any) -> int:
+    return int(sum(np.prod(np.shape(p)) for p in jax.tree_util.tree_leaves(nn.unbox(params))))
+
+
+def init_cache(config: ModelConfig, batch: int, max_len: int) -> Any:
+    """A zeroed KV cache for `batch` rows and `max_len` positions (compute dtype)."""
+    shapes = jax.eval_shape(
+        lambda: Transformer(config).init(jax.random.key(0), _dummy_tokens(batch, max_len),
+                                         decode=True))["cache"]
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes))
+
+
+def forward_flops_per_token(config: ModelConfig, seq_len: int, causal_halved: bool = True) -> float:
+    """Analytic forward FLOPs per position (MaxText convention).
+
+    Matmuls: QKV, output projection, SwiGLU MLP, unembedding (2 FLOPs per multiply-add; the
+    embedding lookup is free). Attention scores and values: 4·S·H·D per position and layer, halved
+    when `causal_halved` because half the score matrix is masked. Training FLOPs = 3× this.
+    In patch mode pass the number of patches as `seq_len`, and count per patch.
+    """
+    d, f, hd = config.hidden_size, config.intermediate_size, config.resolved_head_dim
+    h, kvh = config.num_heads, config.num_kv_heads
+    per_layer = 2 * (d * h * hd + 2 * d * kvh * hd + h * hd * d + 3 * d * f)
+    attention = 4 * seq_len * h * hd * (0.5 if causal_halved else 1.0)
+    unembed = 2 * d * config.vocab_size
+    return float(config.num_layers * (per_layer + attention) + unembed)
