@@ -1,0 +1,322 @@
+"""The training loop: sharded jit step, logging/MFU, periodic eval, checkpoints, resume, preemption.
+
+Data is a pure function of the step (`dataset.host_batch(step, ...)`), params/optimizer/RNG are
+restored from the newest complete checkpoint, and `metrics.jsonl` is cut back to that step, so a
+run killed at any point and restarted repeats the uninterrupted run bit for bit (CPU, same mesh).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gin
+import jax
+import numpy as np
+
+from patch_training import mfu as mfu_lib
+from patch_training import sharding as sharding_lib
+from patch_training.errors import UserError
+from patch_training.evaluation import evaluate
+from patch_training.mesh import describe, make_mesh
+from patch_training.metrics import MetricsWriter, ProgressLine, read_jsonl, truncate_jsonl, METRICS_FILE
+from patch_training.optimizer import OptimizerConfig, make_optimizer
+from patch_training.preemption import PreemptionWatcher
+from patch_training.train_state import TrainState, abstract_train_state, create_train_state, state_shardings
+from patch_training.train_step import StepConfig, make_eval_step, make_train_step
+from patch_training.checkpointing import CheckpointConfig, TrainCheckpointer
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf; the run stopped without saving the bad state."""
+
+
+@gin.configurable(module="trainer")
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    num_steps: int = gin.REQUIRED
+    batch_size: int = gin.REQUIRED          # global rows per optimizer step
+    seq_len: int = gin.REQUIRED             # tokens per row (K·T in a patch stage)
+    patch_size: int = 1                     # K; 1 = token level
+    num_microbatches: int = 1               # gradient accumulation
+    seed: int = 0                           # every random stream derives from this
+    log_every: int = 10
+    eval_every: int = 0                     # 0: evaluate only at the end
+    eval_batches: int | None = None         # cap on one validation pass (None: the whole split)
+    eval_batch_size: int | None = None      # default: batch_size
+    plot: bool = True
+
+    def validate(self) -> None:
+        for name in ("num_steps", "batch_size", "seq_len", "patch_size", "num_microbatches", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise UserError(f"TrainerConfig.{name} must be a positive integer, got {value!r}")
+        if self.seq_len % self.patch_size:
+            raise UserError(f"TrainerConfig: patch_size={self.patch_size} does not divide seq_len={self.seq_len}")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    final_step: int
+    status: str                      # "completed" | "preempted"
+    last_metrics: dict[str, float]
+    eval_metrics: dict[str, float] | None
+    state: TrainState | None = None
+
+
+def _is_primary() -> bool:
+    return jax.process_index() == 0
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _compatibility_meta(model_config, cfg: TrainerConfig, vocab_spec: dict | None) -> dict:
+    """What a checkpoint must agree on to be resumed by this config."""
+    return {"model_config": model_config.to_dict(), "patch_size": cfg.patch_size,
+            "seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "vocab": vocab_spec}
+
+
+class Trainer:
+    """Owns one run directory. `run()` trains to `num_steps` (resuming if possible)."""
+
+    def __init__(self, run_dir: str | os.PathLike, model_config, cfg: TrainerConfig, train_data: Any,
+                 eval_data: Any | None = None, optimizer_config: OptimizerConfig | None = None,
+                 vocab_spec: dict | None = None, mesh=None, console: bool = True,
+                 initial_params: Any | None = None, checkpoint_config: CheckpointConfig | None = None):
+        cfg.validate()
+        self.run_dir = Path(run_dir)
+        self.model_config = model_config
+        self.cfg = cfg
+        self.train_data = train_data
+        self.eval_data = eval_data
+        self.optimizer_config = optimizer_config or OptimizerConfig()
+        self.vocab_spec = vocab_spec
+        self.mesh = mesh if mesh is not None else make_mesh()
+        self.console = console and _is_primary()
+        self.initial_params = initial_params   # e.g. stage-1 params for a fresh stage 2
+        self.checkpoint_config = checkpoint_config or CheckpointConfig()
+        sharding_lib.check_batch_divisible(cfg.batch_size, self.mesh, cfg.num_microbatches)
+        if eval_data is not None:
+            sharding_lib.check_batch_divisible(cfg.eval_batch_size or cfg.batch_size, self.mesh)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        if self.console:
+            print(text, file=sys.stderr, flush=True)
+
+    def _write_run_files(self) -> None:
+        if not _is_primary():
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(self.run_dir / "model_config.json", self.model_config.to_dict())
+        if self.vocab_spec is not None:
+            from patch_training.data.vocab import write_vocab_json
+            write_vocab_json(self.run_dir, self.vocab_spec)
+
+    def _build(self):
+        from patch_training.model import Transformer
+        cfg = self.cfg
+        self.tx, self.schedule = make_optimizer(self.optimizer_config, cfg.num_steps)
+        self.shardings = state_shardings(self.model_config, self.tx, self.mesh)
+        model = Transformer(self.model_config)
+        step_fn = make_train_step(model, self.tx, self.schedule,
+                                  StepConfig(cfg.patch_size, cfg.num_microbatches))
+        batch_sh = sharding_lib.batch_sharding(self.mesh)
+        rep = sharding_lib.replicated(self.mesh)
+        self.train_step = jax.jit(step_fn, in_shardings=(self.shardings, batch_sh),
+                                  out_shardings=(self.shardings, rep), donate_argnums=0)
+        # Validation is always token level: the metric users compare is per-token perplexity.
+        self.eval_step = jax.jit(make_eval_step(model, 1), in_shardings=(self.shardings.params, batch_sh),
+                                 out_shardings=rep)
+
+    def _state_from(self, restored) -> TrainState:
+        rep = sharding_lib.replicated(self.mesh)
+        if restored.rng is None:
+            raise UserError(f"checkpoint step {restored.step} in {self.run_dir} has no RNG state; "
+                            "it was not written by the trainer")
+        if (restored.data_state or {}).get("next_step", restored.step) != restored.step:
+            raise UserError(f"checkpoint step {restored.step}: saved data position "
+                            f"{restored.data_state} does not match its step")
+        return TrainState(step=jax.device_put(np.asarray(restored.step, np.int32), rep),
+                          params=restored.params, opt_state=restored.opt_state,
+                          rng=jax.device_put(np.asarray(restored.rng), rep))
+
+    def _fresh_state(self) -> TrainState:
+        state = create_train_state(self.model_config, self.tx, self.mesh, self.cfg.seed, self.shardings)
+        if self.initial_params is not None:
+            params = jax.tree_util.tree_map(
+                lambda p, s: jax.device_put(np.asarray(p, dtype=np.float32), s),
+                self.initial_params, self.shardings.params)
+            state = state.replace(params=params)
+        return state
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self._write_run_files()
+        self._build()
+        meta = _compatibility_meta(self.model_config, cfg, self.vocab_spec)
+        ckpt = TrainCheckpointer(self.run_dir, self.checkpoint_config, fingerprint=meta)
+        try:
+            with PreemptionWatcher() as watcher:
+                return self._run(ckpt, watcher)
+        finally:
+            ckpt.close()
+
+    def _run(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher) -> TrainResult:
+        cfg = self.cfg
+        with sharding_lib.mesh_context(self.mesh):
+            abstract = abstract_train_state(self.model_config, self.tx, self.shardings)
+            restored = ckpt.restore_latest(abstract.params, abstract.opt_state)
+            if restored is None:
+                state = self._fresh_state()
+                start = 0
+            else:
+                start = restored.step
+                state = self._state_from(restored)
+                self._say(f"resumed from checkpoint step {start} in {ckpt.directory}")
+        if _is_primary():
+            truncate_jsonl(self.run_dir / METRICS_FILE, start)
+        writer = MetricsWriter(self.run_dir, enabled=_is_primary())
+        progress = ProgressLine(cfg.num_steps, enabled=self.console)
+        tokens_per_step = cfg.batch_size * cfg.seq_len
+        flops_per_step = mfu_lib.training_flops_per_step(
+            self.model_config, cfg.seq_len // cfg.patch_size, cfg.batch_size)
+        peak, peak_source = mfu_lib.device_peak_tflops(self.model_config.dtype)
+        self._say(f"mesh {describe(self.mesh)}; {tokens_per_step} tokens/step; "
+                  f"{flops_per_step / 1e9:.2f} GFLOP/step; peak {peak:.2f} TFLOP/s/device ({peak_source})")
+        last_good = start if restored is not None else None
+        last_metrics: dict[str, float] = {}
+        eval_metrics = None
+        status = "completed"
+        window_start, window_steps = None, 0
+        pending: list[tuple[int, dict]] = []
+
+        def drain() -> None:
+            """Read finished steps' metrics: stop on NaN/inf, log every `log_every` steps."""
+            nonlocal window_start, window_steps, last_metrics
+            for done_step, metrics in pending:
+                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                if not math.isfinite(values["loss"]):
+                    writer.write(done_step, {"loss": values["loss"]})
+                    writer.flush()
+                    where = (f"the last good checkpoint is step {last_good} in {ckpt.directory}"
+                             if last_good is not None else "no checkpoint was saved yet")
+                    raise TrainingDiverged(
+                        f"loss is {values['loss']} at step {done_step}; stopping the run ({where}; "
+                        f"nothing after it was saved)")
+                last_metrics = values
+                if done_step % cfg.log_every == 0 or done_step == cfg.num_steps:
+                    now = time.perf_counter()
+                    if window_start is None or window_steps == 0:
+                        step_time = float("nan")
+                    else:
+                        step_time = (now - window_start) / window_steps
+                    row = dict(values)
+                    row["tokens_per_s"] = tokens_per_step / step_time if step_time > 0 else float("nan")
+                    row["step_time_s"] = step_time
+                    row["tflops_per_s_per_device"] = flops_per_step / step_time / 1e12 / self.mesh.devices.size
+                    row[mfu_lib.MFU_METRIC] = mfu_lib.mfu(flops_per_step, step_time, peak, self.mesh.devices.size)
+                    writer.write(done_step, row)
+                    progress.show(done_step, values["loss"], values["learning_rate"],
+                                  row["tokens_per_s"] if math.isfinite(step_time) else 0.0,
+                                  step_time if math.isfinite(step_time) else 0.0,
+                                  extra=f"gnorm {values['grad_norm']:.3f} MFU {100 * row[mfu_lib.MFU_METRIC]:.1f}%")
+                    window_start, window_steps = now, 0
+            pending.clear()
+
+        step = start
+        with sharding_lib.mesh_context(self.mesh):
+            while step < cfg.num_steps:
+                host = self.train_data.host_batch(step, cfg.batch_size, jax.process_index(), jax.process_count())
+                batch = sharding_lib.global_batch(host, self.mesh)
+                state, metrics = self.train_step(state, batch)
+                step += 1
+                window_steps += 1
+                if step == start + 1:
+                    jax.block_until_ready(metrics)  # first step includes compilation: time from here
+                    window_start, window_steps = time.perf_counter(), 0
+                # Keep one step in flight: read the previous step's metrics while this one runs.
+                if pending:
+                    drain()
+                pending.append((step, metrics))
+                preempted = watcher.should_stop(step) and step < cfg.num_steps
+                must_save = step == cfg.num_steps or preempted or ckpt.should_save(step)
+                must_eval = (self.eval_data is not None and cfg.eval_every and step % cfg.eval_every == 0
+                             and step != cfg.num_steps)
+                if must_save or must_eval or step % cfg.log_every == 0:
+                    drain()  # never save or report a state whose loss was not checked
+                if must_save:
+                    ckpt.save(step, state.params, state.opt_state, rng=state.rng,
+                              data_state={"next_step": step}, force=True)
+                    last_good = step
+                if must_eval:
+                    eval_metrics = self._evaluate(state, writer, step)
+                if must_eval or must_save:
+                    # Keep eval and checkpoint hand-off out of the step-time window.
+                    jax.block_until_ready(state.step)
+                    window_start, window_steps = time.perf_counter(), 0
+                if preempted:
+                    status = "preempted"
+                    self._say(f"preemption requested: saved step {step}, exiting cleanly")
+                    break
+            drain()
+            ckpt.wait()
+            if status == "completed" and self.eval_data is not None:
+                eval_metrics = self._evaluate(state, writer, step)
+        writer.close()
+        if status == "completed" and cfg.plot and _is_primary():
+            plot_loss_curve(self.run_dir)
+        return TrainResult(self.run_dir, step, status, last_metrics, eval_metrics, state)
+
+    def _evaluate(self, state: TrainState, writer: MetricsWriter, step: int) -> dict[str, float]:
+        bs = self.cfg.eval_batch_size or self.cfg.batch_size
+        result = evaluate(self.eval_step, state.params, self.eval_data, batch_size=bs, limit=self.cfg.eval_batches,
+                          mesh=self.mesh, log=self._say)
+        writer.write(step, {"loss": result["loss"], "perplexity": result["perplexity"],
+                            "tokens": result["tokens"]}, prefix="eval/")
+        self._say(f"eval at step {step}: loss {result['loss']:.4f} perplexity {result['perplexity']:.3f} "
+                  f"({result['tokens']:.0f} tokens)")
+        return result
+
+
+def plot_loss_curve(run_dir: str | os.PathLike, name: str = "loss_curve.png") -> Path | None:
+    """Training (and validation) loss against step, from `metrics.jsonl`."""
+    run_dir = Path(run_dir)
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = read_jsonl(path)
+    train = [(r["step"], r["loss"]) for r in rows if isinstance(r.get("loss"), (int, float))]
+    evals = [(r["step"], r["eval/loss"]) for r in rows if isinstance(r.get("eval/loss"), (int, float))]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if train:
+        ax.plot(*zip(*train), label="train loss", lw=1.2)
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="validation loss", lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(run_dir.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = run_dir / name
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
