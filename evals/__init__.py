@@ -1,0 +1,1 @@
+"""Evaluation: decoding, sandboxed code execution, and the eval suites."""

@@ -1,0 +1,144 @@
+"""How a zygote is started at each isolation tier (T1 bubblewrap, T2 uid+rlimits+seccomp, T3 rlimits only).
+
+T1 runs bubblewrap as a non-root uid, so the user namespace maps the sandbox to that uid (RLIMIT_NPROC is not
+enforced for root, even root inside a user namespace). When the harness is root and the interpreter lives
+somewhere that uid cannot traverse (e.g. /root/.pyenv), we first bind those directories onto world-readable
+staging points inside a *private* mount namespace (`unshare --mount`), then drop privileges with `setpriv`,
+then exec bwrap. Nothing is mounted in the host's namespace and nothing on disk changes mode.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+
+ZYGOTE = Path(__file__).with_name("zygote.py")
+SANDBOX_UID_BASE = 61000  # per-worker uids: 61000 + worker index (never a real account)
+SANDBOX_ENV = {
+    "PYTHONHASHSEED": "0", "TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp",
+    "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+}
+PREIMPORT = ["math", "re", "collections", "itertools", "functools", "string", "heapq", "bisect", "operator",
+             "datetime", "decimal", "fractions", "statistics", "copy", "typing", "dataclasses", "numpy"]
+TMPFS_SIZE = 64 << 20
+
+
+def _world_traversable(path: Path) -> bool:
+    """True when every component of `path` is searchable (and the leaf readable) by any uid."""
+    p = Path("/")
+    for part in path.parts[1:]:
+        p = p / part
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            return False
+        if not mode & stat.S_IXOTH:
+            return False
+    return bool(os.stat(path).st_mode & stat.S_IROTH)
+
+
+def interpreter_dirs() -> list[Path]:
+    """Directories the sandboxed interpreter needs: the base install and the venv (site-packages)."""
+    dirs = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    return sorted(dirs)
+
+
+def python_executable() -> str:
+    return str(Path(sys.prefix) / "bin" / "python") if sys.prefix != sys.base_prefix else sys.executable
+
+
+def zygote_config(*, seccomp: bool, kill_all: bool, drop_uid: int | None, tmp: str) -> str:
+    return json.dumps({"seccomp": seccomp, "kill_all": kill_all, "drop_uid": drop_uid, "tmp": tmp,
+                       "preimport": PREIMPORT})
+
+
+class Launch:
+    """A command line plus the staging directory it needs (removed by `cleanup`)."""
+
+    def __init__(self, argv: list[str], env: dict, cwd: str | None = None, stage: str | None = None):
+        self.argv, self.env, self.cwd, self.stage = argv, env, cwd, stage
+
+    def cleanup(self) -> None:
+        if self.stage:
+            shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def t1_launch(worker_index: int, *, seccomp: bool = True) -> Launch:
+    """bubblewrap: no network, own pid/ipc/uts/mount namespaces, tmpfs /tmp, read-only narrow filesystem."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        raise FileNotFoundError("bwrap not found")
+    is_root = os.geteuid() == 0
+    uid = SANDBOX_UID_BASE + worker_index if is_root else os.getuid()
+    binds: list[tuple[str, str]] = []
+    mounts: list[tuple[str, str]] = []  # (source, staging point) done as root in a private mount ns
+    stage = None
+    needed = interpreter_dirs() + [ZYGOTE.parent.resolve()]
+    for d in needed:
+        if is_root and not _world_traversable(d):
+            if stage is None:
+                stage = tempfile.mkdtemp(prefix="sbx-stage-")
+                os.chmod(stage, 0o755)
+            point = os.path.join(stage, str(len(mounts)))
+            os.mkdir(point, 0o755)
+            mounts.append((str(d), point))
+            binds.append((point, str(d)))
+        else:
+            binds.append((str(d), str(d)))
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--ro-bind", "/usr", "/usr"]
+    for link in ("lib", "lib64", "bin", "sbin", "lib32"):
+        if os.path.islink("/" + link):
+            argv += ["--symlink", os.readlink("/" + link), "/" + link]
+    if os.path.exists("/etc/ld.so.cache"):
+        argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for src, dst in binds:
+        argv += ["--ro-bind", src, dst]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_SIZE), "--tmpfs", "/tmp",
+             "--remount-ro", "/", "--chdir", "/tmp", "--hostname", "sandbox"]
+    for k, v in SANDBOX_ENV.items():
+        argv += ["--setenv", k, v]
+    argv += [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
+             zygote_config(seccomp=seccomp, kill_all=True, drop_uid=None, tmp="/tmp")]
+    if is_root:
+        script = "set -e\n" + "".join(f'mount --bind "${i*2+1}" "${i*2+2}"\n' for i in range(len(mounts)))
+        script += f'shift {2 * len(mounts)}\nexec "$@"\n'
+        flat = [x for pair in mounts for x in pair]
+        argv = (["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sbx"] + flat +
+                ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                 "--bounding-set=-all"] + argv)
+    return Launch(argv, env={"PATH": "/usr/bin:/bin"}, stage=stage)
+
+
+def t2_launch(worker_index: int) -> Launch:
+    """No namespaces: the zygote (root) forks children that drop to a private uid, in a private 0700 cwd."""
+    uid = SANDBOX_UID_BASE + worker_index
+    home = tempfile.mkdtemp(prefix=f"sbx-t2-{worker_index}-")
+    os.chown(home, uid, uid)
+    os.chmod(home, 0o700)
+    argv = [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
+            zygote_config(seccomp=True, kill_all=False, drop_uid=uid, tmp=home)]
+    return Launch(argv, env=dict(SANDBOX_ENV, HOME=home), cwd=home, stage=home)
+
+
+def t3_launch(worker_index: int, *, seccomp: bool) -> Launch:
+    """Opt-in only: rlimits (+ seccomp when it loads) as the harness's own uid."""
+    home = tempfile.mkdtemp(prefix=f"sbx-t3-{worker_index}-")
+    argv = [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
+            zygote_config(seccomp=seccomp, kill_all=False, drop_uid=None, tmp=home)]
+    return Launch(argv, env=dict(SANDBOX_ENV, HOME=home), cwd=home, stage=home)
+
+
+def launch_for(tier: str, worker_index: int, *, seccomp: bool = True) -> Launch:
+    if tier == "T1":
+        return t1_launch(worker_index, seccomp=seccomp)
+    if tier == "T2":
+        return t2_launch(worker_index)
+    if tier == "T3":
+        return t3_launch(worker_index, seccomp=seccomp)
+    raise ValueError(f"unknown tier {tier!r}")

@@ -1,0 +1,239 @@
+"""The public API: a pool of pre-forked sandboxed workers that streams results for many programs.
+
+    with SandboxPool() as pool:                       # probes the tier once, starts one zygote per core
+        for res in pool.run(programs, journal="runs/x/exec.jsonl"):
+            ...                                       # ProgramResult, in completion order
+
+Start the pool *before* loading gold data: worker restarts fork+exec immediately, but the zygotes themselves
+are separate interpreters that never see the harness's memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Iterable, Iterator
+
+from evals.execution.journal import Journal
+from evals.execution.limits import Limits
+from evals.execution.probe import probe_tier
+from evals.execution.worker import Worker, validate_calls
+
+log = logging.getLogger(__name__)
+PROGRAM_STATUS_ORDER = ("worker_died", "protocol_error", "crash", "memory", "timeout", "output_too_large",
+                        "error", "ok")
+
+
+@dataclasses.dataclass
+class Program:
+    """One untrusted program. Calls are `{"kwargs": {...}}` or `{"kwargs_src": "dict(...)"}`, or give
+    `calls_src` (source that defines `examples`, a list of kwargs dicts; Case2Code's `example_str`) with
+    `n_calls`. `mode="script"` runs the source as a script and captures stdout instead."""
+
+    task_id: str
+    source: str
+    entry: str | None = None
+    calls: list = dataclasses.field(default_factory=list)
+    calls_src: str | None = None
+    n_calls: int | None = None
+    mode: str = "calls"
+    limits: Limits | None = None
+    attempt: int = 0
+
+    def wire(self, default: Limits) -> dict:
+        lim = self.limits or default
+        n = self.n_calls if self.calls_src is not None else len(self.calls)
+        if self.mode == "script":
+            n = 0
+        calls = []
+        for c in self.calls:  # only the two known keys travel; anything else stays in the parent
+            if isinstance(c, dict) and "kwargs_src" in c and isinstance(c["kwargs_src"], str):
+                calls.append({"kwargs_src": c["kwargs_src"]})
+            elif isinstance(c, dict):
+                calls.append({"kwargs": c.get("kwargs")})
+            else:
+                calls.append({"kwargs": None})
+        return {"id": f"{self.task_id}#{self.attempt}", "source": self.source, "entry": self.entry or "",
+                "calls": calls, "calls_src": self.calls_src, "n_calls": int(n or 0), "mode": self.mode,
+                "limits": lim.to_wire()}
+
+
+@dataclasses.dataclass
+class ProgramResult:
+    task_id: str
+    attempt: int
+    status: str
+    calls: list[dict]
+    script: dict | None = None
+    worker: int | None = None
+    wall_s: float = 0.0
+    from_journal: bool = False
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("from_journal")
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ProgramResult":
+        return cls(**{k: d.get(k) for k in ("task_id", "attempt", "status", "calls", "script", "worker",
+                                            "wall_s")}, from_journal=True)
+
+
+def program_status(calls: list[dict], script: dict | None) -> str:
+    statuses = {c["status"] for c in calls}
+    if script is not None:
+        statuses.add(script["status"])
+    for s in PROGRAM_STATUS_ORDER:
+        if s in statuses:
+            return s
+    return "ok"
+
+
+def _script_from_frame(frame: dict) -> dict | None:
+    s = frame.get("script")
+    if not isinstance(s, dict):
+        return None
+    out = s.get("stdout") if isinstance(s.get("stdout"), str) else ""
+    return {"status": s.get("status") if s.get("status") in PROGRAM_STATUS_ORDER else "protocol_error",
+            "exit": s.get("exit") if isinstance(s.get("exit"), int) else None,
+            "exc": s.get("exc") if isinstance(s.get("exc"), str) else None,
+            "error": s.get("error") if isinstance(s.get("error"), str) else None,
+            "stdout": out, "stdout_truncated": bool(s.get("stdout_truncated"))}
+
+
+class SandboxPool:
+    """N pre-forked zygotes (default: one per core), each driven by its own harness thread."""
+
+    def __init__(self, num_workers: int | None = None, *, tier: str | None = None,
+                 limits: Limits | None = None, batch_size: int = 16):
+        self.tier_info = probe_tier() if tier is None else {"tier": tier}
+        self.tier = self.tier_info["tier"]
+        self.limits = limits or Limits()
+        self.batch_size = batch_size
+        n = num_workers or len(os.sched_getaffinity(0))
+        self.workers = [Worker(self.tier, i) for i in range(n)]
+        self._inbox: queue.Queue = queue.Queue()
+        self._started = threading.Barrier(n + 1)
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._drive, args=(w,), daemon=True, name=f"sbx-{w.index}")
+                         for w in self.workers]
+        for t in self._threads:
+            t.start()
+        self._started.wait()
+        if self._errors:
+            self.close()
+            raise self._errors[0]
+        log.info("sandbox pool: %d workers at tier %s", n, self.tier)
+
+    # Each worker is started and restarted by the same long-lived thread: bwrap's --die-with-parent
+    # follows the thread that spawned it.
+    def _drive(self, worker: Worker) -> None:
+        try:
+            worker.start()
+        except BaseException as e:  # noqa: BLE001 - reported to the constructor
+            self._errors.append(e)
+        self._started.wait()
+        while True:
+            job = self._inbox.get()
+            if job is None:
+                worker.stop()
+                return
+            programs, out = job
+            wires = [p.wire(self.limits) for p in programs]
+            budgets = [(p.limits or self.limits).task_budget_s(w["n_calls"]) for p, w in zip(programs, wires)]
+            t0 = time.monotonic()
+            try:
+                for i, frame in worker.run_batch(wires, budgets):
+                    out.put(self._result(programs[i], wires[i], frame, worker.index, time.monotonic() - t0))
+                    t0 = time.monotonic()
+            except BaseException as e:  # noqa: BLE001 - e.g. a restart that failed: report, don't hang
+                out.put(e)
+
+    def _result(self, p: Program, wire: dict, frame: dict | None, worker: int, wall: float) -> ProgramResult:
+        n = wire["n_calls"]
+        lim = p.limits or self.limits
+        script = None
+        if frame is None:
+            calls = [{"status": "worker_died", "output": None, "exc": None, "note": "sandbox worker restarted"}
+                     for _ in range(n)]
+            if p.mode == "script":
+                script = {"status": "worker_died", "exit": None, "exc": None, "error": None, "stdout": "",
+                          "stdout_truncated": False}
+        else:
+            calls = validate_calls(frame, n, lim) if "zygote_error" not in frame else None
+            if calls is None:
+                calls = [{"status": "protocol_error", "output": None, "exc": None,
+                          "note": "invalid result frame"} for _ in range(n)]
+            if p.mode == "script":
+                script = _script_from_frame(frame) or {"status": "protocol_error", "exit": None, "exc": None,
+                                                       "error": None, "stdout": "", "stdout_truncated": False}
+        return ProgramResult(p.task_id, p.attempt, program_status(calls, script), calls, script, worker, wall)
+
+    # ------------------------------------------------------------ public
+    def run(self, programs: Iterable[Program], *, journal: str | os.PathLike | None = None,
+            progress_every: float = 10.0) -> Iterator[ProgramResult]:
+        """Stream results in completion order. With a journal, finished programs are skipped (and yielded
+        from the journal) and new ones are appended as they finish."""
+        jr = Journal(journal) if journal is not None else None
+        out: queue.Queue = queue.Queue()
+        in_flight = 0
+        done = 0
+        t_start = last_log = time.monotonic()
+        it = iter(programs)
+        exhausted = False
+        try:
+            while True:
+                # Keep about two batches per worker queued; programs are pulled lazily from the iterable.
+                while not exhausted and in_flight < 2 * len(self.workers) * self.batch_size:
+                    batch = []
+                    for p in it:
+                        if jr is not None and jr.has(p.task_id, p.attempt):
+                            yield ProgramResult.from_json(jr.done[(str(p.task_id), p.attempt)])
+                            continue
+                        batch.append(p)
+                        if len(batch) >= self.batch_size:
+                            break
+                    else:
+                        exhausted = True
+                    if batch:
+                        self._inbox.put((batch, out))
+                        in_flight += len(batch)
+                if in_flight == 0:
+                    return
+                res = out.get()
+                if isinstance(res, BaseException):
+                    raise res
+                in_flight -= 1
+                done += 1
+                if jr is not None:
+                    jr.record(dict(res.to_json()))
+                    if out.empty():
+                        jr.flush()
+                now = time.monotonic()
+                if progress_every and now - last_log > progress_every:
+                    rate = done / (now - t_start)
+                    log.info("sandbox: %d programs done, %.0f/s, %d in flight", done, rate, in_flight)
+                    last_log = now
+                yield res
+        finally:
+            if jr is not None:
+                jr.close()
+
+    def run_one(self, program: Program) -> ProgramResult:
+        return next(iter(self.run([program])))
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._inbox.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

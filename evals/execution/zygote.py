@@ -1,0 +1,493 @@
+"""The sandbox-side worker ("zygote"): a long-lived interpreter that forks one child per program.
+
+This file runs *inside* the sandbox (bubblewrap at T1), never in the harness. It uses only the standard
+library and `pyseccomp`, reads length-prefixed JSON task batches on fd 0, and answers one length-prefixed
+JSON frame per task on fd 1. The expected outputs never come here: the zygote only reports what each
+call produced, and the trusted parent does the comparing.
+
+Each child: own process group, every fd closed but its result pipe, stdio on /dev/null (or a capped pipe in
+script mode), rlimits, a seccomp filter, `random.seed(0)`, then the candidate. It writes one JSON line per
+call through serializers bound before the candidate ran, so monkeypatching `repr`/`json` cannot forge them.
+"""
+import builtins
+import ctypes
+import json
+import os
+import random
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+
+MAX_FRAME = 64 << 20
+_LEN = struct.Struct(">I")
+PROTO_IN, PROTO_OUT = 200, 201
+
+# Bound before any candidate runs: the child serialises with these, not with whatever the program patched.
+_repr, _str, _type, _len, _isinstance = builtins.repr, builtins.str, builtins.type, builtins.len, builtins.isinstance
+_dumps, _write, _exit = json.dumps, os.write, os._exit
+_BaseException, _MemoryError, _dict = BaseException, MemoryError, dict
+
+
+# ---------------------------------------------------------------- framing (zygote <-> harness)
+def _read_exact(fd, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def read_frame(fd):
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    (n,) = _LEN.unpack(head)
+    if n > MAX_FRAME:
+        raise ValueError("frame too large")
+    body = _read_exact(fd, n)
+    return None if body is None else json.loads(body)
+
+
+def write_frame(fd, obj):
+    data = json.dumps(obj).encode()
+    data = _LEN.pack(len(data)) + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+# ---------------------------------------------------------------- child-side hardening
+def _install_seccomp(allow_net_unix_only=True):
+    """EPERM for the syscalls a candidate needs to attack the harness, the host or the network."""
+    import pyseccomp as sc
+    import errno
+    import socket
+
+    me = os.getpid()
+    f = sc.SyscallFilter(defaction=sc.ALLOW)
+    eperm = sc.ERRNO(errno.EPERM)
+    for name in ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_open", "pidfd_getfd",
+                 "pidfd_send_signal", "setsid", "setpgid", "unshare", "setns", "mount", "umount2", "chroot",
+                 "pivot_root", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "io_uring_setup",
+                 "io_uring_enter", "io_uring_register", "userfaultfd", "kexec_load", "init_module",
+                 "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct", "quotactl",
+                 "open_by_handle_at", "name_to_handle_at", "setuid", "setgid", "setreuid", "setregid",
+                 "setresuid", "setresgid", "setgroups"):
+        try:
+            f.add_rule(eperm, name)
+        except Exception:  # syscall unknown on this arch
+            pass
+    # Signals only to ourselves (Python's os.abort uses tgkill on its own pid).
+    f.add_rule(eperm, "kill", sc.Arg(0, sc.NE, me))
+    f.add_rule(eperm, "tgkill", sc.Arg(0, sc.NE, me))
+    f.add_rule(eperm, "tkill", sc.Arg(0, sc.NE, me))
+    if allow_net_unix_only:
+        f.add_rule(eperm, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    # clone3 takes its flags by pointer, which seccomp cannot inspect: make libc fall back to clone.
+    try:
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    except Exception:
+        pass
+    # clone with any CLONE_NEW* flag (user, pid, net, ipc, uts, mount, cgroup namespaces).
+    for bit in (0x10000000, 0x20000000, 0x40000000, 0x04000000, 0x08000000, 0x00020000, 0x02000000):
+        f.add_rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))
+    f.load()
+
+
+def _set_limits(lim, n_calls):
+    cpu = int(lim["cpu_s"]) * max(1, n_calls + 1)
+    pairs = [
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_AS, (lim["memory_bytes"], lim["memory_bytes"])),
+        (resource.RLIMIT_FSIZE, (lim["fsize_bytes"], lim["fsize_bytes"])),
+        (resource.RLIMIT_NOFILE, (lim["nofile"], lim["nofile"])),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ]
+    if lim["nproc"] is not None:
+        pairs.append((resource.RLIMIT_NPROC, (lim["nproc"], lim["nproc"])))
+    for what, value in pairs:
+        resource.setrlimit(what, value)
+
+
+def _exc_text(e):
+    try:
+        msg = _str(e)
+    except _BaseException:
+        msg = "<unprintable>"
+    return "%s: %s" % (_type(e), msg)
+
+
+def _child_main(task, start, wfd, cfg):
+    """Runs in the forked child: harden, exec the candidate, call it, stream one JSON line per call."""
+    cap = task["limits"]["output_cap"]
+
+    def send(obj):
+        data = (_dumps(obj) + "\n").encode()
+        while data:
+            data = data[_write(wfd, data):]
+
+    def outcome(i, thunk):
+        try:
+            value = thunk()
+            try:
+                text = _dumps(_repr(value))
+            except _BaseException as e:  # a __repr__ that raises or returns a non-str
+                send({"i": i, "kind": "error", "value": _dumps(_exc_text(e)), "exc": _type(e).__name__})
+                return
+            if _len(text) > cap:
+                send({"i": i, "kind": "too_large", "value": None, "exc": None})
+            else:
+                send({"i": i, "kind": "return", "value": text, "exc": None})
+        except _BaseException as e:
+            text = _dumps(_exc_text(e))
+            send({"i": i, "kind": "error", "value": text if _len(text) <= cap else None,
+                  "exc": _type(e).__name__})
+
+    random.seed(0)
+    calls = task.get("calls") or []
+    kwarg_list = None
+    if task.get("calls_src") is not None:
+        # Case2Code `example_str`: a small program that defines `examples`, a list of dicts.
+        try:
+            ns = {"__builtins__": builtins, "__name__": "__examples__"}
+            exec(compile(task["calls_src"], "<examples>", "exec"), ns)
+            kwarg_list = list(ns["examples"])
+        except _BaseException as e:
+            send({"fatal": "calls_src failed: " + _exc_text(e)[:500]})
+            _exit(0)
+        if _len(kwarg_list) != task["n_calls"]:
+            send({"fatal": "calls_src produced %d calls, expected %d" % (_len(kwarg_list), task["n_calls"])})
+            _exit(0)
+    mode = task.get("mode", "calls")
+    ns = {"__builtins__": builtins, "__name__": "__main__"}
+    try:
+        code = compile(task["source"], "<program>", "exec")
+    except _BaseException as e:
+        send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__})
+        _exit(0)
+    try:
+        exec(code, ns)
+    except _BaseException as e:
+        if mode == "script":
+            code_ = e.code if _isinstance(e, SystemExit) else 1
+            send({"script_exit": code_ if _isinstance(code_, int) else 1, "exc": _type(e).__name__,
+                  "value": _dumps(_exc_text(e))[:cap]})
+            _exit(0)
+        send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__})
+        _exit(0)
+    if mode == "script":
+        try:
+            sys.stdout.flush()
+        except _BaseException:
+            pass
+        send({"script_exit": 0})
+        _exit(0)
+    send({"loaded": True})
+    fn = ns.get(task["entry"])
+    for i in range(start, task["n_calls"]):
+        if kwarg_list is not None:
+            kw = kwarg_list[i]
+        elif "kwargs_src" in calls[i]:
+            try:
+                kw = eval(calls[i]["kwargs_src"], {"__builtins__": builtins})
+            except _BaseException as e:
+                send({"i": i, "kind": "bad_input", "value": _dumps("kwargs_src failed: " + _exc_text(e)[:300]),
+                      "exc": None})
+                continue
+        else:
+            kw = calls[i]["kwargs"]
+        if not _isinstance(kw, _dict):
+            send({"i": i, "kind": "bad_input", "value": _dumps("kwargs are not a dict: %s" % _type(kw).__name__),
+                  "exc": None})
+            continue
+        if fn is None:
+            outcome(i, lambda: (_ for _ in ()).throw(NameError("name %r is not defined" % task["entry"])))
+            continue
+        outcome(i, lambda: fn(**kw))
+    _exit(0)
+
+
+def _fork_child(task, start, cfg, workdir):
+    r, w = os.pipe()
+    out_r = out_w = None
+    if task.get("mode") == "script":
+        out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)
+            os.chdir(workdir)
+            null = os.open("/dev/null", os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(out_w if out_w is not None else null, 1)
+            os.dup2(null, 2)
+            keep = os.dup2(w, 3)
+            os.closerange(4, 1 << 16)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if cfg.get("drop_uid") is not None:  # T2: the zygote itself may still be root
+                os.setgroups([])
+                os.setresgid(cfg["drop_uid"], cfg["drop_uid"], cfg["drop_uid"])
+                os.setresuid(cfg["drop_uid"], cfg["drop_uid"], cfg["drop_uid"])
+            _set_limits(task["limits"], task["n_calls"] - start)
+            if cfg.get("seccomp"):
+                _install_seccomp()
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            sys.stdin = open(0, "r", closefd=False)
+            _child_main(task, start, keep, cfg)
+        except _BaseException:
+            pass
+        os._exit(0)
+    os.close(w)
+    if out_w is not None:
+        os.close(out_w)
+    return pid, r, out_r
+
+
+def _kill_everything(pid, cfg):
+    """Kill the child's process group, then every process we may signal (the whole pidns / our uid)."""
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+        except OSError:
+            pass
+    if cfg.get("kill_all"):
+        try:
+            os.kill(-1, signal.SIGKILL)  # never reaches us or pid 1 of the pidns
+        except OSError:
+            pass
+    elif cfg.get("drop_uid") is not None:  # T2: no pidns, so sweep /proc for our private uid
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat("/proc/" + entry).st_uid == cfg["drop_uid"]:
+                        os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+def _reap(pid):
+    status = None
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            got, st = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if got == 0:
+            if status is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.0005)
+            continue
+        if got == pid:
+            status = st
+    return status
+
+
+SIG_STATUS = {signal.SIGXCPU: "timeout", signal.SIGKILL: "timeout", signal.SIGSEGV: "crash",
+              signal.SIGBUS: "crash", signal.SIGABRT: "crash", signal.SIGILL: "crash", signal.SIGFPE: "crash",
+              signal.SIGSYS: "crash", signal.SIGXFSZ: "error"}
+
+
+def run_task(task, cfg):
+    """Run one program on all its calls; restart the child after a call that times out or crashes."""
+    n = task["n_calls"]
+    lim = task["limits"]
+    results = [None] * n
+    program_deadline = time.monotonic() + lim["program_wall_s"]
+    workdir = os.path.join(cfg["tmp"], "task")
+    stdout_chunks, stdout_len, stdout_over = [], 0, False
+    script = task.get("mode") == "script"
+    start = 0
+    script_result = None
+    while start < n or (script and script_result is None):
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.mkdir(workdir, 0o700)
+        pid, r, out_r = _fork_child(task, start, cfg, workdir)
+        buf = b""
+        read_total = 0
+        loaded = False
+        deadline = min(time.monotonic() + lim["load_wall_s"], program_deadline)
+        stop_reason = None  # why we stopped listening: None (EOF), "timeout", "protocol", "too_large"
+        fds = [r] + ([out_r] if out_r is not None else [])
+        while fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                stop_reason = "timeout"
+                break
+            ready, _, _ = select.select(fds, [], [], left)
+            if out_r is not None and out_r in ready:
+                chunk = os.read(out_r, 65536)
+                if not chunk:
+                    fds.remove(out_r)
+                else:
+                    room = lim["stdout_cap"] - stdout_len
+                    stdout_chunks.append(chunk[:max(room, 0)])
+                    stdout_len += len(chunk)
+                    if stdout_len > lim["stdout_cap"]:
+                        stdout_over = True
+                        stop_reason = "too_large"
+                        break
+            if r not in ready:
+                continue
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                fds.remove(r)
+                if out_r is not None and out_r in fds:
+                    deadline = min(deadline, time.monotonic() + 0.2)  # let the last stdout arrive
+                continue
+            read_total += len(chunk)
+            if read_total > lim["task_output_cap"] + 65536:
+                stop_reason = "protocol"
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                try:
+                    msg = json.loads(line)
+                    if not isinstance(msg, dict):
+                        raise ValueError
+                except ValueError:
+                    stop_reason = "protocol"
+                    break
+                if script:
+                    if "script_exit" in msg and script_result is None:
+                        script_result = msg
+                    continue
+                if "fatal" in msg:
+                    for i in range(start, n):
+                        results[i] = {"status": "protocol_error", "output": None, "exc": None,
+                                      "note": str(msg["fatal"])[:500]}
+                    start = n
+                    continue
+                if "load_error" in msg:
+                    for i in range(start, n):
+                        results[i] = {"status": "error", "output": msg["load_error"], "exc": msg.get("exc"),
+                                      "note": "program failed at import"}
+                    start = n
+                    continue
+                if msg.get("loaded"):
+                    loaded = True
+                    deadline = min(time.monotonic() + lim["wall_s"], program_deadline)
+                    continue
+                i = msg.get("i")
+                if not loaded or i != start or msg.get("kind") not in ("return", "error", "too_large",
+                                                                      "bad_input"):
+                    stop_reason = "protocol"
+                    break
+                kind = msg["kind"]
+                value = msg.get("value")
+                if value is not None and (not isinstance(value, str) or len(value) > lim["output_cap"] + 64):
+                    stop_reason = "protocol"
+                    break
+                if kind == "return":
+                    results[i] = {"status": "ok", "output": value, "exc": None}
+                elif kind == "too_large":
+                    results[i] = {"status": "output_too_large", "output": None, "exc": "OutputTooLarge"}
+                elif kind == "bad_input":
+                    results[i] = {"status": "error", "output": None, "exc": None, "note": value}
+                else:
+                    exc = msg.get("exc") if isinstance(msg.get("exc"), str) else None
+                    results[i] = {"status": "memory" if exc == "MemoryError" else "error", "output": value,
+                                  "exc": exc}
+                start += 1
+                deadline = min(time.monotonic() + lim["wall_s"], program_deadline)
+            if stop_reason:
+                break
+        _kill_everything(pid, cfg)
+        status = _reap(pid)
+        os.close(r)
+        if out_r is not None:
+            os.close(out_r)
+        sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+        if script:
+            if script_result is None:
+                script_result = {"script_exit": None}
+            break
+        if start >= n:
+            break
+        # The child stopped before answering call `start`: say why, for that call only.
+        if stop_reason == "timeout" or (sig is not None and SIG_STATUS.get(sig) == "timeout"):
+            st, note = "timeout", None
+        elif stop_reason == "protocol":
+            st, note = "protocol_error", "malformed or out-of-order result line"
+        elif sig is not None:
+            st, note = SIG_STATUS.get(sig, "crash"), "killed by signal %d" % sig
+        else:
+            st, note = "error", "exited without a result"
+        if not loaded:  # died before the program finished importing: every remaining call shares the fate
+            for i in range(start, n):
+                results[i] = {"status": st, "output": None, "exc": None, "note": note}
+            break
+        results[start] = {"status": st, "output": None, "exc": None, "note": note}
+        start += 1
+        if time.monotonic() >= program_deadline:
+            for i in range(start, n):
+                results[i] = {"status": "timeout", "output": None, "exc": None, "note": "program wall cap"}
+            break
+    shutil.rmtree(workdir, ignore_errors=True)
+    frame = {"id": task["id"], "calls": results}
+    if script:
+        sr = script_result
+        code = sr.get("script_exit")
+        if stdout_over:
+            st = "output_too_large"
+        elif stop_reason == "timeout" or (sig is not None and SIG_STATUS.get(sig) == "timeout"):
+            st = "timeout"
+        elif sig is not None:
+            st = SIG_STATUS.get(sig, "crash")
+        elif code == 0:
+            st = "ok"
+        else:
+            st = "error"
+        frame.update(script={"status": st, "exit": code, "exc": sr.get("exc"), "error": sr.get("value"),
+                             "stdout": b"".join(stdout_chunks).decode("utf-8", "replace"),
+                             "stdout_truncated": stdout_over})
+    return frame
+
+
+def _preimport(names):
+    for name in names:
+        try:
+            __import__(name)
+        except Exception:
+            pass
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    os.dup2(0, PROTO_IN)
+    os.dup2(1, PROTO_OUT)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    try:  # PR_SET_DUMPABLE=0: nothing of our uid may ptrace us or read our /proc memory
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    except Exception:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _preimport(cfg.get("preimport", []))
+    if cfg.get("seccomp"):
+        import pyseccomp  # noqa: F401  (fail here, loudly, rather than in every child)
+    write_frame(PROTO_OUT, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
+                            "python": sys.version.split()[0]})
+    while True:
+        batch = read_frame(PROTO_IN)
+        if batch is None:
+            return
+        for task in batch["tasks"]:
+            try:
+                frame = run_task(task, cfg)
+            except Exception as e:  # a zygote bug must not look like a program's verdict
+                frame = {"id": task.get("id"), "zygote_error": repr(e)[:500]}
+            write_frame(PROTO_OUT, frame)
+
+
+if __name__ == "__main__":
+    main()
