@@ -1,0 +1,121 @@
+"""`make_dataset`: the one entry point the trainer calls (gin-configurable).
+
+It resolves the corpus and vocabulary, builds (once) the row cache keyed by a hash of everything
+that affects the rows, and returns a `StepIndexedDataset`. A cache hit touches no TensorFlow.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import gin
+
+from patch_training.data import tasks as tasks_lib
+from patch_training.data import vocab as vocab_lib
+from patch_training.data.paths import default_cache_dir
+from patch_training.data.step_dataset import META_FILE, StepIndexedDataset
+from patch_training.errors import UserError
+
+# Bump when the row format or the preprocessing recipe changes: old caches then stop matching.
+ROWS_FORMAT_VERSION = 1
+
+
+def _mode(pack: bool, concat: bool, patch_size: int, sequence_length: int) -> str:
+    if patch_size < 1:
+        raise UserError(f"patch_size must be >= 1, got {patch_size}")
+    if sequence_length < 2:
+        raise UserError(f"sequence_length must be >= 2, got {sequence_length}")
+    if sequence_length % patch_size:
+        raise UserError(f"patch_size K={patch_size} does not divide sequence_length={sequence_length} "
+                        f"(patch rows hold K*T tokens)")
+    if patch_size > 1 or concat:
+        return "concat"
+    return "packed" if pack else "padded"
+
+
+@gin.configurable
+def make_dataset(*, task: str, split: str = "train", sequence_length: int, vocab: Any = None,
+                 seed: int = 0, cache_dir: str | os.PathLike | None = None, pack: bool = True,
+                 patch_size: int = 1, concat: bool = False, shuffle: bool | None = None) -> StepIndexedDataset:
+    """Rows for `task`/`split` as a `StepIndexedDataset`.
+
+    task: a registered corpus (`code_corpus`, `wikitext`, or one from `register_*_corpus`).
+    sequence_length: tokens per row; in patch mode (patch_size K > 1) that is K*T and K must divide it.
+    vocab: a seqio vocabulary, a vocab spec dict, a `vocab.json`/`tokenizer.model` path, or None
+      for `get_vocabulary()` (gin).
+    pack: seqio packing with segment ids and positions (token mode); False pads one piece per row.
+    patch_size: K > 1 gives patch rows: documents concatenated with EOS separators, one segment.
+    concat: token-mode rows cut from the concatenated stream (like patch rows, with K=1).
+    shuffle: epoch-wise permutation by `seed`; default True for train, False otherwise.
+    """
+    if split not in tasks_lib.SPLITS:
+        raise UserError(f"split must be one of {tasks_lib.SPLITS}, got {split!r}")
+    mode = _mode(pack, concat, int(patch_size), int(sequence_length))
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    vocab_obj = None if isinstance(vocab, (dict, str, os.PathLike, type(None))) else vocab
+    spec = vocab_lib.as_spec(vocab)
+    vocab_fp = vocab_lib.spec_fingerprint(spec)
+    source = tasks_lib.get_source(task)
+    if source is None:
+        raise UserError(f"unknown corpus/task {task!r}; registered corpora: "
+                        f"{', '.join(tasks_lib.registered_sources())}")
+    tfds_dir = cache_root / "tfds"
+    key_parts = {"format": ROWS_FORMAT_VERSION, "task": task, "source": source.kind,
+                 "options": json.dumps(source.opts, sort_keys=True, default=str),
+                 "content": _content_key(source), "split": split, "vocab": vocab_fp,
+                 "length": int(sequence_length), "mode": mode, "patch_size": int(patch_size),
+                 "tfds_dir": str(tfds_dir) if source.kind == "tfds" else ""}
+    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
+    rows_dir = cache_root / "rows" / f"{task}-{split}-{mode}{patch_size}-L{sequence_length}-{key}"
+    if not (rows_dir / META_FILE).is_file():
+        _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts,
+               int(sequence_length), mode, int(patch_size))
+    ds = StepIndexedDataset(rows_dir, seed=seed, shuffle=(split == "train") if shuffle is None else shuffle)
+    _report_malformed(ds)
+    return ds
+
+
+def _content_key(source: tasks_lib.CorpusSource) -> str:
+    """What the corpus holds now, cheaply: file contents for local corpora (so edits rebuild)."""
+    from patch_training.data import corpora
+    o = source.opts
+    if source.kind == "code":
+        root = Path(o["root"]) if o["root"] else corpora.default_code_root()
+        files = corpora.list_corpus_files(root, o["extensions"])
+        return corpora.fingerprint_files(root, files, o["validation_fraction"])
+    if source.kind == "jsonl":
+        paths = [p for _, fs in o["files"] for p in
+                 corpora.check_jsonl_files(fs, f"corpus {source.name!r}")]
+        return corpora.fingerprint_files(Path("/"), paths)
+    return o["tfds_name"]  # a TFDS name+version pins its content
+
+
+def _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts, length, mode, patch_size):
+    from patch_training.data import materialize, tfds_builders
+
+    vocab_obj = vocab_obj if vocab_obj is not None else vocab_lib.vocab_from_spec(spec)
+    task, builder = tasks_lib.seqio_task_for(source.name, vocab_obj, vocab_fp, tfds_dir)
+    tfds_split = tasks_lib.split_name(source, split, builder)
+    reports = {}
+    if source.kind == "tfds":
+        if not builder.is_prepared():
+            raise UserError(f"TFDS dataset {builder.name} is not prepared in {builder.data_dir}; "
+                            f"prepare it first (e.g. `tfds build {builder.name} --data_dir ...`)")
+    else:
+        reports = tfds_builders.prepare(builder)
+    report = reports.get(tfds_split)
+    materialize.materialize(
+        task, builder, tfds_split, split, sequence_length=length, mode=mode, patch_size=patch_size,
+        vocab=vocab_obj, out_dir=rows_dir,
+        meta_extra={"task": source.name, "split": split, "vocab_spec": spec, "key": key_parts,
+                    "row_report": report.to_dict() if report else None})
+
+
+def _report_malformed(ds: StepIndexedDataset) -> None:
+    from patch_training.data.corpora import RowReport
+    report = ds.meta.get("row_report")
+    if report:
+        RowReport.from_dict(report).log(f"corpus {ds.meta['task']}/{ds.meta['split']}")

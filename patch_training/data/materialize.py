@@ -1,0 +1,164 @@
+"""Run a seqio Task once and store its rows in an offline cache (raw memmap arrays + meta.json).
+
+Modes:
+- 'packed': seqio `DecoderFeatureConverter(pack=True)`; documents longer than a row are first cut
+  into row-sized pieces (nothing dropped), then packed with segment ids and positions.
+- 'padded': `DecoderFeatureConverter(pack=False)`; one piece per row, zero-padded.
+- 'concat': documents joined with their EOS separators and cut into rows of exactly
+  `sequence_length` tokens, one segment per row (patch mode: K*T tokens, no segment restarts).
+
+The cache is written into a scratch directory and renamed into place when complete, and meta.json
+(the completeness marker) is written last, so an interrupted build is never read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from patch_training.data.step_dataset import META_FILE, STORED
+
+BATCH_ROWS = 256  # rows per tf.data batch while materialising
+
+
+class _Writer:
+    """Append-only row writer for the stored arrays."""
+
+    def __init__(self, directory: Path, length: int, token_dtype: np.dtype):
+        self.length = length
+        self.dtypes = {"targets": token_dtype, "segment_ids": np.dtype(np.uint16),
+                       "positions": np.dtype(np.uint16 if length < 2**16 else np.int32)}
+        self.files = {k: open(directory / f"{k}.bin", "wb") for k in STORED}
+        self.rows = 0
+        self.tokens = 0
+
+    def write(self, targets: np.ndarray, segment_ids: np.ndarray, positions: np.ndarray) -> None:
+        self.files["targets"].write(np.ascontiguousarray(targets, self.dtypes["targets"]).tobytes())
+        self.files["segment_ids"].write(np.ascontiguousarray(segment_ids, self.dtypes["segment_ids"]).tobytes())
+        self.files["positions"].write(np.ascontiguousarray(positions, self.dtypes["positions"]).tobytes())
+        self.rows += len(targets)
+        self.tokens += int(np.count_nonzero(targets))
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+class _Progress:
+    """A log line every few seconds with rate and ETA (documents known from the TFDS split info)."""
+
+    def __init__(self, what: str, total_docs: int | None):
+        self.what, self.total, self.start, self.last = what, total_docs, time.time(), 0.0
+
+    def update(self, docs: int, tokens: int, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last < 5.0:
+            return
+        self.last = now
+        dt = max(now - self.start, 1e-9)
+        eta = ""
+        if self.total and docs:
+            eta = f", ETA {max(0.0, (self.total - docs) * dt / docs):.0f}s"
+        of = f"/{self.total}" if self.total else ""
+        print(f"[data] {self.what}: {docs}{of} docs, {tokens / 1e6:.2f}M tokens, "
+              f"{tokens / dt / 1e6:.2f}M tok/s{eta}", file=sys.stderr, flush=True)
+
+
+def _doc_count(builder, tfds_split: str) -> int | None:
+    try:
+        return int(builder.info.splits[tfds_split].num_examples)
+    except Exception:  # unknown for some datasets; progress then has no ETA
+        return None
+
+
+def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: int, mode: str,
+                patch_size: int, vocab, out_dir: Path, meta_extra: dict) -> None:
+    """Build the row cache for (task, split) into `out_dir` (atomically)."""
+    import seqio
+    import tensorflow as tf
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    token_dtype = np.dtype(np.uint16 if vocab.vocab_size <= 2**16 else np.int32)
+    writer = _Writer(tmp, sequence_length, token_dtype)
+    progress = _Progress(f"{meta_extra['task']}/{split} ({mode}, L={sequence_length})",
+                         _doc_count(builder, tfds_split))
+    try:
+        with tf.device("/cpu:0"):
+            if mode == "concat":
+                ds = task.get_dataset(None, split=split, shuffle=False, num_epochs=1, use_cached=False)
+                docs = _write_concat(ds, writer, sequence_length, progress)
+            else:
+                lengths = {"targets": sequence_length}
+                ds = task.get_dataset(lengths, split=split, shuffle=False, num_epochs=1, use_cached=False)
+                ds = seqio.DecoderFeatureConverter(pack=(mode == "packed"))(ds, lengths)
+                docs = _write_converted(ds, writer, progress, int(vocab.eos_id))
+        writer.close()
+        progress.update(docs, writer.tokens, force=True)
+        meta = {**meta_extra, "num_rows": writer.rows, "num_tokens": writer.tokens,
+                "num_documents": docs, "sequence_length": sequence_length, "mode": mode,
+                "patch_size": patch_size, "vocab_size": int(vocab.vocab_size),
+                "eos_id": int(vocab.eos_id), "dtypes": {k: v.str for k, v in writer.dtypes.items()},
+                "build_seconds": round(time.time() - progress.start, 2)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        if out_dir.exists():  # a concurrent build finished first; theirs is equivalent
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, out_dir)
+    finally:
+        writer.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int) -> int:
+    """Rows straight from the feature converter; the inputs seqio derives are re-derived on read."""
+    docs = 0
+    for batch in ds.batch(BATCH_ROWS).as_numpy_iterator():
+        targets = batch["decoder_target_tokens"]
+        if "decoder_segment_ids" in batch:
+            seg, pos = batch["decoder_segment_ids"], batch["decoder_positions"]
+        else:  # pack=False: one piece per row, so the segment is the non-padding prefix
+            seg = (targets != 0).astype(np.int32)
+            pos = np.where(seg > 0, np.arange(targets.shape[1]), 0)
+        writer.write(targets, seg, pos)
+        docs += int(np.count_nonzero(targets == eos_id))  # every document ends in exactly one EOS
+        progress.update(docs, writer.tokens)
+    return docs
+
+
+def _write_concat(ds, writer: _Writer, length: int, progress: _Progress) -> int:
+    """Join documents (each already ends in EOS) and cut rows of exactly `length` tokens."""
+    carry = np.zeros((0,), np.int64)
+    docs = 0
+    positions = np.broadcast_to(np.arange(length), (BATCH_ROWS, length))
+    for chunk in _token_chunks(ds):
+        docs += chunk[1]
+        carry = np.concatenate([carry, chunk[0]])
+        full = len(carry) // length
+        if full:
+            rows = carry[: full * length].reshape(full, length)
+            for i in range(0, full, BATCH_ROWS):
+                part = rows[i:i + BATCH_ROWS]
+                writer.write(part, np.ones_like(part), positions[: len(part)])
+            carry = carry[full * length:]
+        progress.update(docs, writer.tokens)
+    if len(carry):  # the tail row is zero-padded; its padding has segment id 0 and zero weight
+        row = np.zeros((1, length), np.int64)
+        row[0, : len(carry)] = carry
+        writer.write(row, (row != 0).astype(np.int64), np.where(row != 0, np.arange(length), 0))
+    return docs
+
+
+def _token_chunks(ds) -> Iterator[tuple[np.ndarray, int]]:
+    """Concatenated tokens of ~BATCH_ROWS documents at a time, with the document count."""
+    for batch in ds.map(lambda ex: {"targets": ex["targets"]}).ragged_batch(BATCH_ROWS).as_numpy_iterator():
+        flat = batch["targets"]
+        yield np.asarray(flat.flat_values if hasattr(flat, "flat_values") else np.concatenate(flat)), \
+            int(flat.nrows() if hasattr(flat, "nrows") else len(flat))

@@ -1,0 +1,161 @@
+"""Data as a pure function of the step (Levanter style), over rows materialised in a cache.
+
+`StepIndexedDataset.host_batch(step, ...)` reads rows of a memory-mapped cache by index: which rows
+make up step `s` depends only on (seed, s), so exact resume needs only the step, and every host
+computes the same global batch and keeps its own contiguous slice. Only numpy slicing runs per step.
+"""
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from patch_training.errors import UserError
+
+FEATURES = ("decoder_target_tokens", "decoder_input_tokens", "decoder_segment_ids",
+            "decoder_positions", "decoder_loss_weights")
+META_FILE = "meta.json"
+# Arrays stored per row; inputs and loss weights are derived (see `_assemble`).
+STORED = ("targets", "segment_ids", "positions")
+
+
+def open_rows(directory: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Memory-map a finished row cache (meta.json is written last, so its presence means complete)."""
+    meta = json.loads((directory / META_FILE).read_text())
+    n, length = meta["num_rows"], meta["sequence_length"]
+    arrays = {}
+    for name in STORED:
+        dtype = np.dtype(meta["dtypes"][name])
+        arrays[name] = (np.memmap(directory / f"{name}.bin", dtype=dtype, mode="r", shape=(n, length))
+                        if n else np.zeros((0, length), dtype))
+    return meta, arrays
+
+
+class StepIndexedDataset:
+    """Deterministic batches by step from a row cache.
+
+    Attributes: `num_rows`, `sequence_length` (tokens per row), `patch_size`, `mode`
+    ('packed' | 'padded' | 'concat'), `vocab_spec`, `meta` (counts, malformed-row report).
+    """
+
+    def __init__(self, directory: str | Path, *, seed: int = 0, shuffle: bool = True):
+        self.directory = Path(directory)
+        self.meta, self._rows = open_rows(self.directory)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.num_rows: int = self.meta["num_rows"]
+        self.sequence_length: int = self.meta["sequence_length"]
+        self.patch_size: int = self.meta["patch_size"]
+        self.mode: str = self.meta["mode"]
+        self.vocab_spec: dict = self.meta["vocab_spec"]
+        # Per-instance cache of epoch permutations (an lru_cache on a bound method would pin self).
+        self._permutation = lru_cache(maxsize=4)(self._make_permutation)
+
+    def __repr__(self) -> str:
+        return (f"StepIndexedDataset({self.meta['task']}/{self.meta['split']}, rows={self.num_rows}, "
+                f"length={self.sequence_length}, mode={self.mode}, patch_size={self.patch_size})")
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.meta["num_tokens"])
+
+    def _make_permutation(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.num_rows, dtype=np.int64)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
+
+    def global_row_ids(self, step: int, global_batch_size: int) -> np.ndarray:
+        """Row ids of the whole global batch at `step`: a walk through epoch-wise permutations."""
+        if self.num_rows == 0:
+            raise UserError(f"dataset {self.directory} has no rows")
+        start = int(step) * int(global_batch_size)
+        flat = np.arange(start, start + global_batch_size, dtype=np.int64)
+        epochs, offsets = np.divmod(flat, self.num_rows)
+        out = np.empty_like(flat)
+        for e in np.unique(epochs):
+            sel = epochs == e
+            out[sel] = self._permutation(int(e))[offsets[sel]]
+        return out
+
+    def host_batch(self, step: int, global_batch_size: int, process_index: int = 0,
+                   process_count: int = 1) -> dict[str, np.ndarray]:
+        """This host's contiguous slice of the global batch at `step` (a pure function of step)."""
+        per_host = _per_host(global_batch_size, process_index, process_count)
+        ids = self.global_row_ids(step, global_batch_size)[process_index * per_host:
+                                                           (process_index + 1) * per_host]
+        return self._assemble(ids)
+
+    def eval_batches(self, global_batch_size: int, process_index: int = 0,
+                     process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+        """One pass over all rows in order; the last global batch is padded with zero-weight rows.
+
+        Every host yields the same number of batches (padding rows are all zeros), so collective
+        evaluation steps stay in lock-step across hosts.
+        """
+        per_host = _per_host(global_batch_size, process_index, process_count)
+        for start in range(0, self.num_rows, global_batch_size):
+            lo = start + process_index * per_host
+            ids = np.arange(lo, min(lo + per_host, self.num_rows), dtype=np.int64)
+            batch = self._assemble(ids)
+            if len(ids) < per_host:
+                batch = {k: np.concatenate([v, np.zeros((per_host - len(ids),) + v.shape[1:], v.dtype)])
+                         for k, v in batch.items()}
+            yield batch
+
+    def num_eval_batches(self, global_batch_size: int) -> int:
+        return -(-self.num_rows // global_batch_size)
+
+    def _assemble(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        # Sorted reads are friendlier to the page cache; restore the requested order afterwards.
+        order = np.argsort(ids, kind="stable")
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        sorted_ids = ids[order]
+        targets = self._rows["targets"][sorted_ids].astype(np.int32)[inverse]
+        segments = self._rows["segment_ids"][sorted_ids].astype(np.int32)[inverse]
+        positions = self._rows["positions"][sorted_ids].astype(np.int32)[inverse]
+        if self.patch_size > 1:
+            # Patch rows: the model consumes the raw K*T tokens and the patch loss shifts by a patch.
+            inputs = targets.copy()
+        else:
+            # seqio's autoregressive inputs: shift right inside each segment, 0 at a segment start.
+            inputs = np.zeros_like(targets)
+            inputs[:, 1:] = targets[:, :-1]
+            inputs[:, 1:] *= segments[:, 1:] == segments[:, :-1]
+        return {
+            "decoder_target_tokens": targets,
+            "decoder_input_tokens": inputs,
+            "decoder_segment_ids": segments,
+            "decoder_positions": positions,
+            "decoder_loss_weights": (targets != 0).astype(np.float32),
+        }
+
+
+def _per_host(global_batch_size: int, process_index: int, process_count: int) -> int:
+    if global_batch_size <= 0:
+        raise UserError(f"global batch size must be positive, got {global_batch_size}")
+    if not 0 <= process_index < process_count:
+        raise UserError(f"process_index {process_index} is outside [0, {process_count})")
+    if global_batch_size % process_count:
+        raise UserError(f"global batch size {global_batch_size} is not divisible by the "
+                        f"process count {process_count}")
+    return global_batch_size // process_count
+
+
+def measure_pipeline_tokens_per_s(dataset: StepIndexedDataset, global_batch_size: int, steps: int,
+                                  process_index: int = 0, process_count: int = 1,
+                                  start_step: int = 0) -> dict[str, float]:
+    """Time `steps` calls of `host_batch`; tokens/s counts every position of the returned rows."""
+    dataset.host_batch(start_step, global_batch_size, process_index, process_count)  # warm page cache
+    t0 = time.perf_counter()
+    tokens = 0
+    for s in range(start_step, start_step + steps):
+        b = dataset.host_batch(s, global_batch_size, process_index, process_count)
+        tokens += b["decoder_target_tokens"].size
+    dt = time.perf_counter() - t0
+    return {"pipeline_tokens_per_s": tokens / dt if dt > 0 else float("inf"),
+            "seconds_per_batch": dt / max(steps, 1), "tokens": tokens, "steps": steps}
