@@ -212,7 +212,7 @@ class TrainCheckpointer:
         if self.config.keep_every_steps:
             keep.append(cm.EveryNSteps(interval_steps=self.config.keep_every_steps))
         if not keep:
-            preservation = cm.PreserveAll()
+            preservation = None  # orbax keeps everything
         else:
             preservation = keep[0] if len(keep) == 1 else cm.AnyPreservationPolicy(keep)
         return ocp.CheckpointManagerOptions(
