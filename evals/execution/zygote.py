@@ -62,13 +62,18 @@ def write_frame(fd, obj):
 
 
 # ---------------------------------------------------------------- child-side hardening
-def _install_seccomp(allow_net_unix_only=True):
-    """EPERM for the syscalls a candidate needs to attack the harness, the host or the network."""
+_MAGIC_PID = 0x3EC0DE5  # above pid_max: stands in for the child's pid in the exported BPF
+_BPF_TEMPLATE = None
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _build_seccomp_template():
+    """Compile the filter once (libseccomp takes milliseconds) and export its BPF; children patch in their pid."""
     import pyseccomp as sc
     import errno
     import socket
+    import tempfile
 
-    me = os.getpid()
     f = sc.SyscallFilter(defaction=sc.ALLOW)
     eperm = sc.ERRNO(errno.EPERM)
     for name in ("ptrace", "process_vm_readv", "process_vm_writev", "pidfd_open", "pidfd_getfd",
@@ -83,20 +88,44 @@ def _install_seccomp(allow_net_unix_only=True):
         except Exception:  # syscall unknown on this arch
             pass
     # Signals only to ourselves (Python's os.abort uses tgkill on its own pid).
-    f.add_rule(eperm, "kill", sc.Arg(0, sc.NE, me))
-    f.add_rule(eperm, "tgkill", sc.Arg(0, sc.NE, me))
-    f.add_rule(eperm, "tkill", sc.Arg(0, sc.NE, me))
-    if allow_net_unix_only:
-        f.add_rule(eperm, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
+    for name in ("kill", "tgkill", "tkill"):
+        f.add_rule(eperm, name, sc.Arg(0, sc.NE, _MAGIC_PID))
+    f.add_rule(eperm, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
     # clone3 takes its flags by pointer, which seccomp cannot inspect: make libc fall back to clone.
-    try:
-        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    except Exception:
-        pass
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     # clone with any CLONE_NEW* flag (user, pid, net, ipc, uts, mount, cgroup namespaces).
     for bit in (0x10000000, 0x20000000, 0x40000000, 0x04000000, 0x08000000, 0x00020000, 0x02000000):
         f.add_rule(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))
-    f.load()
+    with tempfile.TemporaryFile() as tmp:
+        f.export_bpf(tmp)
+        tmp.seek(0)
+        bpf = tmp.read()
+    magic = struct.pack("<I", _MAGIC_PID)
+    if bpf.count(magic) < 1 or len(bpf) % 8:
+        raise RuntimeError("unexpected seccomp BPF layout")
+    return bpf
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _install_seccomp():
+    """Load the template filter with this process's pid patched into the kill/tgkill/tkill rules."""
+    prog = bytearray(_BPF_TEMPLATE)
+    # BPF instructions are 8 bytes: code(2) jt(1) jf(1) k(4); only the k field of comparisons holds the magic.
+    pid = struct.pack("<I", os.getpid())
+    magic = struct.pack("<I", _MAGIC_PID)
+    for off in range(4, len(prog), 8):
+        if prog[off:off + 4] == magic:
+            prog[off:off + 4] = pid
+    buf = ctypes.create_string_buffer(bytes(prog), len(prog))
+    fprog = _SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = _LIBC
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
 
 
 def _set_limits(lim, n_calls):
@@ -237,6 +266,7 @@ def _fork_child(task, start, cfg, workdir):
             _set_limits(task["limits"], task["n_calls"] - start)
             if cfg.get("seccomp"):
                 _install_seccomp()
+            sys.argv = ["<program>"]
             sys.stdout = open(1, "w", closefd=False)
             sys.stderr = open(2, "w", closefd=False)
             sys.stdin = open(0, "r", closefd=False)
@@ -273,20 +303,17 @@ def _kill_everything(pid, cfg):
 
 
 def _reap(pid):
-    status = None
-    deadline = time.monotonic() + 2.0
+    """Wait for the (already SIGKILLed) child, then collect any other zombie of ours."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        status = None
     while True:
         try:
-            got, st = os.waitpid(-1, os.WNOHANG)
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
         except ChildProcessError:
             break
-        if got == 0:
-            if status is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.0005)
-            continue
-        if got == pid:
-            status = st
     return status
 
 
@@ -474,7 +501,8 @@ def main():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     _preimport(cfg.get("preimport", []))
     if cfg.get("seccomp"):
-        import pyseccomp  # noqa: F401  (fail here, loudly, rather than in every child)
+        global _BPF_TEMPLATE
+        _BPF_TEMPLATE = _build_seccomp_template()  # fail here, loudly, rather than in every child
     write_frame(PROTO_OUT, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
                             "python": sys.version.split()[0]})
     while True:
