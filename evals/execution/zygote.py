@@ -225,13 +225,13 @@ def _child_main(task, start, wfd, cfg):
             try:
                 kw = eval(calls[i]["kwargs_src"], {"__builtins__": builtins})
             except _BaseException as e:
-                send({"i": i, "kind": "bad_input", "value": _dumps("kwargs_src failed: " + _exc_text(e)[:300]),
+                send({"i": i, "kind": "bad_input", "value": "kwargs_src failed: " + _exc_text(e)[:300],
                       "exc": None})
                 continue
         else:
             kw = calls[i]["kwargs"]
         if not _isinstance(kw, _dict):
-            send({"i": i, "kind": "bad_input", "value": _dumps("kwargs are not a dict: %s" % _type(kw).__name__),
+            send({"i": i, "kind": "bad_input", "value": "kwargs are not a dict: %s" % _type(kw).__name__,
                   "exc": None})
             continue
         if fn is None:
