@@ -154,6 +154,17 @@ def _exc_text(e):
 def _child_main(task, start, wfd, cfg):
     """Runs in the forked child: harden, exec the candidate, call it, stream one JSON line per call."""
     cap = task["limits"]["output_cap"]
+    # Locals, not module globals: a program that patches this module's names cannot reach these bindings.
+    _dumps, _write, _exit, _repr, _len, _type, _str = (json.dumps, os.write, os._exit, builtins.repr,
+                                                       builtins.len, builtins.type, builtins.str)
+    _BaseException, _isinstance, _dict = BaseException, builtins.isinstance, dict
+
+    def _exc_text(e):
+        try:
+            msg = _str(e)
+        except _BaseException:
+            msg = "<unprintable>"
+        return "%s: %s" % (_type(e), msg)
 
     def send(obj):
         data = (_dumps(obj) + "\n").encode()
@@ -440,10 +451,10 @@ def run_task(task, cfg):
         if start >= n:
             break
         # The child stopped before answering call `start`: say why, for that call only.
-        if stop_reason == "timeout" or (sig is not None and SIG_STATUS.get(sig) == "timeout"):
-            st, note = "timeout", None
-        elif stop_reason == "protocol":
+        if stop_reason == "protocol":
             st, note = "protocol_error", "malformed or out-of-order result line"
+        elif stop_reason == "timeout" or (sig is not None and SIG_STATUS.get(sig) == "timeout"):
+            st, note = "timeout", None
         elif sig is not None:
             st, note = SIG_STATUS.get(sig, "crash"), "killed by signal %d" % sig
         else:
