@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from patch_training import mesh, optimizer, train, trainer  # noqa: F401
+from patch_training import mesh, optimizer, trainer  # noqa: F401
 from patch_training import model  # noqa: F401  (ModelConfig)
 
 # Modules other helpers own; imported when present so their configurables are registered.

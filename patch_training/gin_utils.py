@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 from pathlib import Path
@@ -82,7 +83,30 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
         except Exception as e:
             raise UserError(f"gin binding '--gin.{b.replace(' = ', '=', 1)}': {_one_line(e)}") from None
     if finalize:
-        gin.finalize()
+        try:
+            gin.finalize()
+        except Exception as e:
+            raise UserError(_explain_finalize_error(e, files)) from None
+
+
+def _explain_finalize_error(e: BaseException, files: Sequence[str]) -> str:
+    msg = _one_line(e)
+    m = re.search(r"^(\S+?)(?:/macro\.value)? set to `%gin\.REQUIRED`", msg)
+    if m:
+        name = m.group(1)
+        return (f"missing required gin macro {name} (declared %gin.REQUIRED by the run config); "
+                f"set it with --gin.{name}=VALUE")
+    return f"gin config ({', '.join(files)}): {msg}"
+
+
+class _QuietIncludeSearch(logging.Filter):
+    """gin logs an ERROR for every search-path miss while resolving `include`; only real misses matter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Path not found:")
+
+
+logging.getLogger().addFilter(_QuietIncludeSearch())
 
 
 def call_configured(fn, **kwargs):

@@ -11,59 +11,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
-
-import gin
+from typing import Sequence
 
 from patch_training.errors import UserError, run_cli
 from patch_training.gin_utils import add_gin_flags, call_configured, parse_gin, split_gin_bindings
-
-
-def _vocab_spec(vocab: Any) -> dict | None:
-    if vocab is None:
-        return None
-    if isinstance(vocab, dict):
-        return vocab
-    from patch_training.data.vocab import spec_for
-    return spec_for(vocab)
-
-
-@gin.configurable(module="train")
-def run_training(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
-                 train_data: Any = gin.REQUIRED, eval_data: Any = None, vocab: Any = None,
-                 trainer_config: Any = None, optimizer_config: Any = None, checkpoint_config: Any = None,
-                 mesh_shape: Sequence[int] | None = None):
-    """Train one run into `model_dir`; the gin entry point every run config binds."""
-    import jax
-    from patch_training.mesh import make_mesh
-    from patch_training.optimizer import OptimizerConfig
-    from patch_training.trainer import Trainer, TrainerConfig
-
-    if not model_dir:
-        raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
-    vocab_spec = _vocab_spec(vocab)
-    vocab_size = getattr(vocab, "vocab_size", None)
-    if vocab_size is not None and model_config.vocab_size < vocab_size:
-        raise UserError(f"ModelConfig.vocab_size={model_config.vocab_size} is smaller than the vocabulary's "
-                        f"{vocab_size} tokens")
-    trainer_config = trainer_config or TrainerConfig()
-    mesh = make_mesh(mesh_shape)
-    run_dir = Path(model_dir)
-    if jax.process_index() == 0:
-        from patch_training.gin_utils import write_operative_config
-        write_operative_config(run_dir)
-    trainer = Trainer(run_dir, model_config, trainer_config, train_data, eval_data,
-                      optimizer_config or OptimizerConfig(), vocab_spec=vocab_spec, mesh=mesh,
-                      checkpoint_config=checkpoint_config)
-    result = trainer.run()
-    if jax.process_index() == 0:
-        write_operative_config(run_dir)  # now complete: everything gin bound was used
-        summary = f"{result.status} at step {result.final_step}; run dir {run_dir}"
-        if result.eval_metrics:
-            summary += (f"; validation loss {result.eval_metrics['loss']:.4f}, "
-                        f"perplexity {result.eval_metrics['perplexity']:.3f}")
-        print(summary, flush=True)
-    return result
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -86,7 +37,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("patch_training").setLevel(logging.INFO)
     import jax
     if args.num_cpu_devices:
         jax.config.update("jax_num_cpu_devices", args.num_cpu_devices)
@@ -100,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Register every configurable a run file may name before parsing.
     import patch_training.configurables  # noqa: F401
     parse_gin(args.gin_file, bindings, args.gin_search_path)
+    from patch_training.trainer import run_training
     call_configured(run_training)
     return 0
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gin
 import jax
@@ -23,6 +23,7 @@ import numpy as np
 from patch_training import mfu as mfu_lib
 from patch_training import sharding as sharding_lib
 from patch_training.errors import UserError
+from patch_training.gin_utils import write_operative_config
 from patch_training.evaluation import evaluate
 from patch_training.mesh import describe, make_mesh
 from patch_training.metrics import MetricsWriter, ProgressLine, read_jsonl, truncate_jsonl, METRICS_FILE
@@ -320,3 +321,45 @@ def plot_loss_curve(run_dir: str | os.PathLike, name: str = "loss_curve.png") ->
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+# -- the gin entry point that run configs bind (`trainer.run_training.*`) ---------------------------
+def _vocab_spec(vocab: Any) -> dict | None:
+    if vocab is None:
+        return None
+    if isinstance(vocab, dict):
+        return vocab
+    from patch_training.data.vocab import spec_for
+    return spec_for(vocab)
+
+
+@gin.configurable(module="trainer")
+def run_training(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
+                 train_data: Any = gin.REQUIRED, eval_data: Any = None, vocab: Any = None,
+                 trainer_config: Any = None, optimizer_config: Any = None, checkpoint_config: Any = None,
+                 mesh_shape: Sequence[int] | None = None):
+    """Train one run into `model_dir`; the gin entry point every run config binds."""
+    if not model_dir:
+        raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
+    vocab_spec = _vocab_spec(vocab)
+    vocab_size = getattr(vocab, "vocab_size", None)
+    if vocab_size is not None and model_config.vocab_size < vocab_size:
+        raise UserError(f"ModelConfig.vocab_size={model_config.vocab_size} is smaller than the vocabulary's "
+                        f"{vocab_size} tokens")
+    trainer_config = trainer_config or TrainerConfig()
+    mesh = make_mesh(mesh_shape)
+    run_dir = Path(model_dir)
+    if jax.process_index() == 0:
+        write_operative_config(run_dir)
+    trainer = Trainer(run_dir, model_config, trainer_config, train_data, eval_data,
+                      optimizer_config or OptimizerConfig(), vocab_spec=vocab_spec, mesh=mesh,
+                      checkpoint_config=checkpoint_config)
+    result = trainer.run()
+    if jax.process_index() == 0:
+        write_operative_config(run_dir)  # now complete: everything gin bound was used
+        summary = f"{result.status} at step {result.final_step}; run dir {run_dir}"
+        if result.eval_metrics:
+            summary += (f"; validation loss {result.eval_metrics['loss']:.4f}, "
+                        f"perplexity {result.eval_metrics['perplexity']:.3f}")
+        print(summary, flush=True)
+    return result
