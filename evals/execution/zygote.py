@@ -214,6 +214,10 @@ def _child_main(task, start, wfd, cfg):
         exec(code, ns)
     except _BaseException as e:
         if mode == "script":
+            try:
+                sys.stdout.flush()
+            except _BaseException:
+                pass
             code_ = e.code if _isinstance(e, SystemExit) else 1
             send({"script_exit": code_ if _isinstance(code_, int) else 1, "exc": _type(e).__name__,
                   "value": _dumps(_exc_text(e))[:cap]})
