@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import sysconfig
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -35,6 +34,7 @@ class RowReport:
     """Counts rows that could not be used, with the first few locations, for one clear report."""
     total: int = 0
     malformed: int = 0
+    empty: int = 0  # blank documents (e.g. empty __init__.py): nothing to learn, not an error
     examples: list[str] = dataclasses.field(default_factory=list)
 
     def bad(self, where: str, why: str) -> None:
@@ -45,6 +45,7 @@ class RowReport:
     def merge(self, other: "RowReport") -> None:
         self.total += other.total
         self.malformed += other.malformed
+        self.empty += other.empty
         self.examples.extend(other.examples[: max(0, 5 - len(self.examples))])
 
     def to_dict(self) -> dict:
@@ -52,7 +53,8 @@ class RowReport:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RowReport":
-        return cls(int(d.get("total", 0)), int(d.get("malformed", 0)), list(d.get("examples", [])))
+        return cls(int(d.get("total", 0)), int(d.get("malformed", 0)), int(d.get("empty", 0)),
+                   list(d.get("examples", [])))
 
     def summary(self, what: str) -> str | None:
         if not self.malformed:
@@ -64,7 +66,6 @@ class RowReport:
         line = self.summary(what)
         if line:
             log.warning(line)
-            print(f"warning: {line}", file=sys.stderr)
 
 
 def list_corpus_files(root: str | os.PathLike, extensions: Sequence[str] = (".py",)) -> list[Path]:
@@ -149,7 +150,7 @@ def iter_code_documents(root: Path, files: Sequence[Path], report: RowReport) ->
         if text.strip():
             yield rel, text
         else:
-            report.bad(str(f), "empty file")
+            report.empty += 1
 
 
 def check_jsonl_files(files: Sequence[str | os.PathLike], what: str) -> list[Path]:
@@ -194,6 +195,6 @@ def iter_jsonl_rows(path: Path, report: RowReport, text_key: str = "text") -> It
                 report.bad(where, f"{text_key!r} is {type(text).__name__}, not a string")
                 continue
             if not text.strip():
-                report.bad(where, f"empty {text_key!r}")
+                report.empty += 1
                 continue
             yield f"{path.name}:{lineno}", text

@@ -121,6 +121,7 @@ def _train_into(final_dir: Path, docs, root: Path, options: dict, key: str, spm)
         start = time.time()
         print(f"training SentencePiece ({options['model_type']}, vocab {options['vocab_size']}) "
               f"on {n_lines} lines from {len(docs)} files ...", file=sys.stderr)
+        spm.set_random_generator_seed(options["seed"])  # the sentence sample is seeded
         try:
             spm.SentencePieceTrainer.train(
                 input=str(tmp / "lines.txt"), model_prefix=str(tmp / "tokenizer"),
@@ -130,7 +131,7 @@ def _train_into(final_dir: Path, docs, root: Path, options: dict, key: str, spm)
                 remove_extra_whitespaces=False, normalization_rule_name="identity",
                 character_coverage=0.9995, max_sentence_length=16384,
                 input_sentence_size=options["max_sentences"], shuffle_input_sentence=True,
-                random_seed=options["seed"], num_threads=os.cpu_count() or 1,
+                num_threads=os.cpu_count() or 1,
                 hard_vocab_limit=False, minloglevel=2)
         except RuntimeError as e:
             raise UserError(f"SentencePiece training on {root} failed: {' '.join(str(e).split())[:300]}") from None

@@ -1,0 +1,76 @@
+"""Vocab specs, SentencePiece training (cached by content hash) and loading."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from patch_training.data import vocab as vocab_lib
+from patch_training.data.train_tokenizer import main as train_main, train_sentencepiece
+from patch_training.errors import UserError
+
+
+def test_byte_vocab_ids_and_spec_roundtrip(tmp_path):
+    v = vocab_lib.vocab_from_spec({"kind": "byte"})
+    assert (v.pad_id, v.eos_id) == (0, 1)
+    assert vocab_lib.spec_for(v) == {"kind": "byte"}
+    vocab_lib.write_vocab_json(tmp_path, v)
+    assert vocab_lib.read_vocab_json(tmp_path) == {"kind": "byte"}
+    assert v.decode(v.encode("def f():\n    pass")) == "def f():\n    pass"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"kind": "wordpiece"}, "unknown vocab kind"),
+    ({"kind": "sentencepiece"}, "needs 'model_path'"),
+    ({"nokind": 1}, "'kind'"),
+])
+def test_bad_specs_are_one_line(spec, message):
+    with pytest.raises(UserError, match=message) as e:
+        vocab_lib.vocab_from_spec(spec)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_tokenizer_file_is_one_clear_line(tmp_path):
+    bad = tmp_path / "tokenizer.model"
+    bad.write_bytes(b"this is not a sentencepiece model proto \x00\xff")
+    with pytest.raises(UserError, match="does not load as a SentencePiece model") as e:
+        vocab_lib.load_sentencepiece(bad)
+    assert "\n" not in str(e.value) and str(bad) in str(e.value)
+    with pytest.raises(UserError, match="tokenizer file not found"):
+        vocab_lib.vocab_from_spec({"kind": "sentencepiece", "model_path": "missing.model"}, base_dir=tmp_path)
+
+
+def test_train_sentencepiece_ids_cache_and_relative_spec(tmp_path, code_root):
+    cache = tmp_path / "tok_cache"
+    out = tmp_path / "tok"
+    model = train_sentencepiece(code_root, vocab_size=320, out_dir=out, cache_root=cache)
+    assert model == out / "tokenizer.model"
+    v = vocab_lib.load_sentencepiece(model)
+    # seqio conventions, trained in: pad=0, eos=1 (and byte fallback keeps newlines/indentation).
+    assert (v.pad_id, v.eos_id, v.unk_id) == (0, 1, 2)
+    text = "def f(x):\n    return x * 3\n\tü€"
+    assert v.decode(v.encode(text)) == text
+
+    # A second call with the same corpus bytes and options is a cache hit: fast, same file.
+    t0 = time.perf_counter()
+    again = train_sentencepiece(code_root, vocab_size=320, out_dir=out, cache_root=cache)
+    assert time.perf_counter() - t0 < 2.0
+    assert again == model and len(list(cache.iterdir())) == 1
+    # Different options -> a different cache entry, not a stale reuse.
+    info = json.loads((out / "tokenizer_info.json").read_text())
+    assert info["vocab_size"] == 320 and info["files"] > 10
+
+    # Specs: relative model paths resolve against the json's directory.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "vocab.json").write_text(json.dumps(
+        {"kind": "sentencepiece", "model_path": "../tok/tokenizer.model"}))
+    spec = vocab_lib.read_vocab_json(tmp_path / "run")
+    assert vocab_lib.vocab_from_spec(spec).vocab_size == v.vocab_size
+    assert vocab_lib.spec_for(v)["model_path"] == str(model.resolve())
+
+    # The CLI: same hash -> instant, prints JSON; a missing corpus is one line and exit 2.
+    assert train_main(["--corpus", str(code_root), "--vocab_size", "320", "--out", str(out),
+                       "--cache_dir", str(cache)]) == 0
+    with pytest.raises(UserError, match="tokenizer corpus not found"):
+        train_main(["--corpus", str(tmp_path / "nope"), "--vocab_size", "320", "--out", str(out)])
