@@ -1,0 +1,1 @@
+"""Measured comparisons that print JSON; never part of the test pass/fail."""
