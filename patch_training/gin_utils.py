@@ -91,10 +91,10 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
 
 def _explain_finalize_error(e: BaseException, files: Sequence[str]) -> str:
     msg = _one_line(e)
-    m = re.search(r"^(\S+?)(?:/macro\.value)? set to `%gin\.REQUIRED`", msg)
+    m = re.search(r"^(\S+?)(/macro\.value)? set to `%gin\.REQUIRED`", msg)
     if m:
-        name = m.group(1)
-        return (f"missing required gin macro {name} (declared %gin.REQUIRED by the run config); "
+        name, kind = m.group(1), "macro" if m.group(2) else "binding"
+        return (f"missing required gin {kind} {name} (declared %gin.REQUIRED by the run config); "
                 f"set it with --gin.{name}=VALUE")
     return f"gin config ({', '.join(files)}): {msg}"
 

@@ -5,6 +5,8 @@ within a few steps; every batch is a pure function of (seed, step), like the rea
 """
 from __future__ import annotations
 
+import time
+
 import gin
 import numpy as np
 
@@ -12,10 +14,11 @@ import numpy as np
 @gin.configurable(module="testing")
 class SyntheticData:
     def __init__(self, *, vocab_size: int = 64, seq_len: int = 32, seed: int = 0, num_eval_rows: int = 16,
-                 corrupt_step: int | None = None):
+                 nan_at_step: int | None = None, delay_s: float = 0.0):
         self.vocab_size, self.seq_len, self.seed = vocab_size, seq_len, seed
         self.num_rows = num_eval_rows
-        self.corrupt_step = corrupt_step  # inject a huge-token batch (for NaN tests we use lr instead)
+        self.nan_at_step = nan_at_step  # poison that step's loss weights: the loss becomes NaN
+        self.delay_s = delay_s          # slow the "input pipeline" so a test can kill mid-run
 
     def _rows(self, row_ids: np.ndarray) -> dict[str, np.ndarray]:
         n, L, V = len(row_ids), self.seq_len, self.vocab_size
@@ -44,9 +47,14 @@ class SyntheticData:
 
     def host_batch(self, step: int, global_batch_size: int, process_index: int = 0,
                    process_count: int = 1) -> dict[str, np.ndarray]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         per_host = global_batch_size // process_count
         ids = np.arange(global_batch_size, dtype=np.int64) + step * global_batch_size + 1_000_000
-        return self._rows(ids[process_index * per_host:(process_index + 1) * per_host])
+        batch = self._rows(ids[process_index * per_host:(process_index + 1) * per_host])
+        if self.nan_at_step is not None and step == self.nan_at_step:
+            batch["decoder_loss_weights"][:] = np.nan
+        return batch
 
     def num_eval_batches(self, global_batch_size: int) -> int:
         return -(-self.num_rows // global_batch_size)

@@ -1,0 +1,51 @@
+"""Shared helpers for trainer tests: run the train CLI in a subprocess, read a run's results."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).with_name("run_synthetic.py")
+SYNTHETIC_GIN = Path(__file__).with_name("synthetic.gin")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+                "intra_op_parallelism_threads=1", "TF_CPP_MIN_LOG_LEVEL": "3",
+                "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1"})
+    env.update(extra)
+    return env
+
+
+def train_cmd(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, str(RUNNER), f"--gin_file={SYNTHETIC_GIN}", f"--gin.MODEL_DIR='{run_dir}'",
+            *[f"--gin.{b}" for b in bindings], *extra_args]
+
+
+def run_train(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = (), timeout: float = 180,
+              **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(train_cmd(run_dir, *bindings, extra_args=extra_args), cwd=REPO,
+                          env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def losses(run_dir: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def final_params(run_dir: Path, step: int) -> dict[str, np.ndarray]:
+    import jax
+    import orbax.checkpoint as ocp
+    tree = ocp.StandardCheckpointer().restore(run_dir / "checkpoints" / str(step) / "params")
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in flat}
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [l for l in stderr.splitlines() if l.startswith("error:")]
