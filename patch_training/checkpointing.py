@@ -356,10 +356,13 @@ class TrainCheckpointer:
         """
         step_dir = self.directory / str(step)
         if self.config.verify_checksums:
-            bad = manifest_lib.checksum_mismatches(step_dir)
-            if bad:
+            # One reader is enough on a shared filesystem; every process learns the verdict.
+            bad = manifest_lib.checksum_mismatches(step_dir) if multihost.is_primary() else []
+            n_bad = int(multihost.broadcast_from_primary(np.asarray(len(bad), np.int32)))
+            if n_bad:
+                names = ", ".join(bad[:3]) if bad else f"{n_bad} files"
                 raise UserError(f"{self._describe(step)} is corrupt: checksum mismatch in "
-                                f"{', '.join(bad[:3])}; {self._older_hint(step)}")
+                                f"{names}; {self._older_hint(step)}")
         try:
             meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         except Exception as e:  # noqa: BLE001 - any failure here means an unreadable checkpoint

@@ -128,7 +128,31 @@ def multihost_restore(run_dir: str, process_id: str, port: str) -> None:
     print(f"restored process {jax.process_index()}", flush=True)
 
 
+def multihost_preempt(run_dir: str, process_id: str, port: str) -> None:
+    """Both processes train in lock-step; the test SIGTERMs only one, both must stop together."""
+    jax, multihost = _multihost_setup(process_id, port)
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from patch_training.preemption import PreemptionWatcher
+    mesh = jax.make_mesh((8,), ("data",))
+    sharding = NamedSharding(mesh, P("data"))
+    w = jax.make_array_from_callback((8,), sharding, lambda idx: np.zeros((8,), np.float32)[idx])
+    step_fn = jax.jit(lambda w: w + 1.0, out_shardings=sharding)
+    ckpt = _ckpt(run_dir, save_every_steps=1000, save_every_seconds=None)
+    with PreemptionWatcher(sync_every_steps=2) as watcher:
+        for step in range(1, 3000):
+            w = step_fn(w)
+            if watcher.should_stop(step):
+                ckpt.save(step, {"w": w}, force=True)
+                ckpt.close()
+                print(f"preempted at {step} service={watcher._use_service}", flush=True)
+                return
+            print(f"step {step}", flush=True)
+            time.sleep(0.02)
+    sys.exit(3)
+
+
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
     {"writer_loop": writer_loop, "writer_dies": writer_dies, "preemptible_loop": preemptible_loop,
-     "multihost_save": multihost_save, "multihost_restore": multihost_restore}[mode](*rest)
+     "multihost_save": multihost_save, "multihost_restore": multihost_restore,
+     "multihost_preempt": multihost_preempt}[mode](*rest)

@@ -1,6 +1,7 @@
 """Two local JAX processes x 4 CPU devices: save a globally sharded array, restore on another mesh."""
 from __future__ import annotations
 
+import signal
 import socket
 
 import jax
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from ckpt_helpers import start_worker
+from patch_training import checkpoint_manifest as manifest_lib
 from patch_training import multihost
 from patch_training.checkpointing import TrainCheckpointer
 from patch_training.errors import UserError
@@ -49,6 +51,33 @@ def test_two_process_save_then_two_process_restore_on_a_different_mesh(run_dir):
     np.testing.assert_array_equal(np.asarray(restored.params["a"]),
                                   np.arange(128, dtype=np.float32).reshape(16, 8))
     assert restored.meta["process_count"] == 2
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(run_dir):
+    port = str(_free_port())
+    procs = [start_worker("multihost_preempt", str(run_dir), str(pid), port, devices=4) for pid in (0, 1)]
+    try:
+        while True:  # wait until process 1 is training
+            line = procs[1].stdout.readline()
+            assert line, procs[1].stderr.read()[-3000:]
+            if line.startswith("step") and int(line.split()[1]) >= 3:
+                break
+        procs[1].send_signal(signal.SIGTERM)
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    stops = []
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err[-3000:]
+        stops += [int(l.split()[2]) for l in out.splitlines() if l.startswith("preempted at")]
+    assert len(stops) == 2 and stops[0] == stops[1], stops
+    assert manifest_lib.latest_complete_step(run_dir / "checkpoints") == stops[0]
+    ckpt = TrainCheckpointer(run_dir, fingerprint={"kind": "worker"})
+    restored = ckpt.restore_latest({"w": jax.ShapeDtypeStruct((8,), np.float32)})
+    ckpt.close()
+    np.testing.assert_array_equal(np.asarray(restored.params["w"]), np.full((8,), float(stops[0])))
 
 
 def test_initialize_is_a_noop_for_a_single_process(monkeypatch):

@@ -170,7 +170,6 @@ def test_corrupt_newest_checkpoint_is_one_clear_error_and_nothing_is_deleted(run
     assert [p.name.split(".")[0] for p in (run_dir / "checkpoints_superseded").iterdir()] == ["2"]
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax loop teardown
 def test_corruption_without_checksums_still_fails_cleanly(run_dir):
     _save_steps(run_dir, [1], config=CheckpointConfig(verify_checksums=False))
     step_dir = run_dir / "checkpoints" / "1"
