@@ -112,6 +112,16 @@ def test_bad_inputs_get_one_line_and_leave_nothing(tmp_path):
         import_hf(hf_dir, out)
 
     (hf_dir / "config.json").write_text(json.dumps(cfg))
+    from safetensors.numpy import load_file, save_file
+    weights = hf_dir / "model.safetensors"
+    original = weights.read_bytes()
+    tensors = load_file(str(weights))
+    tensors["model.final_norm.weight"] = tensors.pop("model.norm.weight")
+    save_file(tensors, str(weights))
+    with pytest.raises(UserError, match="unexpected tensor 'model.final_norm.weight'"):
+        import_hf(hf_dir, out)
+    weights.write_bytes(original)
+
     (hf_dir / "tokenizer.model").write_bytes(b"this is not a sentencepiece model")
     with pytest.raises(UserError, match="does not load"):
         import_hf(hf_dir, out)
@@ -125,3 +135,18 @@ def test_cli_one_line_error(tmp_path):
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: HF directory not found: {tmp_path / 'missing'}"]
+
+
+def test_generate_cli_from_hf_dir_matches_transformers(tmp_path):
+    from evals.generate import main
+    hf_model, hf_dir = _hf_model(tmp_path, "gqa_untied")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "x", "token_ids": [4, 8, 15, 16, 23]}) + "\n")
+    out = tmp_path / "o.jsonl"
+    assert main(["--hf_dir", str(hf_dir), "--prompts", str(prompts), "--out", str(out),
+                 "--max_new_tokens", "6"]) == 0
+    row = json.loads(out.read_text())
+    with torch.no_grad():
+        ref = hf_model.generate(torch.as_tensor([[4, 8, 15, 16, 23]]), max_new_tokens=6, do_sample=False,
+                                eos_token_id=None, pad_token_id=0, min_new_tokens=6)
+    assert row["id"] == "x" and row["samples"][0]["token_ids"] == ref[0, 5:].tolist()
