@@ -5,6 +5,7 @@ that affects the rows, and returns a `StepIndexedDataset`. A cache hit touches n
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,8 +37,24 @@ def _mode(pack: bool, concat: bool, patch_size: int, sequence_length: int) -> st
     return "packed" if pack else "padded"
 
 
-@gin.configurable
-def make_dataset(*, task: str, split: str = "train", sequence_length: int, vocab: Any = None,
+def one_line_errors(configured):
+    """Re-raise a UserError from a gin-wrapped call without gin's appended second line.
+
+    gin re-raises errors as a proxy whose message gains "In call to configurable ..."; a user
+    mistake must stay one line. The proxy keeps the original as its `__context__`.
+    """
+    @functools.wraps(configured)
+    def call(*args, **kwargs):
+        try:
+            return configured(*args, **kwargs)
+        except UserError as e:
+            original = e.__context__ if isinstance(e.__context__, UserError) else e
+            raise UserError(str(original).split("\n")[0]) from None
+    return call
+
+
+@gin.configurable("make_dataset")
+def _make_dataset(*, task: str, split: str = "train", sequence_length: int, vocab: Any = None,
                  seed: int = 0, cache_dir: str | os.PathLike | None = None, pack: bool = True,
                  patch_size: int = 1, concat: bool = False, shuffle: bool | None = None) -> StepIndexedDataset:
     """Rows for `task`/`split` as a `StepIndexedDataset`.
@@ -76,6 +93,9 @@ def make_dataset(*, task: str, split: str = "train", sequence_length: int, vocab
     ds = StepIndexedDataset(rows_dir, seed=seed, shuffle=(split == "train") if shuffle is None else shuffle)
     _report_malformed(ds)
     return ds
+
+
+make_dataset = one_line_errors(_make_dataset)
 
 
 def _content_key(source: tasks_lib.CorpusSource) -> str:

@@ -98,6 +98,8 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
             else:
                 lengths = {"targets": sequence_length}
                 ds = task.get_dataset(lengths, split=split, shuffle=False, num_epochs=1, use_cached=False)
+                if mode == "packed":
+                    ds = _group_short_pieces(ds, sequence_length)
                 ds = seqio.DecoderFeatureConverter(pack=(mode == "packed"))(ds, lengths)
                 docs = _write_converted(ds, writer, progress, int(vocab.eos_id))
         writer.close()
@@ -115,6 +117,21 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
     finally:
         writer.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _group_short_pieces(ds, length: int, window: int = 128):
+    """Reorder locally so short pieces arrive together and pack densely.
+
+    A long document is cut into full rows plus a short tail; seqio packs greedily in order, so
+    tails separated by full pieces would each waste most of a row. Grouping by "full or not" in
+    windows of `window` elements keeps the order deterministic and the memory bounded.
+    """
+    import tensorflow as tf
+
+    def is_full(ex):
+        return tf.cast(tf.shape(ex["targets"])[0] >= length, tf.int64)
+
+    return ds.group_by_window(key_func=is_full, reduce_func=lambda _, w: w, window_size=window)
 
 
 def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int) -> int:
