@@ -246,8 +246,11 @@ class TrainCheckpointer:
         manifest_lib.write_manifest(where, step, checksums=self.config.verify_checksums)
 
     def all_steps(self) -> list[int]:
-        """Complete steps, ascending."""
-        return sorted(self._manager.all_steps())
+        """Complete steps, ascending (a step still being written in the background is left out)."""
+        steps = set(self._manager.all_steps())
+        if self._pending_manifest is not None and self._manager.is_saving_in_progress():
+            steps.discard(self._pending_manifest)
+        return sorted(steps)
 
     def latest_step(self) -> int | None:
         steps = self.all_steps()
@@ -324,7 +327,8 @@ class TrainCheckpointer:
         older = [s for s in self.all_steps() if s < step]
         if not older:
             return "no older complete step exists; start a fresh run directory"
-        return (f"to resume from an older step set --gin.CheckpointConfig.restore_step={older[-1]} "
+        return (f"to resume from an older step pass "
+                f"--gin.checkpointing.CheckpointConfig.restore_step={older[-1]} "
                 f"(complete steps: {older}); nothing was deleted")
 
     def resume_step(self) -> int | None:

@@ -73,7 +73,11 @@ def _multihost_setup(process_id: str, port: str):
     import jax
     from patch_training import multihost
     multihost.use_gloo_cpu_collectives()
-    started = multihost.initialize_distributed(f"localhost:{port}", 2, int(process_id))
+    if os.environ.get("JAX_PROCESS_ID") is not None:   # the standard environment variables
+        assert os.environ["JAX_PROCESS_ID"] == process_id
+        started = multihost.initialize_distributed()
+    else:                                               # explicit values, as from flags
+        started = multihost.initialize_distributed(f"localhost:{port}", 2, int(process_id))
     assert started and jax.process_count() == 2 and jax.device_count() == 8, (
         jax.process_count(), jax.device_count())
     return jax, multihost

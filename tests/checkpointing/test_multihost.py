@@ -21,9 +21,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_pair(mode: str, run_dir) -> list[str]:
+def _launch_pair(mode: str, run_dir, via_env: bool = False) -> list[str]:
     port = str(_free_port())
-    procs = [start_worker(mode, str(run_dir), str(pid), port, devices=4) for pid in (0, 1)]
+    env = lambda pid: ({"JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",  # noqa: E731
+                        "JAX_PROCESS_ID": str(pid)} if via_env else None)
+    procs = [start_worker(mode, str(run_dir), str(pid), port, devices=4, env_extra=env(pid))
+             for pid in (0, 1)]
     outs = []
     for proc in procs:
         try:
@@ -40,7 +43,7 @@ def _launch_pair(mode: str, run_dir) -> list[str]:
 def test_two_process_save_then_two_process_restore_on_a_different_mesh(run_dir):
     outs = _launch_pair("multihost_save", run_dir)
     assert "saved process 0 primary=True" in outs[0] and "saved process 1 primary=False" in outs[1]
-    outs = _launch_pair("multihost_restore", run_dir)
+    outs = _launch_pair("multihost_restore", run_dir, via_env=True)
     assert "restored process 0" in outs[0] and "restored process 1" in outs[1]
 
     # And the same checkpoint restores in this single-device process.

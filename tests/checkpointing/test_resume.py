@@ -212,3 +212,29 @@ def test_restore_step_that_does_not_exist_lists_the_choices(run_dir):
     with pytest.raises(UserError, match=r"restore_step=7 .*complete steps: \[1, 2\]"):
         ckpt.restore_latest(abstract(make_params()))
     ckpt.close()
+
+
+def test_synchronous_saving_and_keep_every_steps(run_dir):
+    config = CheckpointConfig(async_save=False, keep=1, keep_every_steps=2)
+    _save_steps(run_dir, [1, 2, 3, 4, 5], config=config)
+    # Newest one kept, plus every multiple of 2; each of them complete (manifest written).
+    assert manifest_lib.complete_steps(run_dir / "checkpoints") == [2, 4, 5]
+    params, opt = trained_state(steps=5)
+    ckpt = TrainCheckpointer(run_dir, config, fingerprint=FP)
+    restored = ckpt.restore_latest(abstract(params), abstract(opt))
+    ckpt.close()
+    assert restored.step == 5 and trees_equal(restored.opt_state, opt)
+
+
+def test_step_being_written_is_not_reported_complete(run_dir):
+    ckpt = TrainCheckpointer(run_dir)
+    params = {"w": jax.numpy.zeros((2_000_000,), np.float32)}
+    ckpt.save(1, params, force=True)
+    ckpt.wait()
+    ckpt.save(2, params, force=True)
+    in_flight = ckpt._manager.is_saving_in_progress()
+    steps_during = ckpt.all_steps()
+    ckpt.wait()
+    assert ckpt.all_steps() == [1, 2]
+    assert steps_during == ([1] if in_flight else [1, 2])
+    ckpt.close()
