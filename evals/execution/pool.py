@@ -31,17 +31,21 @@ PROGRAM_STATUS_ORDER = ("worker_died", "protocol_error", "crash", "memory", "tim
 class Program:
     """One untrusted program. Calls are `{"kwargs": {...}}` or `{"kwargs_src": "dict(...)"}`, or give
     `calls_src` (source that defines `examples`, a list of kwargs dicts; Case2Code's `example_str`) with
-    `n_calls`. `mode="script"` runs the source as a script and captures stdout instead."""
+    `n_calls`; it runs after the program, in the program's namespace. A list of sources means generation
+    rounds, each run in a fresh namespace with the program loaded anew (see `case2code.split_rounds`).
+    `compat="case2code"` reproduces the environment a reference's outputs were recorded in (case2code.py).
+    `mode="script"` runs the source as a script and captures stdout instead."""
 
     task_id: str
     source: str
     entry: str | None = None
     calls: list = dataclasses.field(default_factory=list)
-    calls_src: str | None = None
+    calls_src: str | list[str] | None = None
     n_calls: int | None = None
     mode: str = "calls"
     limits: Limits | None = None
     attempt: int = 0
+    compat: str | None = None
 
     def wire(self, default: Limits) -> dict:
         lim = self.limits or default
@@ -58,7 +62,7 @@ class Program:
                 calls.append({"kwargs": None})
         return {"id": f"{self.task_id}#{self.attempt}", "source": self.source, "entry": self.entry or "",
                 "calls": calls, "calls_src": self.calls_src, "n_calls": int(n or 0), "mode": self.mode,
-                "limits": lim.to_wire()}
+                "limits": lim.to_wire(), "compat": self.compat}
 
 
 @dataclasses.dataclass

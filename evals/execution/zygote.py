@@ -128,6 +128,19 @@ def _install_seccomp():
         raise OSError(ctypes.get_errno(), "PR_SET_SECCOMP")
 
 
+def _case2code_environment():
+    """Reproduce the environment Case2Code's reference outputs were recorded in (see case2code.py): its
+    harness had replaced `exit`/`quit` with None, and it ran numpy 1.x, whose scalars print as `1`, not
+    `np.int64(1)`. Child-only: the zygote's own builtins and numpy state are untouched."""
+    builtins.exit = builtins.quit = None
+    np = sys.modules.get("numpy")
+    if np is not None:
+        try:
+            np.set_printoptions(legacy="1.25")
+        except Exception:
+            pass
+
+
 def _set_limits(lim, n_calls):
     cpu = int(lim["cpu_s"]) * max(1, n_calls + 1)
     pairs = [
@@ -189,70 +202,105 @@ def _child_main(task, start, wfd, cfg):
                   "exc": _type(e).__name__})
 
     random.seed(0)
-    calls = task.get("calls") or []
-    kwarg_list = None
-    if task.get("calls_src") is not None:
-        # Case2Code `example_str`: a small program that defines `examples`, a list of dicts.
-        try:
-            ns = {"__builtins__": builtins, "__name__": "__examples__"}
-            exec(compile(task["calls_src"], "<examples>", "exec"), ns)
-            kwarg_list = list(ns["examples"])
-        except _BaseException as e:
-            send({"fatal": "calls_src failed: " + _exc_text(e)[:500]})
-            _exit(0)
-        if _len(kwarg_list) != task["n_calls"]:
-            send({"fatal": "calls_src produced %d calls, expected %d" % (_len(kwarg_list), task["n_calls"])})
-            _exit(0)
+    if task.get("compat") == "case2code":
+        _case2code_environment()
     mode = task.get("mode", "calls")
-    ns = {"__builtins__": builtins, "__name__": "__main__"}
-    try:
-        code = compile(task["source"], "<program>", "exec")
-    except _BaseException as e:
-        send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__})
-        _exit(0)
-    try:
-        exec(code, ns)
-    except _BaseException as e:
-        if mode == "script":
-            try:
-                sys.stdout.flush()
-            except _BaseException:
-                pass
-            code_ = e.code if _isinstance(e, SystemExit) else 1
-            send({"script_exit": code_ if _isinstance(code_, int) else 1, "exc": _type(e).__name__,
-                  "value": _dumps(_exc_text(e))[:cap]})
+    calls = task.get("calls") or []
+    src = task.get("calls_src")
+    # Case2Code `example_str`: source that defines `examples` (a list of kwargs dicts) and may use the
+    # program's own names (`dict(x=formatr)`), so it runs *after* the program in the program's namespace.
+    # A list means generation rounds: each round runs in a fresh namespace with a freshly loaded program,
+    # as the original data pipeline did (one process per round).
+    rounds = [src] if _isinstance(src, _str) else (list(src) if src is not None else None)
+    fresh_rounds = not _isinstance(src, _str)
+    loaded_sent = [False]
+
+    def load_program():
+        """-> a fresh namespace with the program executed in it (or reports why not and exits)."""
+        ns = {"__builtins__": builtins, "__name__": "__main__"}
+        try:
+            code = compile(task["source"], "<program>", "exec")
+            exec(code, ns)
+        except _BaseException as e:
+            if mode == "script":
+                try:
+                    sys.stdout.flush()
+                except _BaseException:
+                    pass
+                code_ = e.code if _isinstance(e, SystemExit) else 1
+                send({"script_exit": code_ if _isinstance(code_, int) else 1, "exc": _type(e).__name__,
+                      "value": _dumps(_exc_text(e))[:cap]})
+                _exit(0)
+            send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__})
             _exit(0)
-        send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__})
-        _exit(0)
+        if not loaded_sent[0]:
+            loaded_sent[0] = True
+            if mode != "script":
+                send({"loaded": True})
+        return ns
+
+    def run_examples(ns, text, preset):
+        if preset:
+            ns["examples"] = []  # later rounds extend with `examples += [...]`
+        try:
+            exec(compile(text, "<examples>", "exec"), ns)
+            got = ns["examples"]
+            if not _isinstance(got, list):
+                raise TypeError("`examples` is %s, not a list" % _type(got).__name__)
+            return got
+        except _BaseException as e:  # e.g. the examples name a function the program does not define
+            send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__, "note": "examples failed"})
+            _exit(0)
+
+    def call_one(i, kw, ns):
+        if not _isinstance(kw, _dict):
+            send({"i": i, "kind": "bad_input", "value": "kwargs are not a dict: %s" % _type(kw).__name__,
+                  "exc": None})
+            return
+        fn = ns.get(task["entry"])  # looked up per call, as the reference harness did
+        if fn is None:
+            outcome(i, lambda: (_ for _ in ()).throw(NameError("name %r is not defined" % task["entry"])))
+            return
+        outcome(i, lambda: fn(**kw))
+
+    n = task["n_calls"]
     if mode == "script":
+        load_program()
         try:
             sys.stdout.flush()
         except _BaseException:
             pass
         send({"script_exit": 0})
         _exit(0)
-    send({"loaded": True})
-    fn = ns.get(task["entry"])
-    for i in range(start, task["n_calls"]):
-        if kwarg_list is not None:
-            kw = kwarg_list[i]
-        elif "kwargs_src" in calls[i]:
-            try:
-                kw = eval(calls[i]["kwargs_src"], {"__builtins__": builtins})
-            except _BaseException as e:
-                send({"i": i, "kind": "bad_input", "value": "kwargs_src failed: " + _exc_text(e)[:300],
-                      "exc": None})
-                continue
-        else:
-            kw = calls[i]["kwargs"]
-        if not _isinstance(kw, _dict):
-            send({"i": i, "kind": "bad_input", "value": "kwargs are not a dict: %s" % _type(kw).__name__,
-                  "exc": None})
-            continue
-        if fn is None:
-            outcome(i, lambda: (_ for _ in ()).throw(NameError("name %r is not defined" % task["entry"])))
-            continue
-        outcome(i, lambda: fn(**kw))
+    if rounds is None:
+        ns = load_program()
+        for i in range(start, n):
+            if "kwargs_src" in calls[i]:
+                try:
+                    kw = eval(calls[i]["kwargs_src"], {"__builtins__": builtins})
+                except _BaseException as e:
+                    send({"i": i, "kind": "bad_input", "value": "kwargs_src failed: " + _exc_text(e)[:300],
+                          "exc": None})
+                    continue
+            else:
+                kw = calls[i]["kwargs"]
+            call_one(i, kw, ns)
+        _exit(0)
+    offset = 0
+    ns = None
+    for k, text in enumerate(rounds):
+        if ns is None or fresh_rounds:
+            ns = load_program()
+        examples = run_examples(ns, text, fresh_rounds and k > 0)
+        m = _len(examples)
+        if offset + m > n:
+            send({"fatal": "examples define more than the expected %d calls" % n})
+            _exit(0)
+        for j in range(max(0, start - offset), m):
+            call_one(offset + j, examples[j], ns)
+        offset += m
+    if offset != n:
+        send({"fatal": "examples define %d calls, expected %d" % (offset, n)})
     _exit(0)
 
 
@@ -411,7 +459,7 @@ def run_task(task, cfg):
                 if "load_error" in msg:
                     for i in range(start, n):
                         results[i] = {"status": "error", "output": msg["load_error"], "exc": msg.get("exc"),
-                                      "note": "program failed at import"}
+                                      "note": str(msg.get("note") or "program failed at import")[:200]}
                     start = n
                     continue
                 if msg.get("loaded"):
