@@ -57,6 +57,8 @@ class CheckpointConfig:
       to `checkpoints_superseded/`, not deleted).
     verify_checksums: CRC32 every file when saving and before restoring (cheap for local disks;
       turn off for very large checkpoints on slow object stores: sizes are still checked).
+    time_policy_sync_every_steps: multi-process only: hosts' clocks differ, so the time policy is
+      consulted on process 0 and broadcast, which blocks the host; do it only every this many steps.
     """
 
     save_every_steps: int | None = 1000
@@ -66,6 +68,7 @@ class CheckpointConfig:
     async_save: bool = True
     restore_step: int | None = None
     verify_checksums: bool = True
+    time_policy_sync_every_steps: int = 10
 
 
 @dataclasses.dataclass
@@ -259,10 +262,13 @@ class TrainCheckpointer:
     # -- saving ------------------------------------------------------------------------------
     def should_save(self, step: int) -> bool:
         """The step/time policy, agreed across processes (the time part follows process 0)."""
+        if jax.process_count() == 1 or self.config.save_every_seconds is None:
+            return self.policy.should_save(step, self._clock())
+        if step % max(1, self.config.time_policy_sync_every_steps):
+            # Step part only: "now" equal to the last save time never fires the time part.
+            return self.policy.should_save(step, self.policy.last_save_time)
         decision = self.policy.should_save(step, self._clock())
-        if jax.process_count() > 1 and self.config.save_every_seconds is not None:
-            decision = bool(multihost.broadcast_from_primary(np.asarray(decision)))
-        return decision
+        return bool(multihost.broadcast_from_primary(np.asarray(decision)))
 
     def save(self, step: int, params: Any, opt_state: Any = None, *, rng: Any = None,
              data_state: Any = None, extra_meta: Mapping[str, Any] | None = None,

@@ -101,6 +101,10 @@ def multihost_save(run_dir: str, process_id: str, port: str) -> None:
     full, params = _global_params(jax, mesh, {"a": P("data", "fsdp"), "b": P("fsdp")})
     ckpt = _ckpt(run_dir, save_every_steps=5, save_every_seconds=None)
     assert ckpt.should_save(5) and not ckpt.should_save(4)
+    # Time policy across hosts: agreed (process 0 decides) only on every 10th step.
+    timed = _ckpt(os.path.join(run_dir, "timed"), save_every_steps=None, save_every_seconds=1e-6)
+    assert timed.should_save(10) and not timed.should_save(3)
+    timed.close()
     ckpt.save(5, params, rng=np.asarray([7, 9], np.uint32), data_state={"seed": 3})
     ckpt.close()
     gathered = multihost.gather_host_metrics({"pid": float(jax.process_index()), "one": 1.0})
