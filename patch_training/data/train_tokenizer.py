@@ -61,7 +61,10 @@ def _write_training_lines(docs: list[tuple[str, Path]], out, report: corpora.Row
     """SentencePiece trains on lines; write every non-empty line of every document."""
     n = 0
     for kind, f in docs:
-        texts = corpora.iter_jsonl_texts(f, report) if kind == "jsonl" else [corpora.read_text(f)]
+        if kind == "jsonl":
+            texts = corpora.iter_jsonl_texts(f, report)
+        else:
+            texts = [text for _, text in corpora.iter_code_documents(f.parent, [f], report)]
         for text in texts:
             for line in text.splitlines():
                 if line.strip():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -119,12 +120,25 @@ def spec_fingerprint(spec: Mapping[str, Any], base_dir: str | os.PathLike | None
     return h.hexdigest()[:16]
 
 
-def write_vocab_json(directory: str | os.PathLike, vocab_or_spec) -> Path:
-    """Write `vocab.json` into a run/checkpoint dir (atomically)."""
+def write_vocab_json(directory: str | os.PathLike, vocab_or_spec, copy_model: bool = True) -> Path:
+    """Write `vocab.json` into a run/checkpoint dir (atomically).
+
+    With `copy_model`, a SentencePiece model is copied next to it and referenced by a relative
+    path, so the directory stays loadable after it is moved or copied to another machine.
+    """
     out = Path(directory) / "vocab.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    spec = as_spec(vocab_or_spec)
+    if copy_model and spec["kind"] == "sentencepiece":
+        src = _resolve(spec["model_path"], None)
+        check_sentencepiece_model(src)
+        dst = out.parent / "tokenizer.model"
+        if src.resolve() != dst.resolve():
+            shutil.copyfile(src, dst.with_suffix(".model.tmp"))
+            os.replace(dst.with_suffix(".model.tmp"), dst)
+        spec = {**spec, "model_path": "tokenizer.model"}
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(as_spec(vocab_or_spec), indent=2) + "\n")
+    tmp.write_text(json.dumps(spec, indent=2) + "\n")
     os.replace(tmp, out)
     return out
 
@@ -150,8 +164,9 @@ def get_vocabulary(*, kind: str = "byte", model_path: str | None = None,
                    cache_dir: str | None = None, extra_ids: int = 0):
     """The run's vocabulary (gin entry point).
 
-    kind='byte': seqio ByteVocabulary. kind='sentencepiece': load `model_path`, or, when only
-    `corpus` is given, train one on it (cached by content hash, so later calls are instant).
+    kind='byte': seqio ByteVocabulary. kind='sentencepiece': load `model_path`, or else train one
+    on `corpus` (default: the interpreter's standard library, the default code corpus), cached by
+    content hash so later calls are instant.
     """
     if kind == "byte":
         return byte_vocabulary()
@@ -159,9 +174,10 @@ def get_vocabulary(*, kind: str = "byte", model_path: str | None = None,
         raise UserError(f"get_vocabulary.kind: unknown kind {kind!r} (expected 'byte' or 'sentencepiece')")
     if model_path:
         return load_sentencepiece(model_path, extra_ids)
-    if corpus:
-        from patch_training.data.train_tokenizer import train_sentencepiece, default_tokenizer_dir
-        out = Path(cache_dir) / "tokenizers" if cache_dir else default_tokenizer_dir()
-        model = train_sentencepiece(corpus, vocab_size=vocab_size, out_dir=None, cache_root=out)
-        return load_sentencepiece(model, extra_ids)
-    raise UserError("get_vocabulary: kind='sentencepiece' needs model_path= or corpus=")
+    from patch_training.data.corpora import default_code_root
+    from patch_training.data.train_tokenizer import default_tokenizer_dir, train_sentencepiece
+    out = Path(cache_dir) / "tokenizers" if cache_dir else default_tokenizer_dir()
+    model = train_sentencepiece(corpus or default_code_root(), vocab_size=vocab_size, out_dir=None,
+                                cache_root=out, extensions=(".py",) if corpus is None else
+                                (".py", ".txt", ".md", ".jsonl"))
+    return load_sentencepiece(model, extra_ids)

@@ -210,3 +210,38 @@ def test_bad_sources_are_one_line(tmp_path, cache_dir):
     with pytest.raises(UserError, match="TFDS dataset 'surely_not_a_tfds_dataset_xyz' not found") as e:
         make_dataset(task="test_tfds", sequence_length=L, vocab=BYTE, cache_dir=cache_dir)
     assert "\n" not in str(e.value)
+
+
+def test_wikitext_validation_corpus(cache_dir):
+    """The shared document-level WikiText-103 test file (read in place, never copied)."""
+    import json
+    from patch_training.data.paths import wikitext_test_file
+
+    path = wikitext_test_file()
+    if not path.is_file():
+        pytest.skip(f"shared data missing: {path} (set PATCH_TRAINING_SHARED_DATA)")
+    texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    ds = make_dataset(task="wikitext", split="validation", sequence_length=1024, vocab=BYTE, cache_dir=cache_dir)
+    assert ds.meta["num_documents"] == len(texts) == 62
+    assert ds.meta["row_report"]["malformed"] == 0
+    assert ds.num_tokens == sum(len(t.encode()) + 1 for t in texts)
+
+
+def test_gin_data_configs_bind_corpora(tmp_path, cache_dir):
+    """configs/data/jsonl_corpus.gin registers a corpus by reference; the name reaches make_dataset."""
+    import gin
+    from patch_training.gin_utils import parse_gin
+
+    train = write_jsonl(tmp_path / "train.jsonl", [f"train text {i} " * 4 for i in range(5)])
+    val = write_jsonl(tmp_path / "val.jsonl", ["held out text " * 3])
+    try:
+        parse_gin(["data/jsonl_corpus.gin"], bindings=[
+            f"JSONL_TRAIN_FILES = ['{train}']", f"JSONL_VALIDATION_FILES = ['{val}']",
+            "factory.make_dataset.task = %TASK", "factory.make_dataset.sequence_length = 16",
+            f"factory.make_dataset.cache_dir = '{cache_dir}'", "factory.make_dataset.vocab = {'kind': 'byte'}"])
+        ds = make_dataset(split="train")
+        assert ds.meta["task"] == "jsonl_corpus" and ds.meta["num_documents"] == 5
+        for name in ("data/tfds_corpus.gin", "data/wikitext_eval.gin"):
+            parse_gin([name], finalize=False)
+    finally:
+        gin.clear_config()

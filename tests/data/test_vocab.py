@@ -68,6 +68,13 @@ def test_train_sentencepiece_ids_cache_and_relative_spec(tmp_path, code_root):
     spec = vocab_lib.read_vocab_json(tmp_path / "run")
     assert vocab_lib.vocab_from_spec(spec).vocab_size == v.vocab_size
     assert vocab_lib.spec_for(v)["model_path"] == str(model.resolve())
+    # A run dir gets its own copy of the model and a relative path: it stays loadable when moved.
+    run = tmp_path / "run2"
+    vocab_lib.write_vocab_json(run, v)
+    assert json.loads((run / "vocab.json").read_text())["model_path"] == "tokenizer.model"
+    moved = tmp_path / "moved"
+    (run).rename(moved)
+    assert vocab_lib.vocab_from_spec(vocab_lib.read_vocab_json(moved)).encode("x = 1") == v.encode("x = 1")
 
     # The CLI: same hash -> instant, prints JSON; a missing corpus is one line and exit 2.
     assert train_main(["--corpus", str(code_root), "--vocab_size", "320", "--out", str(out),
