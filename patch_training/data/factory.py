@@ -5,6 +5,8 @@ that affects the rows, and returns a `StepIndexedDataset`. A cache hit touches n
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -88,14 +90,28 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
     rows_dir = cache_root / "rows" / f"{task}-{split}-{mode}{patch_size}-L{sequence_length}-{key}"
     if not (rows_dir / META_FILE).is_file():
-        _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts,
-               int(sequence_length), mode, int(patch_size))
+        # Several processes on one machine (local multi-host runs) may ask at once: one builds.
+        with _build_lock(cache_root / "locks" / f"{rows_dir.name}.lock"):
+            if not (rows_dir / META_FILE).is_file():
+                _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts,
+                       int(sequence_length), mode, int(patch_size))
     ds = StepIndexedDataset(rows_dir, seed=seed, shuffle=(split == "train") if shuffle is None else shuffle)
     _report_malformed(ds)
     return ds
 
 
 make_dataset = one_line_errors(_make_dataset)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _content_key(source: tasks_lib.CorpusSource) -> str:
@@ -125,7 +141,8 @@ def _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_par
             raise UserError(f"TFDS dataset {builder.name} is not prepared in {builder.data_dir}; "
                             f"prepare it first (e.g. `tfds build {builder.name} --data_dir ...`)")
     else:
-        reports = tfds_builders.prepare(builder)
+        with _build_lock(rows_dir.parent.parent / "locks" / f"tfds-{builder.name}-{builder.builder_config.name}.lock"):
+            reports = tfds_builders.prepare(builder)
     report = reports.get(tfds_split)
     materialize.materialize(
         task, builder, tfds_split, split, sequence_length=length, mode=mode, patch_size=patch_size,

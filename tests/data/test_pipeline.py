@@ -245,3 +245,40 @@ def test_gin_data_configs_bind_corpora(tmp_path, cache_dir):
             parse_gin([name], finalize=False)
     finally:
         gin.clear_config()
+
+
+def _tiny_tfds_class():
+    import tensorflow_datasets as tfds
+    from patch_training.data.tfds_builders import _LocalBuilder
+
+    class TinyTextForPatchTests(_LocalBuilder):  # registered in TFDS as tiny_text_for_patch_tests
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({"body": tfds.features.Text()}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(5), "test": self._generate_examples(2)}
+
+        def _generate_examples(self, n):
+            for i in range(n):
+                yield i, {"body": f"tfds document {i}. " * 3}
+
+    return TinyTextForPatchTests
+
+
+def test_named_tfds_text_dataset(tmp_path, cache_dir):
+    from patch_training.data import register_tfds_corpus
+
+    tfds_dir = tmp_path / "tfds"
+    _tiny_tfds_class()(data_dir=str(tfds_dir)).download_and_prepare()
+    name = register_tfds_corpus(name="test_tfds_ok", tfds_name="tiny_text_for_patch_tests", text_key="body",
+                                split_map={"train": "train", "validation": "test"}, tfds_data_dir=str(tfds_dir))
+    val = make_dataset(task=name, split="validation", sequence_length=32, vocab=BYTE, cache_dir=cache_dir)
+    assert val.meta["num_documents"] == 2 and val.num_tokens == 2 * (len("tfds document 0. " * 3) + 1)
+    train = make_dataset(task=name, split="train", sequence_length=32, vocab=BYTE, cache_dir=cache_dir, patch_size=2)
+    assert train.meta["num_documents"] == 5
+    register_tfds_corpus(name="test_tfds_unprepared", tfds_name="tiny_text_for_patch_tests",
+                         tfds_data_dir=str(tmp_path / "elsewhere"))
+    with pytest.raises(UserError, match="is not prepared in"):
+        make_dataset(task="test_tfds_unprepared", sequence_length=32, vocab=BYTE, cache_dir=cache_dir)

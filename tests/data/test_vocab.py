@@ -81,3 +81,16 @@ def test_train_sentencepiece_ids_cache_and_relative_spec(tmp_path, code_root):
                        "--cache_dir", str(cache)]) == 0
     with pytest.raises(UserError, match="tokenizer corpus not found"):
         train_main(["--corpus", str(tmp_path / "nope"), "--vocab_size", "320", "--out", str(out)])
+
+
+def test_foreign_sentencepiece_ids_are_respected(tmp_path, code_root):
+    """A LLaMA-style model (unk=0, bos=1, eos=2) loads as is; its EOS id is what data uses."""
+    import sentencepiece as spm
+
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(f.read_text() for f in sorted(code_root.rglob("*.py"))))
+    spm.SentencePieceTrainer.train(input=str(lines), model_prefix=str(tmp_path / "llama_like"), vocab_size=120,
+                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, hard_vocab_limit=False)
+    v = vocab_lib.load_sentencepiece(tmp_path / "llama_like.model")
+    assert v.eos_id == 2 and v.pad_id == 0
+    assert vocab_lib.get_vocabulary(kind="sentencepiece", model_path=str(tmp_path / "llama_like.model")).eos_id == 2
