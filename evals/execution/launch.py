@@ -52,9 +52,10 @@ def python_executable() -> str:
     return str(Path(sys.prefix) / "bin" / "python") if sys.prefix != sys.base_prefix else sys.executable
 
 
-def zygote_config(*, seccomp: bool, kill_all: bool, drop_uid: int | None, tmp: str) -> str:
+def zygote_config(*, seccomp: bool, kill_all: bool, drop_uid: int | None, tmp: str,
+                  fd_paths: list[str] | None = None) -> str:
     return json.dumps({"seccomp": seccomp, "kill_all": kill_all, "drop_uid": drop_uid, "tmp": tmp,
-                       "preimport": PREIMPORT})
+                       "preimport": PREIMPORT, "fd_paths": fd_paths or []})
 
 
 class Launch:
@@ -116,13 +117,20 @@ def t1_launch(worker_index: int, *, seccomp: bool = True) -> Launch:
 
 
 def t2_launch(worker_index: int) -> Launch:
-    """No namespaces: the zygote (root) forks children that drop to a private uid, in a private 0700 cwd."""
+    """No namespaces: the zygote (root) forks children that drop to a private uid, in a private 0700 cwd.
+
+    Interpreter directories that uid cannot traverse (a pyenv under /root) are reached through fds the
+    zygote opens as root (see zygote._reroute_imports), so nothing on disk changes mode."""
+    if os.geteuid() != 0:
+        raise PermissionError("tier T2 needs root (to drop each child to a private uid)")
     uid = SANDBOX_UID_BASE + worker_index
+    # Root-owned and traverse-only: the zygote makes a fresh 0700 dir owned by `uid` inside it per task, and
+    # the sweep of files `uid` leaves in /tmp never touches the worker's own home.
     home = tempfile.mkdtemp(prefix=f"sbx-t2-{worker_index}-")
-    os.chown(home, uid, uid)
-    os.chmod(home, 0o700)
+    os.chmod(home, 0o711)
+    hidden = [str(d) for d in interpreter_dirs() + [ZYGOTE.parent.resolve()] if not _world_traversable(d)]
     argv = [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
-            zygote_config(seccomp=True, kill_all=False, drop_uid=uid, tmp=home)]
+            zygote_config(seccomp=True, kill_all=False, drop_uid=uid, tmp=home, fd_paths=hidden)]
     return Launch(argv, env=dict(SANDBOX_ENV, HOME=home), cwd=home, stage=home)
 
 

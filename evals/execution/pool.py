@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 from evals.execution.journal import Journal
 from evals.execution.limits import Limits
-from evals.execution.probe import probe_tier
+from evals.execution.probe import resolve_tier
 from evals.execution.worker import Worker, validate_calls
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class Program:
     mode: str = "calls"
     limits: Limits | None = None
     attempt: int = 0
+    worker: int | None = None  # pin to worker `worker % num_workers` (e.g. run-twice); None = any
     compat: str | None = None
 
     def wire(self, default: Limits) -> dict:
@@ -109,18 +110,41 @@ def _script_from_frame(frame: dict) -> dict | None:
             "stdout": out, "stdout_truncated": bool(s.get("stdout_truncated"))}
 
 
+class _Jobs:
+    """Work shared by the worker threads: each takes the oldest job that is unpinned or pinned to it."""
+
+    def __init__(self):
+        self._jobs: list = []
+        self._cv = threading.Condition()
+
+    def put(self, job, worker: int | None = None) -> None:
+        with self._cv:
+            self._jobs.append((worker, job))
+            self._cv.notify_all()
+
+    def get(self, worker: int):
+        with self._cv:
+            while True:
+                for k, (pin, job) in enumerate(self._jobs):
+                    if pin is None or pin == worker:
+                        del self._jobs[k]
+                        return job
+                self._cv.wait()
+
+
 class SandboxPool:
     """N pre-forked zygotes (default: one per core), each driven by its own harness thread."""
 
     def __init__(self, num_workers: int | None = None, *, tier: str | None = None,
                  limits: Limits | None = None, batch_size: int = 16):
-        self.tier_info = probe_tier() if tier is None else {"tier": tier}
+        # A named tier (or $EXECUTOR_TIER) must pass its own probe; T3 needs EXECUTOR_ALLOW_WEAK=1.
+        self.tier_info = resolve_tier(tier)
         self.tier = self.tier_info["tier"]
         self.limits = limits or Limits()
         self.batch_size = batch_size
         n = num_workers or len(os.sched_getaffinity(0))
         self.workers = [Worker(self.tier, i) for i in range(n)]
-        self._inbox: queue.Queue = queue.Queue()
+        self._inbox = _Jobs()
         self._started = threading.Barrier(n + 1)
         self._errors: list[BaseException] = []
         self._threads = [threading.Thread(target=self._drive, args=(w,), daemon=True, name=f"sbx-{w.index}")
@@ -142,10 +166,16 @@ class SandboxPool:
             self._errors.append(e)
         self._started.wait()
         while True:
-            job = self._inbox.get()
+            job = self._inbox.get(worker.index)
             if job is None:
                 worker.stop()
                 return
+            if isinstance(job, threading.Event):  # restart_worker(): a fresh zygote, then signal
+                try:
+                    worker.restart()
+                finally:
+                    job.set()
+                continue
             programs, out = job
             wires = [p.wire(self.limits) for p in programs]
             budgets = [(p.limits or self.limits).task_budget_s(w["n_calls"]) for p, w in zip(programs, wires)]
@@ -203,9 +233,13 @@ class SandboxPool:
                             break
                     else:
                         exhausted = True
-                    if batch:
-                        self._inbox.put((batch, out))
-                        in_flight += len(batch)
+                    groups: dict = {}  # pinned programs travel only in batches for their worker
+                    for p in batch:
+                        pin = None if p.worker is None else p.worker % len(self.workers)
+                        groups.setdefault(pin, []).append(p)
+                    for pin, group in groups.items():
+                        self._inbox.put((group, out), pin)
+                        in_flight += len(group)
                 if in_flight == 0:
                     return
                 res = out.get()
@@ -227,12 +261,18 @@ class SandboxPool:
             if jr is not None:
                 jr.close()
 
+    def restart_worker(self, index: int) -> None:
+        """Replace worker `index`'s zygote with a fresh one (done by its own thread; blocks until done)."""
+        done = threading.Event()
+        self._inbox.put(done, index % len(self.workers))
+        done.wait()
+
     def run_one(self, program: Program) -> ProgramResult:
         return next(iter(self.run([program])))
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._inbox.put(None)
+        for w in self.workers:
+            self._inbox.put(None, w.index)
         for t in self._threads:
             t.join(timeout=10)
 

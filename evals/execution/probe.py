@@ -18,7 +18,10 @@ from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
 ALLOW_WEAK_ENV = "EXECUTOR_ALLOW_WEAK"
+TIER_ENV = "EXECUTOR_TIER"  # force a tier ("T1"|"T2"|"T3"); it must pass its probe (T3: must be opted in)
+TIERS = ("T1", "T2", "T3")
 _CACHE: dict | None = None
+_FORCED: dict[str, dict] = {}
 
 PROBE_SOURCE = '''
 import os, socket
@@ -112,6 +115,40 @@ def _try_tier(tier: str) -> tuple[bool, dict]:
     return True, facts
 
 
+def _weak_allowed() -> bool:
+    return os.environ.get(ALLOW_WEAK_ENV) == "1"
+
+
+def require_tier(tier: str, *, refresh: bool = False) -> dict:
+    """A tier asked for by name: proven by its own probe, never swapped for another. T3 (rlimits only, as
+    the harness's own user) is refused unless EXECUTOR_ALLOW_WEAK=1."""
+    if tier not in TIERS:
+        raise SandboxUnavailable(f"unknown sandbox tier {tier!r} (expected one of {', '.join(TIERS)})")
+    if tier == "T3":
+        if not _weak_allowed():
+            raise SandboxUnavailable(f"tier T3 runs untrusted code with rlimits only, as your own user; "
+                                     f"set {ALLOW_WEAK_ENV}=1 to accept that")
+        log.warning("sandbox tier T3 forced (weak, opted in via %s=1)", ALLOW_WEAK_ENV)
+        return {"tier": "T3", "checks": {}, "tried": [], "forced": True}
+    if tier in _FORCED and not refresh:
+        return _FORCED[tier]
+    t0 = time.monotonic()
+    ok, facts = _try_tier(tier)
+    if not ok:
+        raise SandboxUnavailable(f"sandbox tier {tier} was requested but failed its probe: {facts.get('reason')}")
+    info = {"tier": tier, "checks": facts, "tried": [facts], "forced": True,
+            "probe_s": round(time.monotonic() - t0, 3)}
+    (log.info if tier == "T1" else log.warning)("sandbox tier %s forced (%s)", tier, info)
+    _FORCED[tier] = info
+    return info
+
+
+def resolve_tier(requested: str | None = None) -> dict:
+    """The tier a pool should use: `requested`, else $EXECUTOR_TIER, else the strongest one that works."""
+    want = requested or os.environ.get(TIER_ENV) or None
+    return require_tier(want) if want else probe_tier()
+
+
 def probe_tier(*, refresh: bool = False) -> dict:
     """-> {"tier": "T1"|"T2"|"T3", "checks": {...}, "tried": [...]}; raises SandboxUnavailable."""
     global _CACHE
@@ -131,7 +168,7 @@ def probe_tier(*, refresh: bool = False) -> dict:
             _CACHE = {"tier": tier, "checks": facts, "tried": tried, "probe_s": round(time.monotonic() - t0, 3)}
             (log.info if tier == "T1" else log.warning)("sandbox tier %s (%s)", tier, _CACHE)
             return _CACHE
-    if os.environ.get(ALLOW_WEAK_ENV) == "1":
+    if _weak_allowed():
         _CACHE = {"tier": "T3", "checks": {}, "tried": tried, "probe_s": round(time.monotonic() - t0, 3),
                   "warning": "rlimits only: the program runs as your own user"}
         log.warning("sandbox tier T3 (weak, opted in via %s=1)", ALLOW_WEAK_ENV)

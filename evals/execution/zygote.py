@@ -319,7 +319,12 @@ def _fork_child(task, start, cfg, workdir):
             os.dup2(out_w if out_w is not None else null, 1)
             os.dup2(null, 2)
             keep = os.dup2(w, 3)
-            os.closerange(4, 1 << 16)
+            n_path = _len(cfg.get("fd_paths") or ())
+            if n_path:  # keep the import-path fds (T2); everything else goes
+                os.closerange(4, FIRST_PATH_FD)
+                os.closerange(FIRST_PATH_FD + n_path, 1 << 16)
+            else:
+                os.closerange(4, 1 << 16)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             if cfg.get("drop_uid") is not None:  # T2: the zygote itself may still be root
@@ -355,14 +360,59 @@ def _kill_everything(pid, cfg):
             os.kill(-1, signal.SIGKILL)  # never reaches us or pid 1 of the pidns
         except OSError:
             pass
-    elif cfg.get("drop_uid") is not None:  # T2: no pidns, so sweep /proc for our private uid
+    elif cfg.get("drop_uid") is not None:  # T2: no pidns, so sweep /proc (and shared temp dirs) by uid
+        _sweep_uid(cfg["drop_uid"])
+
+
+def _real_uid(pid):
+    """The real uid from /proc/PID/status: a non-dumpable process's /proc entry is owned by root."""
+    try:
+        with open("/proc/%s/status" % pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _sweep_uid(uid):
+    """Kill every process running as `uid` (repeat: a dying fork may still spawn), then delete what that
+    uid left at the top of world-writable directories (T2 cannot hide them; it can clean them)."""
+    for _ in range(3):
+        found = False
         for entry in os.listdir("/proc"):
-            if entry.isdigit():
+            if entry.isdigit() and _real_uid(entry) == uid:
+                found = True
                 try:
-                    if os.stat("/proc/" + entry).st_uid == cfg["drop_uid"]:
-                        os.kill(int(entry), signal.SIGKILL)
+                    os.kill(int(entry), signal.SIGKILL)
                 except OSError:
                     pass
+        if not found:
+            break
+    for d in SHARED_WRITABLE:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(d, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if st.st_uid != uid:
+                continue
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
 
 
 def _reap(pid):
@@ -399,6 +449,8 @@ def run_task(task, cfg):
     while start < n or (script and script_result is None):
         shutil.rmtree(workdir, ignore_errors=True)
         os.mkdir(workdir, 0o700)
+        if cfg.get("drop_uid") is not None:  # T2: the child's private cwd, writable by it alone
+            os.chown(workdir, cfg["drop_uid"], cfg["drop_uid"])
         pid, r, out_r = _fork_child(task, start, cfg, workdir)
         buf = b""
         read_total = 0
@@ -542,6 +594,39 @@ def run_task(task, cfg):
     return frame
 
 
+FIRST_PATH_FD = 50  # below NOFILE (64) so the numbers stay stable; children keep these open
+
+
+def _reroute_imports(dirs):
+    """T2 without namespaces: the child drops to a uid that cannot traverse e.g. /root/.pyenv, so lazy
+    imports (`encodings.idna`, `json.decoder` ...) would fail. Open each such directory once (O_PATH, as
+    root) at a fixed fd and point sys.path and every loaded package's __path__ at /proc/self/fd/N: the
+    kernel lets a process follow its own fd links, while /root and everything else stays closed to it."""
+    import importlib
+
+    table = []
+    for k, d in enumerate(dirs):
+        fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.dup2(fd, FIRST_PATH_FD + k, inheritable=False)
+        os.close(fd)
+        table.append((d.rstrip("/"), "/proc/self/fd/%d" % (FIRST_PATH_FD + k)))
+
+    def fix(p):
+        for d, alias in table:
+            if isinstance(p, str) and (p == d or p.startswith(d + "/")):
+                return alias + p[len(d):]
+        return p
+
+    sys.path[:] = [fix(p) for p in sys.path]
+    for mod in list(sys.modules.values()):
+        paths = getattr(mod, "__path__", None)
+        if isinstance(paths, list):
+            paths[:] = [fix(p) for p in paths]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+    return [fd for fd in range(FIRST_PATH_FD, FIRST_PATH_FD + len(table))]
+
+
 def _preimport(names):
     for name in names:
         try:
@@ -566,6 +651,8 @@ def main():
     if cfg.get("seccomp"):
         global _BPF_TEMPLATE
         _BPF_TEMPLATE = _build_seccomp_template()  # fail here, loudly, rather than in every child
+    if cfg.get("fd_paths"):
+        _reroute_imports(cfg["fd_paths"])
     write_frame(PROTO_OUT, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
                             "python": sys.version.split()[0]})
     while True:

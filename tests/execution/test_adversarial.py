@@ -47,15 +47,25 @@ def _hash_dir(d: str) -> str:
     return h.hexdigest()
 
 
+def _real_uid(pid: str) -> int | None:
+    """From /proc/PID/status: a non-dumpable process's /proc entry is owned by root whatever its uid."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _sandbox_procs() -> set[int]:
     out = set()
     for e in os.listdir("/proc"):
         if e.isdigit():
-            try:
-                if SANDBOX_UID_BASE <= os.stat(f"/proc/{e}").st_uid < SANDBOX_UID_BASE + 100:
-                    out.add(int(e))
-            except OSError:
-                pass
+            uid = _real_uid(e)
+            if uid is not None and SANDBOX_UID_BASE <= uid < SANDBOX_UID_BASE + 100:
+                out.add(int(e))
     return out
 
 
