@@ -8,7 +8,8 @@ can restore silently as wrong numbers. So, just before orbax commits a step, we 
 orbax's own commit marker is there. Checksums are verified only for the step actually restored.
 
 This module is pure filesystem logic (no JAX), so `params_io.load_params` and tools can use
-`latest_complete_step` without building a checkpoint manager.
+`latest_complete_step` without building a checkpoint manager. Paths go through `etils.epath`
+(what orbax uses), so `gs://` run directories work as well as local ones.
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import json
 import os
 import re
 import zlib
-from pathlib import Path
 from typing import Iterable
+
+from etils import epath
+
+Path = epath.Path
 
 MANIFEST_NAME = "patchtrain_manifest.json"
 ORBAX_COMMIT_MARKER = "commit_success.txt"
@@ -26,6 +30,16 @@ ORBAX_TMP_MARKER = ".orbax-checkpoint-tmp"
 _COMMIT_TIME_FILES = frozenset({ORBAX_COMMIT_MARKER, "_CHECKPOINT_METADATA"})
 _STEP_DIR = re.compile(r"^\d+$")
 _CHUNK = 8 << 20
+
+
+def file_size(path: Path) -> int:
+    st = epath.Path(path).stat()
+    return st.st_size if hasattr(st, "st_size") else st.length
+
+
+def _mtime(path: Path) -> float:
+    st = path.stat()
+    return st.st_mtime if hasattr(st, "st_mtime") else st.mtime
 
 
 def file_crc32(path: Path) -> int:
@@ -37,39 +51,43 @@ def file_crc32(path: Path) -> int:
 
 
 def _listed_files(step_dir: Path) -> Iterable[Path]:
-    for root, _, files in os.walk(step_dir):
+    step_dir = epath.Path(step_dir)
+    for root, _, files in step_dir.walk():
         for name in files:
-            if name.startswith(MANIFEST_NAME) or (Path(root) == step_dir and name in _COMMIT_TIME_FILES):
+            if name.startswith(MANIFEST_NAME) or (root == step_dir and name in _COMMIT_TIME_FILES):
                 continue
-            yield Path(root) / name
+            yield root / name
 
 
 def write_manifest(step_dir: Path, step: int, *, checksums: bool = True) -> dict:
     """Record size (and CRC32) of every file under `step_dir`; written atomically via rename."""
+    step_dir = epath.Path(step_dir)
     files = {}
     for path in sorted(_listed_files(step_dir)):
         rel = path.relative_to(step_dir).as_posix()
-        entry = {"size": path.stat().st_size}
+        entry = {"size": file_size(path)}
         if checksums:
             entry["crc32"] = file_crc32(path)
         files[rel] = entry
     manifest = {"format": 1, "step": step, "checksums": checksums, "files": files}
     tmp = step_dir / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(manifest, sort_keys=True))
-    os.replace(tmp, step_dir / MANIFEST_NAME)
+    tmp.replace(step_dir / MANIFEST_NAME)
     return manifest
 
 
 def read_manifest(step_dir: Path) -> dict | None:
+    step_dir = epath.Path(step_dir)
     try:
         manifest = json.loads((step_dir / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - missing/garbled; object-store backends raise their own types
         return None
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
 
 
 def incompleteness(step_dir: Path) -> str | None:
     """Why `step_dir` is not a complete checkpoint (cheap: stats only), or None if it is."""
+    step_dir = epath.Path(step_dir)
     if not step_dir.is_dir():
         return "not a directory"
     if not (step_dir / ORBAX_COMMIT_MARKER).exists():
@@ -80,8 +98,8 @@ def incompleteness(step_dir: Path) -> str | None:
     for rel, entry in manifest["files"].items():
         path = step_dir / rel
         try:
-            size = path.stat().st_size
-        except OSError:
+            size = file_size(path)
+        except Exception:  # noqa: BLE001 - as above
             return f"file {rel} is missing"
         if size != entry.get("size"):
             return f"file {rel} has {size} bytes, expected {entry.get('size')} (truncated?)"
@@ -90,6 +108,7 @@ def incompleteness(step_dir: Path) -> str | None:
 
 def checksum_mismatches(step_dir: Path) -> list[str]:
     """Files whose CRC32 differs from the manifest (reads every byte; call before restoring)."""
+    step_dir = epath.Path(step_dir)
     manifest = read_manifest(step_dir)
     if manifest is None:
         return [MANIFEST_NAME]
@@ -101,13 +120,14 @@ def checksum_mismatches(step_dir: Path) -> list[str]:
         try:
             if file_crc32(path) != entry["crc32"]:
                 bad.append(rel)
-        except OSError:
+        except Exception:  # noqa: BLE001 - as above
             bad.append(rel)
     return bad
 
 
 def step_dirs(checkpoint_dir: Path) -> dict[int, Path]:
     """All directories named like a step (complete or not), by step number."""
+    checkpoint_dir = epath.Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         return {}
     return {int(p.name): p for p in checkpoint_dir.iterdir() if _STEP_DIR.match(p.name) and p.is_dir()}
@@ -115,6 +135,7 @@ def step_dirs(checkpoint_dir: Path) -> dict[int, Path]:
 
 def tmp_dirs(checkpoint_dir: Path) -> list[Path]:
     """Orbax's in-progress directories (`<step>.orbax-checkpoint-tmp...`): never committed."""
+    checkpoint_dir = epath.Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         return []
     return sorted(p for p in checkpoint_dir.iterdir() if ORBAX_TMP_MARKER in p.name)
@@ -122,7 +143,7 @@ def tmp_dirs(checkpoint_dir: Path) -> list[Path]:
 
 def complete_steps(checkpoint_dir: str | os.PathLike) -> list[int]:
     """Steps under `checkpoint_dir` that are complete, ascending."""
-    dirs = step_dirs(Path(checkpoint_dir))
+    dirs = step_dirs(checkpoint_dir)
     return sorted(step for step, path in dirs.items() if incompleteness(path) is None)
 
 
@@ -134,8 +155,9 @@ def latest_complete_step(checkpoint_dir: str | os.PathLike) -> int | None:
 
 def writing_dir_for_step(checkpoint_dir: Path, step: int) -> Path | None:
     """Where orbax is writing `step` right before its commit: the tmp dir, else the final dir."""
+    checkpoint_dir = epath.Path(checkpoint_dir)
     candidates = [p for p in tmp_dirs(checkpoint_dir) if p.name.split(".", 1)[0] == str(step)]
     if candidates:
-        return max(candidates, key=lambda p: p.stat().st_mtime)
+        return max(candidates, key=_mtime)
     final = checkpoint_dir / str(step)
     return final if final.is_dir() else None

@@ -22,15 +22,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
+import os
 import time
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import gin
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from patch_training import checkpoint_manifest as manifest_lib
 from patch_training import multihost
@@ -163,14 +163,14 @@ def _handler_registry() -> ocp.handlers.CheckpointHandlerRegistry:
     return registry
 
 
-def _move_aside(src: Path, dest_root: Path, reason: str) -> Path:
+def _move_aside(src: epath.Path, dest_root: epath.Path, reason: str) -> epath.Path:
     dest_root.mkdir(parents=True, exist_ok=True)
     dest = dest_root / f"{src.name}.{time.strftime('%Y%m%d-%H%M%S')}"
     n = 0
     while dest.exists():
         n += 1
         dest = dest_root / f"{src.name}.{time.strftime('%Y%m%d-%H%M%S')}.{n}"
-    shutil.move(str(src), str(dest))
+    src.rename(dest)
     log.warning("checkpoint %s %s; moved to %s", src, reason, dest)
     return dest
 
@@ -183,16 +183,16 @@ class TrainCheckpointer:
     shape, vocab, seq len, seed...). `clock`: seconds, injectable for tests of the time policy.
     """
 
-    def __init__(self, run_dir: str | Path, config: CheckpointConfig | None = None, *,
+    def __init__(self, run_dir: str | os.PathLike, config: CheckpointConfig | None = None, *,
                  fingerprint: Mapping[str, Any] | None = None,
                  clock: Callable[[], float] = time.monotonic):
-        self.run_dir = Path(run_dir)
+        self.run_dir = epath.Path(run_dir)
         self.directory = self.run_dir / CHECKPOINTS_SUBDIR
         self.config = config or CheckpointConfig()
         self.fingerprint = dict(fingerprint) if fingerprint else None
         self._clock = clock
         self.policy = SavePolicy(self.config.save_every_steps, self.config.save_every_seconds)
-        self.set_aside: list[Path] = []
+        self.set_aside: list[epath.Path] = []
         self._pending_manifest: int | None = None
 
         if multihost.is_primary():
@@ -231,7 +231,7 @@ class TrainCheckpointer:
         """Primary only: delete orbax tmp dirs, move finalized-but-incomplete steps aside."""
         for tmp in manifest_lib.tmp_dirs(self.directory):
             log.warning("checkpoint %s was never committed (killed mid-write); removing it", tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.rmtree(missing_ok=True)
         for step, path in sorted(manifest_lib.step_dirs(self.directory).items()):
             why = manifest_lib.incompleteness(path)
             if why is not None:
