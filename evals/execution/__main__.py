@@ -51,9 +51,9 @@ def _check(args) -> int:
 
 
 def _probe(args) -> int:
-    from evals.execution.probe import probe_tier
+    from evals.execution.probe import resolve_tier
 
-    print(json.dumps(probe_tier()))
+    print(json.dumps(resolve_tier(args.tier)))
     return 0
 
 
@@ -65,7 +65,9 @@ def main(argv=None) -> int:
     c.add_argument("--cases", required=True)
     c.add_argument("--entry", default="f", help="function to call (default: f)")
     c.add_argument("--wall", type=float, default=2.0, help="per-call wall limit in seconds")
-    sub.add_parser("probe", help="print the isolation tier as JSON")
+    pr = sub.add_parser("probe", help="print the isolation tier as JSON")
+    pr.add_argument("--tier", choices=("T1", "T2", "T3"), default=None,
+                    help="prove this tier instead of picking the strongest (T3 needs EXECUTOR_ALLOW_WEAK=1)")
     args = ap.parse_args(argv)
     return _check(args) if args.cmd == "check" else _probe(args)
 
