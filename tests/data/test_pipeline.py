@@ -66,22 +66,26 @@ def test_packed_rows_follow_the_seqio_contract(packed, code_root):
     assert int((t == 1).sum()) == len(docs)
 
 
-def test_inputs_match_seqio_feature_converter(packed, code_task, cache_dir):
-    """Inputs are re-derived on read; they must equal what DecoderFeatureConverter produced."""
+def test_rows_match_seqio_feature_converter(packed, code_task, cache_dir):
+    """Full pieces are rows as they are; the rest equals DecoderFeatureConverter(pack=True) output,
+    including the decoder inputs that are re-derived on read."""
     import seqio
+    import tensorflow as tf
     from patch_training.data import tasks as tasks_lib
-    from patch_training.data.materialize import _group_short_pieces
     from patch_training.data.vocab import spec_fingerprint, vocab_from_spec
 
     task, _ = tasks_lib.seqio_task_for(code_task, vocab_from_spec(BYTE), spec_fingerprint(BYTE),
                                        cache_dir / "tfds")
     lengths = {"targets": L}
-    pieces = _group_short_pieces(task.get_dataset(lengths, split="train", shuffle=False, use_cached=False), L)
-    ds = seqio.DecoderFeatureConverter(pack=True)(pieces, lengths)
-    ref = next(ds.batch(16).as_numpy_iterator())
-    ours = packed._assemble(np.arange(16))
+    pieces = task.get_dataset(lengths, split="train", shuffle=False, use_cached=False)
+    full = [p["targets"] for p in pieces.as_numpy_iterator() if len(p["targets"]) == L]
+    short = pieces.filter(lambda ex: tf.shape(ex["targets"])[0] < L)
+    ref = next(seqio.DecoderFeatureConverter(pack=True)(short, lengths).batch(10_000).as_numpy_iterator())
+    ours = _all_rows(packed)
+    assert len(full) > 0 and packed.num_rows == len(full) + len(ref["decoder_target_tokens"])
+    np.testing.assert_array_equal(ours["decoder_target_tokens"][: len(full)], np.stack(full))
     for k in FEATURES:
-        np.testing.assert_array_equal(ours[k], ref[k].astype(ours[k].dtype), err_msg=k)
+        np.testing.assert_array_equal(ours[k][len(full):], ref[k].astype(ours[k].dtype), err_msg=k)
 
 
 def test_patch_rows_are_concatenated_documents_with_separators(patch_rows, code_root):
