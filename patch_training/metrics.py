@@ -29,6 +29,24 @@ def _plain(value):
     return value
 
 
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, imported without torch.
+
+    tensorboardX's writer module tries `import torch` only to accept torch tensors; when torch is
+    installed (it is here, for the HF parity tests) that costs seconds of start-up in every run.
+    We hide torch for the duration of the import unless something already imported it.
+    """
+    if "tensorboardX.writer" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # makes `import torch` raise ImportError
+        try:
+            from tensorboardX import SummaryWriter
+        finally:
+            del sys.modules["torch"]
+        return SummaryWriter
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+
+
 def truncate_jsonl(path: str | os.PathLike, keep_through_step: int) -> int:
     """Drop lines with `step > keep_through_step` and any partial last line; return lines kept."""
     path = Path(path)
@@ -70,8 +88,7 @@ class MetricsWriter:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(self.run_dir / METRICS_FILE, "a", buffering=1)
             if tensorboard:
-                from tensorboardX import SummaryWriter
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+                self._tb = _summary_writer_class()(str(self.run_dir / "tensorboard"))
 
     def write(self, step: int, scalars: Mapping[str, object], prefix: str = "") -> None:
         if not self.enabled:

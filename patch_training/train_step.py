@@ -87,14 +87,14 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable[
                 (mbs, jnp.arange(cfg.num_microbatches)))
         denom = jnp.maximum(weight_sum, 1.0)
         grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": loss_sum / denom,
             "grad_norm": grad_norm,
             "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
-            "param_norm": optax.global_norm(params),
+            "param_norm": optax.tree.norm(params),
             "weight_sum": weight_sum,
         }
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)

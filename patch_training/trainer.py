@@ -192,6 +192,14 @@ class Trainer:
         if _is_primary():
             truncate_jsonl(self.run_dir / METRICS_FILE, start)
         writer = MetricsWriter(self.run_dir, enabled=_is_primary())
+        try:
+            return self._train_loop(ckpt, watcher, writer, state, start, restored is not None)
+        finally:
+            writer.close()
+
+    def _train_loop(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher, writer: MetricsWriter,
+                    state: TrainState, start: int, resumed: bool) -> TrainResult:
+        cfg = self.cfg
         progress = ProgressLine(cfg.num_steps, enabled=self.console)
         tokens_per_step = cfg.batch_size * cfg.seq_len
         flops_per_step = mfu_lib.training_flops_per_step(
@@ -199,7 +207,7 @@ class Trainer:
         peak, peak_source = mfu_lib.device_peak_tflops(self.model_config.dtype)
         self._say(f"mesh {describe(self.mesh)}; {tokens_per_step} tokens/step; "
                   f"{flops_per_step / 1e9:.2f} GFLOP/step; peak {peak:.2f} TFLOP/s/device ({peak_source})")
-        last_good = start if restored is not None else None
+        last_good = start if resumed else None
         last_metrics: dict[str, float] = {}
         eval_metrics = None
         status = "completed"
@@ -278,8 +286,8 @@ class Trainer:
             ckpt.wait()
             if status == "completed" and self.eval_data is not None:
                 eval_metrics = self._evaluate(state, writer, step)
-        writer.close()
         if status == "completed" and cfg.plot and _is_primary():
+            writer.flush()
             plot_loss_curve(self.run_dir)
         return TrainResult(self.run_dir, step, status, last_metrics, eval_metrics, state)
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,19 @@ RUNNER = Path(__file__).with_name("run_synthetic.py")
 SYNTHETIC_GIN = Path(__file__).with_name("synthetic.gin")
 
 
+# One persistent XLA compilation cache for every subprocess of this test session: the runs share
+# shapes, so only the first one pays for compiling.
+COMPILE_CACHE = Path(tempfile.gettempdir()) / f"patchtrain-test-jaxcache-{os.getuid()}"
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
                 "intra_op_parallelism_threads=1", "TF_CPP_MIN_LOG_LEVEL": "3",
-                "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1"})
+                "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1",
+                "JAX_COMPILATION_CACHE_DIR": str(COMPILE_CACHE),
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
     env.update(extra)
     return env
 

@@ -1,0 +1,130 @@
+"""End-to-end trainer behaviour: NaN stop, exact resume after SIGKILL, bad input on the CLI."""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import REPO, error_lines, final_params, losses, run_train, subprocess_env, train_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path: Path):
+    from patch_training.checkpoint_manifest import complete_steps
+    from patch_training.checkpointing import CheckpointConfig
+    from patch_training.mesh import make_mesh
+    from patch_training.model import ModelConfig
+    from patch_training.trainer import Trainer, TrainerConfig, TrainingDiverged
+    from synthetic import SyntheticData
+
+    cfg = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                      num_kv_heads=2)
+    trainer = Trainer(tmp_path, cfg, TrainerConfig(num_steps=8, batch_size=8, seq_len=32, log_every=100),
+                      SyntheticData(nan_at_step=4), mesh=make_mesh((1, 1, 1)), console=False,
+                      checkpoint_config=CheckpointConfig(save_every_steps=2, save_every_seconds=None))
+    with pytest.raises(TrainingDiverged) as e:
+        trainer.run()
+    msg = str(e.value)
+    assert "\n" not in msg and "at step 5" in msg and "last good checkpoint is step 4" in msg
+    assert complete_steps(tmp_path / "checkpoints") == [2, 4]
+
+
+def _wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    path = run_dir / "metrics.jsonl"
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before step {step}: {proc.stderr.read()[-2000:]}")
+        if path.exists() and any(f'"step": {step},' in l for l in path.read_text().splitlines()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"step {step} not reached in {timeout}s")
+
+
+STEPS = 14
+BINDINGS = (f"TRAIN_STEPS={STEPS}", "train/testing.SyntheticData.delay_s=0.1")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """One uninterrupted run (checkpoints every 3 steps, keep 2): the reference for several tests."""
+    ref = tmp_path_factory.mktemp("ref") / "run"
+    result = run_train(ref, *BINDINGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return ref
+
+
+def test_sigkill_at_random_step_then_resume_is_bit_identical(tmp_path: Path, finished_run: Path):
+    steps, bindings, ref = STEPS, BINDINGS, finished_run
+    kill_step = random.Random(os.urandom(8)).randint(4, steps - 3)
+    print(f"killing at step {kill_step}")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(killed, *bindings), cwd=REPO, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_step(killed, kill_step, proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert losses(killed)[-1][0] < steps  # it really died mid-run
+
+    resumed = run_train(killed, *bindings)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from checkpoint step" in resumed.stderr or kill_step < 3
+
+    ref_losses, got_losses = losses(ref), losses(killed)
+    assert [s for s, _ in ref_losses] == list(range(1, steps + 1))
+    assert got_losses == ref_losses  # bit-identical floats, each step exactly once
+    a, b = final_params(ref, steps), final_params(killed, steps)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+
+def test_bad_input_gets_one_line_and_nothing_saved_is_lost(tmp_path: Path, finished_run: Path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    ckpts = run_dir / "checkpoints"
+    saved = sorted(p.name for p in ckpts.iterdir())
+    assert saved == ["12", "14"]
+
+    # Resuming with an incompatible model: refused, naming what differs.
+    r = run_train(run_dir, "TRAIN_STEPS=20", "model.ModelConfig.hidden_size=48")
+    assert r.returncode == 2, r.stderr[-3000:]
+    (line,) = error_lines(r.stderr)
+    assert "model_config" in line and "hidden_size" in line
+    assert sorted(p.name for p in ckpts.iterdir()) == saved
+
+    # A mesh that does not divide the devices.
+    r = run_train(tmp_path / "mesh", "mesh.mesh_shape.data=3")
+    assert r.returncode == 2
+    (line,) = error_lines(r.stderr)
+    assert "mesh" in line and "needs 3 devices but 1" in line
+
+    # A batch that the data-parallel size does not divide (8 fake devices, data×fsdp = 4).
+    r = run_train(tmp_path / "batch", "BATCH_SIZE=6",
+                  extra_args=("--gin_file=configs/mesh/cpu_fake_8.gin", "--num_cpu_devices=8"))
+    assert r.returncode == 2
+    (line,) = error_lines(r.stderr)
+    assert "batch size 6" in line and "data-parallel size 4" in line
+
+    # A corrupted checkpoint: one line naming it, and every step directory is still there.
+    victim = max((p for p in (ckpts / "14" / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    r = run_train(run_dir, "TRAIN_STEPS=20")
+    assert r.returncode == 2, r.stderr[-3000:]
+    (line,) = error_lines(r.stderr)
+    assert "corrupt" in line and "14" in line
+    assert sorted(p.name for p in ckpts.iterdir()) == saved
+    assert "Traceback" not in r.stderr
