@@ -18,6 +18,7 @@ import resource
 import select
 import shutil
 import signal
+import stat
 import struct
 import sys
 import time
@@ -348,7 +349,7 @@ def _fork_child(task, start, cfg, workdir):
     return pid, r, out_r
 
 
-def _kill_everything(pid, cfg):
+def _kill_everything(pid, cfg, lim):
     """Kill the child's process group, then every process we may signal (the whole pidns / our uid)."""
     for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
         try:
@@ -361,7 +362,12 @@ def _kill_everything(pid, cfg):
         except OSError:
             pass
     elif cfg.get("drop_uid") is not None:  # T2: no pidns, so sweep /proc (and shared temp dirs) by uid
-        _sweep_uid(cfg["drop_uid"])
+        # With NPROC=1 the child cannot create a process at all (the count is per uid, one uid per
+        # worker), and seccomp keeps any descendant in its process group, so the /proc scan (~ms) is only
+        # needed when the limits allow forks.
+        if lim.get("nproc") != 1:
+            _kill_uid(cfg["drop_uid"])
+        _sweep_files(cfg["drop_uid"])
 
 
 def _real_uid(pid):
@@ -379,9 +385,8 @@ def _real_uid(pid):
 SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 
 
-def _sweep_uid(uid):
-    """Kill every process running as `uid` (repeat: a dying fork may still spawn), then delete what that
-    uid left at the top of world-writable directories (T2 cannot hide them; it can clean them)."""
+def _kill_uid(uid):
+    """Kill every process running as `uid` (repeat: a dying fork may still spawn)."""
     for _ in range(3):
         found = False
         for entry in os.listdir("/proc"):
@@ -393,6 +398,10 @@ def _sweep_uid(uid):
                     pass
         if not found:
             break
+
+
+def _sweep_files(uid):
+    """Delete what `uid` left at the top of world-writable directories (T2 cannot hide them; it cleans)."""
     for d in SHARED_WRITABLE:
         try:
             names = os.listdir(d)
@@ -435,6 +444,27 @@ SIG_STATUS = {signal.SIGXCPU: "timeout", signal.SIGKILL: "timeout", signal.SIGSE
               signal.SIGSYS: "crash", signal.SIGXFSZ: "error"}
 
 
+def _fresh_workdir(path, cfg):
+    """An empty 0700 dir owned by the child's uid (T2) or ours. Kept when the last program left it empty
+    and unchanged: on a disk (T2, no tmpfs) rmdir+mkdir per program costs milliseconds."""
+    owner = cfg.get("drop_uid") if cfg.get("drop_uid") is not None else os.getuid()
+    try:
+        st = os.lstat(path)
+        if (stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == owner
+                and not os.listdir(path)):
+            return
+    except OSError:
+        pass
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        os.unlink(path)  # a symlink or file the program put in its place
+    except OSError:
+        pass
+    os.mkdir(path, 0o700)
+    if cfg.get("drop_uid") is not None:  # T2: the child's private cwd, writable by it alone
+        os.chown(path, owner, owner)
+
+
 def run_task(task, cfg):
     """Run one program on all its calls; restart the child after a call that times out or crashes."""
     n = task["n_calls"]
@@ -447,10 +477,7 @@ def run_task(task, cfg):
     start = 0
     script_result = None
     while start < n or (script and script_result is None):
-        shutil.rmtree(workdir, ignore_errors=True)
-        os.mkdir(workdir, 0o700)
-        if cfg.get("drop_uid") is not None:  # T2: the child's private cwd, writable by it alone
-            os.chown(workdir, cfg["drop_uid"], cfg["drop_uid"])
+        _fresh_workdir(workdir, cfg)
         pid, r, out_r = _fork_child(task, start, cfg, workdir)
         buf = b""
         read_total = 0
@@ -542,7 +569,7 @@ def run_task(task, cfg):
                 deadline = min(time.monotonic() + lim["wall_s"], program_deadline)
             if stop_reason:
                 break
-        _kill_everything(pid, cfg)
+        _kill_everything(pid, cfg, lim)
         status = _reap(pid)
         os.close(r)
         if out_r is not None:
@@ -573,7 +600,7 @@ def run_task(task, cfg):
             for i in range(start, n):
                 results[i] = {"status": "timeout", "output": None, "exc": None, "note": "program wall cap"}
             break
-    shutil.rmtree(workdir, ignore_errors=True)
+    _fresh_workdir(workdir, cfg)  # nothing a program wrote outlives it
     frame = {"id": task["id"], "calls": results}
     if script:
         sr = script_result
