@@ -102,3 +102,13 @@ def test_run_twice_single_worker_restarts_between_attempts():
         assert one.workers[0].restarts == 1
         if one.tier == "T2":  # no pidns: the zygote's pid is visible and a fresh zygote has a new one
             assert a.calls[0]["output"] != b.calls[0]["output"]
+
+
+@needs_root
+def test_t2_sweeps_processes_when_forks_are_allowed(t2_pool, host):  # noqa: F811 (pytest fixture)
+    """With NPROC raised, a forked child outlives `f`; it must not survive the task (process-group kill,
+    then the /proc sweep by uid; run_contained checks that no process of a sandbox uid is left)."""
+    src = ("import os, time\ndef f():\n    pid = os.fork()\n    if pid == 0:\n        time.sleep(600)\n"
+           "        os._exit(0)\n    return 'forked'\n")
+    res = run_contained(t2_pool, host, src, limits=Limits(wall_s=1.0, program_wall_s=10.0, nproc=8))
+    assert res.calls[0]["output"] == json.dumps(repr("forked"))
