@@ -128,31 +128,52 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
 def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length: int, scratch: Path) -> int:
     """Full pieces straight to rows; short pieces through seqio's packing converter.
 
-    The tokenized pieces are cached on disk during the first pass so tokenization runs once.
+    One tokenization pass: full pieces are written as they come, short ones are parked in a
+    scratch file (bounded memory) and then streamed, in their original order, into the packer.
     """
     import seqio
     import tensorflow as tf
 
     scratch.mkdir()
-    pieces = ds.map(lambda ex: {"targets": ex["targets"]}).cache(str(scratch / "pieces"))
-    size = lambda ex: tf.shape(ex["targets"])[0]  # noqa: E731
+    short_lengths: list[int] = []
     docs = 0
-    full = pieces.filter(lambda ex: size(ex) >= length).batch(BATCH_ROWS)
-    segments = np.ones((BATCH_ROWS, length), np.int32)
-    positions = np.broadcast_to(np.arange(length, dtype=np.int32), (BATCH_ROWS, length))
-    for batch in full.as_numpy_iterator():
-        rows = batch["targets"]
-        writer.write(rows, segments[: len(rows)], positions[: len(rows)])
-        docs += int(np.count_nonzero(rows == eos_id))
-        progress.update(docs, writer.tokens)
-    short = pieces.filter(lambda ex: size(ex) < length)
+    with open(scratch / "short.bin", "wb") as short_file:
+        for flat, lengths in _ragged_pieces(ds):
+            docs += int(np.count_nonzero(flat == eos_id))
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            is_full = lengths >= length
+            if is_full.any():
+                rows = np.stack([flat[s:s + length] for s in starts[is_full]])
+                writer.write(rows, np.ones_like(rows), np.broadcast_to(np.arange(length), rows.shape))
+            for s, n in zip(starts[~is_full], lengths[~is_full]):
+                short_file.write(flat[s:s + n].astype(np.int32).tobytes())
+                short_lengths.append(int(n))
+            progress.update(docs, writer.tokens)
+
+    def short_pieces():
+        tokens = np.fromfile(scratch / "short.bin", dtype=np.int32)
+        offset = 0
+        for n in short_lengths:
+            yield {"targets": tokens[offset:offset + n]}
+            offset += n
+
+    short = tf.data.Dataset.from_generator(
+        short_pieces, output_signature={"targets": tf.TensorSpec([None], tf.int32)})
     packed = seqio.DecoderFeatureConverter(pack=True)(short, {"targets": length})
-    docs += _write_converted(packed, writer, progress, eos_id, docs_before=docs)
+    _write_converted(packed, writer, progress, eos_id, docs_before=docs, count_docs=False)
     shutil.rmtree(scratch)
     return docs
 
 
-def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int, docs_before: int = 0) -> int:
+def _ragged_pieces(ds) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(flat tokens, piece lengths) for ~BATCH_ROWS pieces at a time."""
+    batches = ds.map(lambda ex: ex["targets"]).ragged_batch(BATCH_ROWS)
+    for rt in batches:  # eager RaggedTensors: flat values + row splits, no per-piece Python objects
+        yield rt.flat_values.numpy(), np.diff(rt.row_splits.numpy())
+
+
+def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int, docs_before: int = 0,
+                     count_docs: bool = True) -> int:
     """Rows straight from the feature converter; the inputs seqio derives are re-derived on read."""
     docs = 0
     for batch in ds.batch(BATCH_ROWS).as_numpy_iterator():
@@ -163,7 +184,8 @@ def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int, docs
             seg = (targets != 0).astype(np.int32)
             pos = np.where(seg > 0, np.arange(targets.shape[1]), 0)
         writer.write(targets, seg, pos)
-        docs += int(np.count_nonzero(targets == eos_id))  # every document ends in exactly one EOS
+        if count_docs:
+            docs += int(np.count_nonzero(targets == eos_id))  # every document ends in exactly one EOS
         progress.update(docs_before + docs, writer.tokens)
     return docs
 
@@ -173,9 +195,9 @@ def _write_concat(ds, writer: _Writer, length: int, progress: _Progress) -> int:
     carry = np.zeros((0,), np.int64)
     docs = 0
     positions = np.broadcast_to(np.arange(length), (BATCH_ROWS, length))
-    for chunk in _token_chunks(ds):
-        docs += chunk[1]
-        carry = np.concatenate([carry, chunk[0]])
+    for flat, lengths in _ragged_pieces(ds):
+        docs += len(lengths)
+        carry = np.concatenate([carry, flat])
         full = len(carry) // length
         if full:
             rows = carry[: full * length].reshape(full, length)
@@ -189,11 +211,3 @@ def _write_concat(ds, writer: _Writer, length: int, progress: _Progress) -> int:
         row[0, : len(carry)] = carry
         writer.write(row, (row != 0).astype(np.int64), np.where(row != 0, np.arange(length), 0))
     return docs
-
-
-def _token_chunks(ds) -> Iterator[tuple[np.ndarray, int]]:
-    """Concatenated tokens of ~BATCH_ROWS documents at a time, with the document count."""
-    for batch in ds.map(lambda ex: {"targets": ex["targets"]}).ragged_batch(BATCH_ROWS).as_numpy_iterator():
-        flat = batch["targets"]
-        yield np.asarray(flat.flat_values if hasattr(flat, "flat_values") else np.concatenate(flat)), \
-            int(flat.nrows() if hasattr(flat, "nrows") else len(flat))
