@@ -31,6 +31,7 @@ PROTO_IN, PROTO_OUT = 200, 201
 _repr, _str, _type, _len, _isinstance = builtins.repr, builtins.str, builtins.type, builtins.len, builtins.isinstance
 _dumps, _write, _exit = json.dumps, os.write, os._exit
 _BaseException, _MemoryError, _dict = BaseException, MemoryError, dict
+_SIZED_BUILTINS = frozenset({str, bytes, bytearray, list, tuple, dict, set, frozenset})
 
 
 # ---------------------------------------------------------------- framing (zygote <-> harness)
@@ -172,6 +173,7 @@ def _child_main(task, start, wfd, cfg):
     _dumps, _write, _exit, _repr, _len, _type, _str = (json.dumps, os.write, os._exit, builtins.repr,
                                                        builtins.len, builtins.type, builtins.str)
     _BaseException, _isinstance, _dict = BaseException, builtins.isinstance, dict
+    _sized = _SIZED_BUILTINS
 
     def _exc_text(e):
         try:
@@ -188,6 +190,11 @@ def _child_main(task, start, wfd, cfg):
     def outcome(i, thunk):
         try:
             value = thunk()
+            # A builtin sequence/mapping of n items prints as at least n characters: refuse before building
+            # a huge repr (`'x' * 10**8` would otherwise cost seconds and hundreds of MiB).
+            if _type(value) in _sized and _len(value) > cap:
+                send({"i": i, "kind": "too_large", "value": None, "exc": None})
+                return
             try:
                 text = _dumps(_repr(value))
             except _BaseException as e:  # a __repr__ that raises or returns a non-str

@@ -233,6 +233,9 @@ def test_17_stdout_flood(pool, host):
 def test_18_huge_return(pool, host):
     res = run_contained(pool, host, "def f():\n    return 'x' * 10**8\n")
     assert statuses(res) == ["output_too_large"]
+    # An object whose repr is over the cap is caught after printing (the length pre-check can't see it).
+    src = "class Big:\n    def __repr__(self):\n        return 'y' * (1 << 20)\ndef f():\n    return Big()\n"
+    assert statuses(run_contained(pool, host, src)) == ["output_too_large"]
 
 
 # ---------------------------------------------------------------- 19-25: network, signals, secrets
@@ -383,7 +386,8 @@ def test_40_input(pool, host):
 
 
 def test_41_deep_return(pool, host):
-    res = run_contained(pool, host, "def f():\n    x = []\n    for _ in range(10**6): x = [x]\n    return x\n")
+    res = run_contained(pool, host, "def f():\n    x = []\n    for _ in range(10**6): x = [x]\n    return x\n",
+                        limits=Limits(wall_s=5.0))  # the verdict, not the speed, is under test
     assert statuses(res) in (["error"], ["crash"])
     if res.calls[0]["status"] == "error":
         assert err_of(res) == "RecursionError"
