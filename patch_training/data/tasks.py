@@ -16,14 +16,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import gin
 
-from patch_training.data import corpora
 from patch_training.data.paths import wikitext_test_file
 from patch_training.errors import UserError
 
@@ -118,18 +115,15 @@ def source_builder(source: CorpusSource, tfds_dir: Path):
     raise AssertionError(source.kind)
 
 
-def source_fingerprint(source: CorpusSource, builder) -> str:
-    """Identifies the prepared data: builder name, config (content hash for local corpora), version."""
-    cfg = builder.builder_config.name if builder.builder_config else ""
-    return f"{builder.name}/{cfg}:{builder.version}|{json.dumps(source.opts, sort_keys=True, default=str)}"
-
-
 def split_name(source: CorpusSource, split: str, builder) -> str:
     """Map our split to the builder's and say clearly when it does not exist."""
     tfds_split = dict(source.opts.get("split_map") or {}).get(split, split)
-    available = list(builder.info.splits.keys()) if builder.info.splits else []
-    if source.kind != "tfds":
-        available = list(dict(source.opts["files"]).keys()) if source.kind == "jsonl" else list(SPLITS)
+    if source.kind == "tfds":  # known once prepared; an unprepared dataset is reported afterwards
+        available = list(builder.info.splits.keys()) if builder.info.splits else []
+    elif source.kind == "jsonl":
+        available = list(dict(source.opts["files"]).keys())
+    else:
+        available = list(SPLITS)
     if available and tfds_split not in available:
         raise UserError(f"corpus {source.name!r} has no split {split!r} (available: {', '.join(available)})")
     return tfds_split
