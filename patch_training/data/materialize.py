@@ -100,12 +100,15 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
                 ds = task.get_dataset(None, split=split, shuffle=False, num_epochs=1, use_cached=False)
                 docs = _write_concat(ds, writer, sequence_length, progress)
             else:
-                lengths = {"targets": sequence_length}
-                ds = task.get_dataset(lengths, split=split, shuffle=False, num_epochs=1, use_cached=False)
                 if mode == "packed":
+                    # Whole documents; cutting them in numpy is much faster than the Task's
+                    # per-document tf.data split and yields the very same pieces.
+                    ds = task.get_dataset(None, split=split, shuffle=False, num_epochs=1, use_cached=False)
                     docs = _write_packed(ds, writer, progress, int(vocab.eos_id), sequence_length,
                                          scratch=tmp / "scratch")
                 else:
+                    lengths = {"targets": sequence_length}
+                    ds = task.get_dataset(lengths, split=split, shuffle=False, num_epochs=1, use_cached=False)
                     ds = seqio.DecoderFeatureConverter(pack=False)(ds, lengths)
                     docs = _write_converted(ds, writer, progress, int(vocab.eos_id))
         writer.close()
@@ -126,10 +129,10 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
 
 
 def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length: int, scratch: Path) -> int:
-    """Full pieces straight to rows; short pieces through seqio's packing converter.
+    """Documents cut into full rows (written directly) and tails (packed by seqio's converter).
 
-    One tokenization pass: full pieces are written as they come, short ones are parked in a
-    scratch file (bounded memory) and then streamed, in their original order, into the packer.
+    One tokenization pass: full rows are written as they come, tails are parked in a scratch
+    file (bounded memory) and then streamed, in their original order, into the packer.
     """
     import seqio
     import tensorflow as tf
@@ -139,15 +142,21 @@ def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length:
     docs = 0
     with open(scratch / "short.bin", "wb") as short_file:
         for flat, lengths in _ragged_pieces(ds):
-            docs += int(np.count_nonzero(flat == eos_id))
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            is_full = lengths >= length
-            if is_full.any():
-                rows = np.stack([flat[s:s + length] for s in starts[is_full]])
+            docs += len(lengths)
+            ends = np.cumsum(lengths)
+            full_rows, tails = [], []
+            for end, n in zip(ends, lengths):  # per document: n // L full rows, then the tail
+                start, n_full = end - n, n // length
+                if n_full:
+                    full_rows.append(flat[start:start + n_full * length].reshape(n_full, length))
+                if n % length:
+                    tails.append(flat[start + n_full * length:end])
+            if full_rows:
+                rows = np.concatenate(full_rows)
                 writer.write(rows, np.ones_like(rows), np.broadcast_to(np.arange(length), rows.shape))
-            for s, n in zip(starts[~is_full], lengths[~is_full]):
-                short_file.write(flat[s:s + n].astype(np.int32).tobytes())
-                short_lengths.append(int(n))
+            for tail in tails:
+                short_file.write(tail.astype(np.int32).tobytes())
+                short_lengths.append(len(tail))
             progress.update(docs, writer.tokens)
 
     def short_pieces():
