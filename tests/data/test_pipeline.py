@@ -286,3 +286,38 @@ def test_named_tfds_text_dataset(tmp_path, cache_dir):
                          tfds_data_dir=str(tmp_path / "elsewhere"))
     with pytest.raises(UserError, match="is not prepared in"):
         make_dataset(task="test_tfds_unprepared", sequence_length=32, vocab=BYTE, cache_dir=cache_dir)
+
+
+def test_padded_rows_hold_one_piece_each(code_task, cache_dir, packed):
+    padded = make_dataset(task=code_task, split="train", sequence_length=L, vocab=BYTE, cache_dir=cache_dir, pack=False)
+    assert padded.mode == "padded" and padded.num_tokens == packed.num_tokens  # nothing trimmed away
+    rows = _all_rows(padded)
+    real = rows["decoder_target_tokens"] != 0
+    np.testing.assert_array_equal(rows["decoder_segment_ids"], real.astype(np.int32))
+    np.testing.assert_array_equal(rows["decoder_positions"], np.where(real, np.arange(L), 0))
+    assert padded.num_rows > packed.num_rows  # tails are not shared
+
+
+def test_host_batch_is_identical_in_another_process(packed, code_task, code_root, cache_dir):
+    """A fresh interpreter (another host) opening the same cache computes the same slice."""
+    import hashlib
+    import subprocess
+    import sys
+
+    script = f"""
+import hashlib, sys
+from patch_training.data import make_dataset, register_code_corpus
+register_code_corpus(name={code_task!r}, root={str(code_root)!r}, validation_fraction=0.2)
+ds = make_dataset(task={code_task!r}, split="train", sequence_length={L}, vocab={{"kind": "byte"}}, seed=3,
+                  cache_dir={str(cache_dir)!r})
+b = ds.host_batch(11, 8, 1, 2)
+print(hashlib.sha256(b"".join(b[k].tobytes() for k in sorted(b))).hexdigest())
+print("tensorflow" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr[-2000:]
+    digest, tf_loaded = out.stdout.split()
+    b = packed.host_batch(11, 8, 1, 2)
+    assert digest == hashlib.sha256(b"".join(b[k].tobytes() for k in sorted(b))).hexdigest()
+    assert tf_loaded == "False"  # a cache hit needs no TensorFlow
