@@ -58,7 +58,8 @@ def one_line_errors(configured):
 @gin.configurable("make_dataset")
 def _make_dataset(*, task: str, split: str = "train", sequence_length: int, vocab: Any = None,
                  seed: int = 0, cache_dir: str | os.PathLike | None = None, pack: bool = True,
-                 patch_size: int = 1, concat: bool = False, shuffle: bool | None = None) -> StepIndexedDataset:
+                 patch_size: int = 1, concat: bool = False, shuffle: bool | None = None,
+                 max_tokens: int | None = None) -> StepIndexedDataset:
     """Rows for `task`/`split` as a `StepIndexedDataset`.
 
     task: a registered corpus (`code_corpus`, `wikitext`, or one from `register_*_corpus`).
@@ -69,7 +70,11 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
     patch_size: K > 1 gives patch rows: documents concatenated with EOS separators, one segment.
     concat: token-mode rows cut from the concatenated stream (like patch rows, with K=1).
     shuffle: epoch-wise permutation by `seed`; default True for train, False otherwise.
+    max_tokens: keep only the leading documents (row-sized pieces when pack=False) up to about this
+      many tokens, for quick runs and benchmarks on a big corpus; part of the cache key.
     """
+    if max_tokens is not None and max_tokens <= 0:
+        raise UserError(f"max_tokens must be positive, got {max_tokens}")
     if split not in tasks_lib.SPLITS:
         raise UserError(f"split must be one of {tasks_lib.SPLITS}, got {split!r}")
     mode = _mode(pack, concat, int(patch_size), int(sequence_length))
@@ -86,7 +91,8 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
                  "options": json.dumps(source.opts, sort_keys=True, default=str),
                  "content": _content_key(source), "split": split, "vocab": vocab_fp,
                  "length": int(sequence_length), "mode": mode, "patch_size": int(patch_size),
-                 "tfds_dir": str(tfds_dir) if source.kind == "tfds" else ""}
+                 "tfds_dir": str(tfds_dir) if source.kind == "tfds" else "",
+                 "max_tokens": None if max_tokens is None else int(max_tokens)}
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
     rows_dir = cache_root / "rows" / f"{task}-{split}-{mode}{patch_size}-L{sequence_length}-{key}"
     if not (rows_dir / META_FILE).is_file():
@@ -94,7 +100,7 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
         with _build_lock(cache_root / "locks" / f"{rows_dir.name}.lock"):
             if not (rows_dir / META_FILE).is_file():
                 _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts,
-                       int(sequence_length), mode, int(patch_size))
+                       int(sequence_length), mode, int(patch_size), key)
     ds = StepIndexedDataset(rows_dir, seed=seed, shuffle=(split == "train") if shuffle is None else shuffle)
     _report_malformed(ds)
     return ds
@@ -129,7 +135,8 @@ def _content_key(source: tasks_lib.CorpusSource) -> str:
     return o["tfds_name"]  # a TFDS name+version pins its content
 
 
-def _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts, length, mode, patch_size):
+def _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts, length, mode, patch_size,
+           key):
     from patch_training.data import materialize, tfds_builders
 
     vocab_obj = vocab_obj if vocab_obj is not None else vocab_lib.vocab_from_spec(spec)
@@ -146,8 +153,8 @@ def _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_par
     report = reports.get(tfds_split)
     materialize.materialize(
         task, builder, tfds_split, split, sequence_length=length, mode=mode, patch_size=patch_size,
-        vocab=vocab_obj, out_dir=rows_dir,
-        meta_extra={"task": source.name, "split": split, "vocab_spec": spec, "key": key_parts,
+        vocab=vocab_obj, out_dir=rows_dir, max_tokens=key_parts["max_tokens"],
+        meta_extra={"task": source.name, "split": split, "vocab_spec": spec, "key": key_parts, "fingerprint": key,
                     "row_report": report.to_dict() if report else None})
 
 

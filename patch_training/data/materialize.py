@@ -83,7 +83,8 @@ def _doc_count(builder, tfds_split: str) -> int | None:
 
 
 def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: int, mode: str,
-                patch_size: int, vocab, out_dir: Path, meta_extra: dict) -> None:
+                patch_size: int, vocab, out_dir: Path, meta_extra: dict,
+                max_tokens: int | None = None) -> None:
     """Build the row cache for (task, split) into `out_dir` (atomically)."""
     import seqio
     import tensorflow as tf
@@ -98,24 +99,28 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
         with tf.device("/cpu:0"):
             if mode == "concat":
                 ds = task.get_dataset(None, split=split, shuffle=False, num_epochs=1, use_cached=False)
-                docs = _write_concat(ds, writer, sequence_length, progress)
+                docs = _write_concat(ds, writer, sequence_length, progress, max_tokens)
             else:
                 if mode == "packed":
                     # Whole documents; cutting them in numpy is much faster than the Task's
                     # per-document tf.data split and yields the very same pieces.
                     ds = task.get_dataset(None, split=split, shuffle=False, num_epochs=1, use_cached=False)
                     docs = _write_packed(ds, writer, progress, int(vocab.eos_id), sequence_length,
-                                         scratch=tmp / "scratch")
+                                         scratch=tmp / "scratch", max_tokens=max_tokens)
                 else:
                     lengths = {"targets": sequence_length}
                     ds = task.get_dataset(lengths, split=split, shuffle=False, num_epochs=1, use_cached=False)
+                    if max_tokens is not None:  # whole pieces until the budget is reached
+                        ds = ds.scan(np.int64(0), lambda seen, ex: (seen + tf.cast(tf.size(ex["targets"]), tf.int64),
+                                                                    (seen, ex)))
+                        ds = ds.take_while(lambda seen, ex: seen < max_tokens).map(lambda seen, ex: ex)
                     ds = seqio.DecoderFeatureConverter(pack=False)(ds, lengths)
                     docs = _write_converted(ds, writer, progress, int(vocab.eos_id))
         writer.close()
         progress.update(docs, writer.tokens, force=True)
         meta = {**meta_extra, "num_rows": writer.rows, "num_tokens": writer.tokens,
                 "num_documents": docs, "sequence_length": sequence_length, "mode": mode,
-                "patch_size": patch_size, "vocab_size": int(vocab.vocab_size),
+                "patch_size": patch_size, "max_tokens": max_tokens, "vocab_size": int(vocab.vocab_size),
                 "eos_id": int(vocab.eos_id), "dtypes": {k: v.str for k, v in writer.dtypes.items()},
                 "build_seconds": round(time.time() - progress.start, 2)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
@@ -128,7 +133,8 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length: int, scratch: Path) -> int:
+def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length: int, scratch: Path,
+                  max_tokens: int | None = None) -> int:
     """Documents cut into full rows (written directly) and tails (packed by seqio's converter).
 
     One tokenization pass: full rows are written as they come, tails are parked in a scratch
@@ -141,7 +147,7 @@ def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length:
     short_lengths: list[int] = []
     docs = 0
     with open(scratch / "short.bin", "wb") as short_file:
-        for flat, lengths in _ragged_pieces(ds):
+        for flat, lengths in _ragged_pieces(ds, max_tokens):
             docs += len(lengths)
             ends = np.cumsum(lengths)
             full_rows, tails = [], []
@@ -174,11 +180,21 @@ def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length:
     return docs
 
 
-def _ragged_pieces(ds) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(flat tokens, piece lengths) for ~BATCH_ROWS pieces at a time."""
+def _ragged_pieces(ds, max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(flat tokens, piece lengths) for ~BATCH_ROWS pieces at a time.
+
+    With `max_tokens`, stops after the first whole piece that reaches the budget (deterministic).
+    """
     batches = ds.map(lambda ex: ex["targets"]).ragged_batch(BATCH_ROWS)
+    seen = 0
     for rt in batches:  # eager RaggedTensors: flat values + row splits, no per-piece Python objects
-        yield rt.flat_values.numpy(), np.diff(rt.row_splits.numpy())
+        flat, lengths = rt.flat_values.numpy(), np.diff(rt.row_splits.numpy())
+        if max_tokens is not None and seen + len(flat) >= max_tokens:
+            keep = int(np.searchsorted(np.cumsum(lengths) + seen, max_tokens)) + 1
+            yield flat[: int(lengths[:keep].sum())], lengths[:keep]
+            return
+        seen += len(flat)
+        yield flat, lengths
 
 
 def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int, docs_before: int = 0,
@@ -199,12 +215,12 @@ def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int, docs
     return docs
 
 
-def _write_concat(ds, writer: _Writer, length: int, progress: _Progress) -> int:
+def _write_concat(ds, writer: _Writer, length: int, progress: _Progress, max_tokens: int | None = None) -> int:
     """Join documents (each already ends in EOS) and cut rows of exactly `length` tokens."""
     carry = np.zeros((0,), np.int64)
     docs = 0
     positions = np.broadcast_to(np.arange(length), (BATCH_ROWS, length))
-    for flat, lengths in _ragged_pieces(ds):
+    for flat, lengths in _ragged_pieces(ds, max_tokens):
         docs += len(lengths)
         carry = np.concatenate([carry, flat])
         full = len(carry) // length

@@ -60,6 +60,12 @@ class StepIndexedDataset:
                 f"length={self.sequence_length}, mode={self.mode}, patch_size={self.patch_size})")
 
     @property
+    def fingerprint(self) -> str:
+        """Hash of everything that shaped the rows (corpus content, vocab, length, mode): store it
+        with checkpoints to refuse resuming on different data."""
+        return str(self.meta.get("fingerprint") or self.directory.name.rsplit("-", 1)[-1])
+
+    @property
     def num_tokens(self) -> int:
         return int(self.meta["num_tokens"])
 

@@ -321,3 +321,13 @@ print("tensorflow" in sys.modules)
     b = packed.host_batch(11, 8, 1, 2)
     assert digest == hashlib.sha256(b"".join(b[k].tobytes() for k in sorted(b))).hexdigest()
     assert tf_loaded == "False"  # a cache hit needs no TensorFlow
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(patch_size=4), dict(pack=False)])
+def test_max_tokens_keeps_whole_leading_documents(code_task, cache_dir, packed, kwargs):
+    small = make_dataset(task=code_task, split="train", sequence_length=L, vocab=BYTE, cache_dir=cache_dir,
+                         max_tokens=1000, **kwargs)
+    assert small.fingerprint != packed.fingerprint and small.directory != packed.directory
+    assert 1000 <= small.num_tokens < 1000 + 600 and small.meta["num_documents"] < packed.meta["num_documents"]
+    t = _all_rows(small)["decoder_target_tokens"]
+    assert int((t == 1).sum()) == small.meta["num_documents"]  # whole documents only
