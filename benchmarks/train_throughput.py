@@ -52,7 +52,7 @@ def _timed(fn, steps: int, warmup: int, label: str) -> list[float]:
     return times
 
 
-def jax_step_times(cfg, batch_np: dict, steps: int, warmup: int) -> list[float]:
+def jax_step_times(cfg, batch_np: dict, steps: int, warmup: int, patch_size: int = 1) -> list[float]:
     import jax
     from patch_training.mesh import make_mesh
     from patch_training.model import Transformer
@@ -65,7 +65,7 @@ def jax_step_times(cfg, batch_np: dict, steps: int, warmup: int) -> list[float]:
     tx, schedule = make_optimizer(OptimizerConfig(warmup_steps=0), 1000)
     shardings = state_shardings(cfg, tx, mesh)
     holder = {"state": create_train_state(cfg, tx, mesh, 0, shardings)}
-    step = jax.jit(make_train_step(Transformer(cfg), tx, schedule, StepConfig()),
+    step = jax.jit(make_train_step(Transformer(cfg), tx, schedule, StepConfig(patch_size=patch_size)),
                    in_shardings=(shardings, batch_sharding(mesh)), out_shardings=(shardings, replicated(mesh)),
                    donate_argnums=0)
     batch = global_batch(batch_np, mesh)

@@ -15,7 +15,7 @@ echo "== 1/3 train: small model, code corpus, $(nproc) CPU cores -> $run_dir" >&
   --gin_file=configs/experiments/small_cpu.gin \
   --gin.MODEL_DIR="'$run_dir'" "${@:2}" | tee "$run_dir/train_summary.txt"
 
-echo "== 2/3 sample completions with evals.generate (greedy, 48 new tokens)" >&2
+echo "== 2/3 sample completions with evals.generate (temperature 0.8, top-k 40, 48 new tokens)" >&2
 cat > "$run_dir/demo_prompts.jsonl" <<'PROMPTS'
 {"id": "fib", "text": "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"}
 {"id": "class", "text": "class Stack:\n    def __init__(self):\n"}
@@ -23,7 +23,7 @@ cat > "$run_dir/demo_prompts.jsonl" <<'PROMPTS'
 {"id": "loop", "text": "    for i in range(len(items)):\n        if "}
 PROMPTS
 "$PY" -m evals.generate --checkpoint "$run_dir" --prompts "$run_dir/demo_prompts.jsonl" \
-  --out "$run_dir/demo_samples.jsonl" --max_new_tokens 48 --temperature 0
+  --out "$run_dir/demo_samples.jsonl" --max_new_tokens 48 --temperature 0.8 --top_k 40 --seed 0
 
 echo "== 3/3 report" >&2
 "$PY" - "$run_dir" <<'REPORT'
