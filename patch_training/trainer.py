@@ -235,15 +235,18 @@ class Trainer:
                     else:
                         step_time = (now - window_start) / window_steps
                     row = dict(values)
-                    row["tokens_per_s"] = tokens_per_step / step_time if step_time > 0 else float("nan")
-                    row["step_time_s"] = step_time
-                    row["tflops_per_s_per_device"] = flops_per_step / step_time / 1e12 / self.mesh.devices.size
-                    row[mfu_lib.MFU_METRIC] = mfu_lib.mfu(flops_per_step, step_time, peak, self.mesh.devices.size)
+                    extra = f"gnorm {values['grad_norm']:.3f}"
+                    if math.isfinite(step_time) and step_time > 0:
+                        # Timing needs a window of steps after compilation; the first log has none.
+                        row["tokens_per_s"] = tokens_per_step / step_time
+                        row["step_time_s"] = step_time
+                        row["tflops_per_s_per_device"] = flops_per_step / step_time / 1e12 / self.mesh.devices.size
+                        row[mfu_lib.MFU_METRIC] = mfu_lib.mfu(flops_per_step, step_time, peak,
+                                                              self.mesh.devices.size)
+                        extra += f" MFU {100 * row[mfu_lib.MFU_METRIC]:.1f}%"
                     writer.write(done_step, row)
                     progress.show(done_step, values["loss"], values["learning_rate"],
-                                  row["tokens_per_s"] if math.isfinite(step_time) else 0.0,
-                                  step_time if math.isfinite(step_time) else 0.0,
-                                  extra=f"gnorm {values['grad_norm']:.3f} MFU {100 * row[mfu_lib.MFU_METRIC]:.1f}%")
+                                  row.get("tokens_per_s", 0.0), row.get("step_time_s", 0.0), extra=extra)
                     window_start, window_steps = now, 0
             pending.clear()
 
