@@ -1,6 +1,7 @@
 """End-to-end trainer behaviour: NaN stop, exact resume after SIGKILL, bad input on the CLI."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -146,3 +147,21 @@ def test_bad_input_gets_one_line_and_nothing_saved_is_lost(tmp_path: Path, finis
     assert "corrupt" in line and "14" in line
     assert sorted(p.name for p in ckpts.iterdir()) == saved
     assert "Traceback" not in r.stderr
+
+
+def test_run_dir_holds_config_model_config_metrics_and_plot(finished_run: Path):
+    from patch_training.model import ModelConfig
+    from patch_training.trainer import plot_loss_curve
+    cfg = ModelConfig.from_dict(json.loads((finished_run / "model_config.json").read_text()))
+    assert (cfg.hidden_size, cfg.vocab_size) == (32, 64)
+    operative = (finished_run / "config.gin").read_text()
+    assert "TRAIN_STEPS = 14" in operative and "hidden_size = 32" in operative
+    rows = [json.loads(l) for l in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert {"learning_rate", "grad_norm"} <= set(train_rows[0])
+    assert {"tokens_per_s", "step_time_s", "mfu_causal_halved"} <= set(train_rows[-1])
+    (ev,) = [r for r in rows if "eval/loss" in r]
+    assert ev["step"] == 14 and ev["eval/perplexity"] == pytest.approx(np.exp(ev["eval/loss"]))
+    assert any((finished_run / "tensorboard").iterdir())
+    png = plot_loss_curve(finished_run)
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
