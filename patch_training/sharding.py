@@ -67,6 +67,24 @@ def check_batch_divisible(global_batch_size: int, mesh: Mesh, num_microbatches: 
                         f"data-parallel size {dp} (mesh data={mesh.shape['data']} × fsdp={mesh.shape['fsdp']})")
 
 
+def _check_host_rows(sharding: NamedSharding, global_shape: tuple[int, ...]) -> None:
+    """The data gives each process the contiguous block of rows `process_index`; make sure the
+    mesh puts exactly that block on this process's devices (else rows would silently mismatch)."""
+    rows = global_shape[0]
+    per_host = rows // jax.process_count()
+    want = (jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
+    spans = [idx[0].indices(rows)[:2] for idx in sharding.addressable_devices_indices_map(global_shape).values()]
+    got = (min(s for s, _ in spans), max(e for _, e in spans))
+    covered = sum(e - s for s, e in set(spans))
+    if got != want or covered != per_host:
+        raise UserError(f"mesh {dict(sharding.mesh.shape)}: process {jax.process_index()} holds batch rows "
+                        f"{got[0]}..{got[1]} but its input shard is rows {want[0]}..{want[1]}; order the mesh "
+                        f"so each host's devices are contiguous along data/fsdp")
+
+
+_checked_shapes: set = set()
+
+
 def global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Assemble this process's rows into global arrays sharded over the data-parallel axes."""
     out = {}
@@ -74,6 +92,9 @@ def global_batch(host_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax
         local = np.asarray(local)
         sharding = batch_sharding(mesh, local.ndim)
         global_shape = (local.shape[0] * jax.process_count(),) + local.shape[1:]
+        if jax.process_count() > 1 and (id(mesh), global_shape) not in _checked_shapes:
+            _check_host_rows(sharding, global_shape)
+            _checked_shapes.add((id(mesh), global_shape))
         out[name] = jax.make_array_from_process_local_data(sharding, local, global_shape)
     return out
 
