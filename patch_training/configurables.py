@@ -11,8 +11,8 @@ from patch_training import mesh, optimizer, trainer  # noqa: F401
 from patch_training import model  # noqa: F401  (ModelConfig)
 
 # Modules other helpers own; imported when present so their configurables are registered.
-_OPTIONAL = ("patch_training.data", "patch_training.data.vocab", "patch_training.data.tasks",
-             "patch_training.data.dataset", "patch_training.checkpointing")
+_OPTIONAL = ("patch_training.data.vocab", "patch_training.data.tasks", "patch_training.data.factory",
+             "patch_training.checkpointing")
 
 for _name in _OPTIONAL:
     try:
