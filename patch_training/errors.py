@@ -19,13 +19,24 @@ def fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
+def one_line(e: BaseException) -> str:
+    """The first line of a user error's message.
+
+    gin re-raises an error from inside a configurable with a second line ("In call to configurable
+    ..."); the report must stay one line, and the original error (kept as the context) says what.
+    """
+    original = e.__context__ if isinstance(e.__context__, UserError) else e
+    lines = str(original).strip().splitlines() or [type(original).__name__]
+    return lines[0]
+
+
 def run_cli(main: Callable[..., object], *args, prog: str | None = None) -> None:
     """Run `main(*args)`; turn a `UserError` into one line on stderr and exit status 2."""
     prog = prog or os.path.basename(sys.argv[0])
     try:
         result = main(*args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -86,6 +86,8 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
                 patch_size: int, vocab, out_dir: Path, meta_extra: dict,
                 max_tokens: int | None = None) -> None:
     """Build the row cache for (task, split) into `out_dir` (atomically)."""
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
     import seqio
     import tensorflow as tf
 
@@ -140,6 +142,8 @@ def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length:
     One tokenization pass: full rows are written as they come, tails are parked in a scratch
     file (bounded memory) and then streamed, in their original order, into the packer.
     """
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
     import seqio
     import tensorflow as tf
 

@@ -8,7 +8,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Environment overrides, so CI and users can point elsewhere without editing configs.
 CACHE_ENV = "PATCH_TRAINING_CACHE_DIR"
-SHARED_DATA_ENV = "PATCH_TRAINING_SHARED_DATA"
 
 
 def default_cache_dir() -> Path:
@@ -16,9 +15,8 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / ".cache" / "data")
 
 
-def shared_data_dir() -> Path:
-    """`$PATCH_TRAINING_SHARED_DATA`, else `../shared/data` next to the repository root."""
-    return Path(os.environ.get(SHARED_DATA_ENV) or REPO_ROOT.parent / "shared" / "data")
+# One locator for the shared reference data for the whole repository (env var PATCHTRAIN_SHARED_DATA).
+from patch_training.shared_data import ENV_VAR as SHARED_DATA_ENV, shared_data_dir  # noqa: E402,F401
 
 
 def wikitext_test_file() -> Path:

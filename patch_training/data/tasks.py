@@ -137,6 +137,8 @@ def split_into_chunks(dataset, sequence_length: Mapping[str, int] | None = None,
 
     seqio's packing would otherwise trim a long document to one row and lose the rest of it.
     """
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
     import tensorflow as tf
 
     if not sequence_length or not sequence_length.get("targets"):
@@ -154,6 +156,8 @@ def split_into_chunks(dataset, sequence_length: Mapping[str, int] | None = None,
 
 def seqio_task_for(source_name: str, vocab, vocab_fingerprint: str, tfds_dir: Path):
     """Register (once) and return the seqio Task that tokenizes `source_name` with `vocab`."""
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
     import seqio
 
     source = get_source(source_name)
@@ -190,10 +194,14 @@ def seqio_task_for(source_name: str, vocab, vocab_fingerprint: str, tfds_dir: Pa
 
 
 def _tf_int32():
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
     import tensorflow as tf
     return tf.int32
 
 
 def _read_config(seed):
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
     import tensorflow_datasets as tfds
     return tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=1)

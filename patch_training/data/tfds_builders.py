@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from patch_training.tf_quiet import ensure_tensorflow_imported
+
+ensure_tensorflow_imported()
 import tensorflow_datasets as tfds
 
 from patch_training.data import corpora

@@ -27,6 +27,8 @@ BYTE_SPEC: dict[str, Any] = {"kind": "byte"}
 
 def _seqio():
     # seqio pulls in TensorFlow (seconds); import it only when a vocabulary object is needed.
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
     import seqio
     return seqio
 

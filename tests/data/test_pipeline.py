@@ -223,7 +223,7 @@ def test_wikitext_validation_corpus(cache_dir):
 
     path = wikitext_test_file()
     if not path.is_file():
-        pytest.skip(f"shared data missing: {path} (set PATCH_TRAINING_SHARED_DATA)")
+        pytest.skip(f"shared data missing: {path} (set PATCHTRAIN_SHARED_DATA)")
     texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
     ds = make_dataset(task="wikitext", split="validation", sequence_length=1024, vocab=BYTE, cache_dir=cache_dir)
     assert ds.meta["num_documents"] == len(texts) == 62

@@ -1,4 +1,4 @@
-"""Keep triton out of the test process.
+"""Suite-wide test set-up: keep triton out of the test process.
 
 TensorFlow (pulled in by seqio in other tests of the same pytest run) and triton each bundle LLVM;
 loading triton after TensorFlow aborts the process ("Option ... registered more than once").
