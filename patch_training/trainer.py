@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gin
 import jax
@@ -70,8 +70,10 @@ class TrainResult:
     final_step: int
     status: str                      # "completed" | "preempted"
     last_metrics: dict[str, float]
-    eval_metrics: dict[str, float] | None
+    eval_metrics: dict[str, float] | None          # the first (primary) validation set
     state: TrainState | None = None
+    eval_by_set: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    eval_seconds: float = 0.0        # time spent in validation passes during this `run()`
 
 
 def _is_primary() -> bool:
@@ -102,12 +104,19 @@ class Trainer:
         self.model_config = model_config
         self.cfg = cfg
         self.train_data = train_data
-        self.eval_data = eval_data
+        # One validation set (metrics under `eval/`) or several by name (`eval/<name>/`), e.g.
+        # {"code": ..., "wikitext": ...}; the first one is the run's primary validation metric.
+        if isinstance(eval_data, Mapping):
+            self.eval_sets = {str(k): v for k, v in eval_data.items() if v is not None}
+        else:
+            self.eval_sets = {"": eval_data} if eval_data is not None else {}
+        self.eval_data = next(iter(self.eval_sets.values()), None)
         self.optimizer_config = optimizer_config or OptimizerConfig()
         self.vocab_spec = vocab_spec
         self.mesh = mesh if mesh is not None else make_mesh()
         self.console = console and _is_primary()
         self.initial_params = initial_params   # e.g. stage-1 params for a fresh stage 2
+        self.eval_seconds = 0.0
         self.checkpoint_config = checkpoint_config or CheckpointConfig()
         sharding_lib.check_batch_divisible(cfg.batch_size, self.mesh, cfg.num_microbatches)
         if eval_data is not None:
@@ -209,7 +218,7 @@ class Trainer:
                   f"{flops_per_step / 1e9:.2f} GFLOP/step; peak {peak:.2f} TFLOP/s/device ({peak_source})")
         last_good = start if resumed else None
         last_metrics: dict[str, float] = {}
-        eval_metrics = None
+        eval_by_set: dict[str, dict[str, float]] = {}
         status = "completed"
         window_start, window_steps = None, 0
         pending: list[tuple[int, dict]] = []
@@ -276,7 +285,7 @@ class Trainer:
                               data_state={"next_step": step}, force=True)
                     last_good = step
                 if must_eval:
-                    eval_metrics = self._evaluate(state, writer, step)
+                    eval_by_set = self._evaluate(state, writer, step)
                 if must_eval or must_save:
                     # Keep eval and checkpoint hand-off out of the step-time window.
                     jax.block_until_ready(state.step)
@@ -288,21 +297,31 @@ class Trainer:
             drain()
             ckpt.wait()
             if status == "completed" and self.eval_data is not None:
-                eval_metrics = self._evaluate(state, writer, step)
+                eval_by_set = self._evaluate(state, writer, step)
         if status == "completed" and cfg.plot and _is_primary():
             writer.flush()
             plot_loss_curve(self.run_dir)
-        return TrainResult(self.run_dir, step, status, last_metrics, eval_metrics, state)
+        eval_metrics = next(iter(eval_by_set.values()), None)
+        return TrainResult(self.run_dir, step, status, last_metrics, eval_metrics, state, eval_by_set,
+                           self.eval_seconds)
 
-    def _evaluate(self, state: TrainState, writer: MetricsWriter, step: int) -> dict[str, float]:
+    def _evaluate(self, state: TrainState, writer: MetricsWriter, step: int) -> dict[str, dict[str, float]]:
+        """One pass over every validation set; returns {set name: {"loss", "perplexity", "tokens"}}."""
         bs = self.cfg.eval_batch_size or self.cfg.batch_size
-        result = evaluate(self.eval_step, state.params, self.eval_data, batch_size=bs, limit=self.cfg.eval_batches,
-                          mesh=self.mesh, log=self._say)
-        writer.write(step, {"loss": result["loss"], "perplexity": result["perplexity"],
-                            "tokens": result["tokens"]}, prefix="eval/")
-        self._say(f"eval at step {step}: loss {result['loss']:.4f} perplexity {result['perplexity']:.3f} "
-                  f"({result['tokens']:.0f} tokens)")
-        return result
+        results = {}
+        t0 = time.perf_counter()
+        for name, data in self.eval_sets.items():
+            result = evaluate(self.eval_step, state.params, data, batch_size=bs, limit=self.cfg.eval_batches,
+                              mesh=self.mesh, log=self._say)
+            prefix = f"eval/{name}/" if name else "eval/"
+            writer.write(step, {"loss": result["loss"], "perplexity": result["perplexity"],
+                                "tokens": result["tokens"]}, prefix=prefix)
+            label = f"eval {name}" if name else "eval"
+            self._say(f"{label} at step {step}: loss {result['loss']:.4f} perplexity "
+                      f"{result['perplexity']:.3f} ({result['tokens']:.0f} tokens)")
+            results[name] = result
+        self.eval_seconds += time.perf_counter() - t0
+        return results
 
 
 def plot_loss_curve(run_dir: str | os.PathLike, name: str = "loss_curve.png") -> Path | None:
@@ -316,12 +335,15 @@ def plot_loss_curve(run_dir: str | os.PathLike, name: str = "loss_curve.png") ->
     import matplotlib.pyplot as plt
     rows = read_jsonl(path)
     train = [(r["step"], r["loss"]) for r in rows if isinstance(r.get("loss"), (int, float))]
-    evals = [(r["step"], r["eval/loss"]) for r in rows if isinstance(r.get("eval/loss"), (int, float))]
+    eval_keys = sorted({k for r in rows for k in r if k.startswith("eval/") and k.endswith("loss")})
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if train:
         ax.plot(*zip(*train), label="train loss", lw=1.2)
-    if evals:
-        ax.plot(*zip(*evals), "o-", label="validation loss", lw=1.5)
+    for key in eval_keys:
+        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        set_name = key[len("eval/"):-len("loss")].strip("/")
+        ax.plot(*zip(*points), "o-", lw=1.5,
+                label=f"validation loss ({set_name})" if set_name else "validation loss")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_title(run_dir.name)

@@ -1,0 +1,402 @@
+"""Two-stage patch-level training in one experiment (arXiv 2407.12665, REFERENCE §1).
+
+Stage 1 trains at patch level (K tokens per patch) on a fraction λ of the token budget; stage 2
+trains at token level on the rest, starting from stage 1's final parameters with a fresh optimizer
+state and a fresh warm-up + cosine schedule. Each stage is an ordinary `Trainer` run in its own
+sub-directory (`stage1_patch_k{K}/`, `stage2_token/`), so resume inside a stage is the trainer's
+exact resume. Across the boundary: stage 2 with no checkpoint of its own starts from stage 1's
+final checkpoint, so a run killed between the stages simply restarts stage 2.
+
+Data: both stages walk one permutation of K·T-token blocks of the same token stream; stage 2
+starts after the blocks stage 1 consumed (see `stage_data`). Validation (token-level perplexity on
+every named set, e.g. the code split and WikiText) runs in both stages. The run root gets
+`two_stage.json` (the plan), `cost.json` (relative cost λ/K + (1−λ), analytic FLOPs, wall time and
+tokens per stage) and each stage dir an `eval.json`.
+
+CLI: `python -m patch_training.two_stage --gin_file=configs/experiments/patch/small_cpu_patch.gin
+--gin.MODEL_DIR="'runs/x'" [--stage=1|2]`.
+"""
+from __future__ import annotations
+
+if __name__ == "__main__":
+    # Run the CLI from the imported module: executing this file as `__main__` would register its
+    # gin configurables a second time (under `__main__`) when gin files import `two_stage`.
+    from patch_training.errors import run_cli as _run_cli
+    from patch_training.two_stage import main as _main
+    _run_cli(_main, prog="python -m patch_training.two_stage")
+    raise SystemExit(0)
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import gin
+import jax
+import numpy as np
+
+from patch_training import patch_cost
+from patch_training import stage_data as sd
+from patch_training.errors import UserError, run_cli
+
+PLAN_FILE = "two_stage.json"
+EVAL_FILE = "eval.json"
+STAGE_SUMMARY_FILE = "stage_summary.json"
+
+
+@gin.configurable(module="two_stage")
+@dataclasses.dataclass(frozen=True)
+class TwoStageConfig:
+    token_budget: int = gin.REQUIRED          # raw tokens consumed over both stages
+    seq_len: int = gin.REQUIRED               # T: tokens per token-stage row = positions in the network
+    batch_size: int = gin.REQUIRED            # B2: token-stage rows per step
+    patch_size: int = 4                       # K
+    patch_fraction: Any = "2/3"               # λ: share of the budget trained at patch level
+    patch_batch_size: int | None = None       # B1 (default B2): patch rows of K·T tokens per step
+    patch_seq_len: int | None = None          # tokens per patch row (default K·T); K must divide it
+    seed: int = 0
+    num_microbatches: int = 1
+    log_every: int = 10
+    evals_per_stage: int = 1                  # validation passes per stage, evenly spaced, last at the end
+    eval_batches: int | None = None           # cap per validation set (None: the whole split)
+    eval_batch_size: int | None = None
+
+    def validate(self) -> float:
+        """Check the config; returns λ as a float."""
+        for name in ("token_budget", "seq_len", "batch_size", "patch_size", "num_microbatches", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UserError(f"TwoStageConfig.{name} must be a positive integer, got {value!r}")
+        lam = patch_cost.parse_fraction(self.patch_fraction, "TwoStageConfig.patch_fraction")
+        k, row = self.patch_size, self.patch_row_len
+        if row % k:
+            raise UserError(f"TwoStageConfig: patch_size K={k} does not divide the patch-stage sequence "
+                            f"length {row}")
+        if row % self.seq_len:
+            raise UserError(f"TwoStageConfig: patch_seq_len={row} is not a multiple of seq_len={self.seq_len} "
+                            "(a patch row must split into whole token rows)")
+        if self.evals_per_stage < 0:
+            raise UserError(f"TwoStageConfig.evals_per_stage must be >= 0, got {self.evals_per_stage}")
+        return lam
+
+    @property
+    def patch_row_len(self) -> int:
+        return self.patch_seq_len if self.patch_seq_len is not None else self.patch_size * self.seq_len
+
+    @property
+    def patch_rows_per_step(self) -> int:
+        return self.patch_batch_size or self.batch_size
+
+    def plan(self) -> list[patch_cost.StagePlan]:
+        lam = self.validate()
+        return patch_cost.plan_stages(token_budget=self.token_budget, patch_fraction=lam,
+                                      patch_size=self.patch_size, seq_len=self.seq_len,
+                                      batch_size=self.batch_size, patch_batch_size=self.patch_rows_per_step,
+                                      patch_seq_len=self.patch_row_len)
+
+
+@dataclasses.dataclass
+class StageSources:
+    """Where stage rows come from: patch rows (K·T tokens) and token rows (T tokens) of one stream.
+
+    Either may be None when its stage is absent (λ=0 / λ=1); the callables build them lazily so a
+    token-only baseline never builds the patch cache.
+    """
+    patch_rows: Callable[[], sd.RowSource] | None
+    token_rows: Callable[[], sd.RowSource] | None
+
+
+@dataclasses.dataclass
+class TwoStageResult:
+    run_dir: Path
+    stages: dict[int, dict]          # stage index -> {"status", "final_step", "eval": {...}}
+    cost: dict
+
+
+def _is_primary() -> bool:
+    return jax.process_index() == 0
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    if not _is_primary():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def latest_checkpoint(stage_dir: Path) -> int | None:
+    from patch_training.checkpoint_manifest import latest_complete_step
+    ckpt = stage_dir / "checkpoints"
+    return latest_complete_step(ckpt) if ckpt.is_dir() else None
+
+
+def load_stage_params(stage_dir: Path, step: int, model_config) -> Any:
+    """Stage-1 params at `step` as host arrays, checked against the model config."""
+    import flax.linen as nn
+    import orbax.checkpoint as ocp
+    from patch_training.model import abstract_params
+    from patch_training.params_io import check_params_match
+
+    item = stage_dir / "checkpoints" / str(step) / "params"
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    targets = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                                     nn.unbox(abstract_params(model_config)))
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            params = ckptr.restore(item, targets)
+    except Exception as e:  # orbax raises many types with multi-line text
+        raise UserError(f"cannot read stage-1 params {item}: {' '.join(str(e).split())[:200]}") from None
+    check_params_match(params, model_config, f"stage-1 checkpoint {item}")
+    return params
+
+
+def _check_plan(run_dir: Path, plan_record: dict) -> None:
+    """A run dir belongs to one plan: resuming with a different budget/K/λ/batch would mix data."""
+    saved = _read_json(run_dir / PLAN_FILE)
+    if saved is not None and saved != plan_record:
+        diffs = sorted(k for k in set(saved) | set(plan_record) if saved.get(k) != plan_record.get(k))
+        raise UserError(f"{run_dir / PLAN_FILE} was written for a different two-stage plan (differs in "
+                        f"{', '.join(diffs)}); use a new MODEL_DIR")
+    _write_json(run_dir / PLAN_FILE, plan_record)
+
+
+def _trainer_config(cfg: TwoStageConfig, plan: patch_cost.StagePlan):
+    from patch_training.trainer import TrainerConfig
+    every = 0
+    if cfg.evals_per_stage > 1:
+        every = max(1, -(-plan.num_steps // cfg.evals_per_stage))
+    return TrainerConfig(num_steps=plan.num_steps, batch_size=plan.batch_size, seq_len=plan.tokens_per_row,
+                         patch_size=plan.patch_size, num_microbatches=cfg.num_microbatches, seed=cfg.seed,
+                         log_every=cfg.log_every, eval_every=every, eval_batches=cfg.eval_batches,
+                         eval_batch_size=cfg.eval_batch_size, plot=True)
+
+
+def _say(text: str) -> None:
+    if _is_primary():
+        print(text, file=sys.stderr, flush=True)
+
+
+def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConfig, sources: StageSources,
+                  eval_sets: Mapping[str, Any] | None = None, optimizer_config=None, checkpoint_config=None,
+                  vocab_spec: dict | None = None, mesh=None, stage: int | None = None,
+                  console: bool = True) -> TwoStageResult:
+    """Run stage 1 then stage 2 (or only `stage`), resuming whatever is already in `run_dir`."""
+    from patch_training.mesh import make_mesh
+    from patch_training.trainer import Trainer
+
+    plans = cfg.plan()
+    lam = cfg.validate()
+    by_index = {p.index: p for p in plans}
+    if stage not in (None, 1, 2):
+        raise UserError(f"--stage must be 1 or 2, got {stage!r}")
+    if stage is not None and stage not in by_index:
+        raise UserError(f"patch_fraction={cfg.patch_fraction} has no stage {stage} "
+                        f"({'token-only' if lam == 0 else 'patch-only'} run)")
+    run_dir = Path(run_dir)
+    record = {"token_budget": cfg.token_budget, "patch_size": cfg.patch_size, "patch_fraction": lam,
+              "seq_len": cfg.seq_len, "seed": cfg.seed, "stages": [p.to_dict() for p in plans]}
+    stage1 = by_index.get(1)
+    stage1_dir = run_dir / stage1.name if stage1 else None
+    if stage == 2 and stage1 is not None:
+        done = latest_checkpoint(stage1_dir)
+        stage2_has_own = latest_checkpoint(run_dir / by_index[2].name) is not None
+        if done != stage1.num_steps and not stage2_has_own:
+            have = "no stage-1 checkpoint" if done is None else f"stage 1 only reached step {done}"
+            raise UserError(f"cannot start stage 2: {have} in {stage1_dir} (needs step {stage1.num_steps}); "
+                            "run stage 1 first (omit --stage or pass --stage=1)")
+    _check_plan(run_dir, record)
+    mesh = mesh if mesh is not None else make_mesh()
+
+    # The block walk both stages share.
+    rows_per_block = cfg.patch_row_len // cfg.seq_len
+    # Open both row sets whenever the plan has both stages (even for `--stage=2`): the block count,
+    # hence the walk, must not depend on which stage this invocation runs.
+    patch_rows = sources.patch_rows() if stage1 is not None else None
+    token_rows = sources.token_rows() if 2 in by_index else None
+    if patch_rows is not None and token_rows is not None:
+        sd.check_same_stream(patch_rows, token_rows, rows_per_block)
+    num_blocks = sd.count_blocks(patch_rows, token_rows, rows_per_block)
+    walk = sd.BlockWalk(num_blocks, cfg.seed)
+    if stage1 is not None and stage1.num_steps * stage1.batch_size > num_blocks:
+        _say(f"note: stage 1 needs {stage1.num_steps * stage1.batch_size} blocks but the corpus has "
+             f"{num_blocks}; it repeats data (stage 2 then also starts inside a repeated epoch)")
+
+    measured: dict[int, dict] = {}
+    results: dict[int, dict] = {}
+    for plan in plans:
+        stage_dir = run_dir / plan.name
+        measured[plan.index] = _read_json(stage_dir / STAGE_SUMMARY_FILE) or {"status": "not started"}
+        results[plan.index] = {"status": measured[plan.index]["status"],
+                               "eval": _read_json(stage_dir / EVAL_FILE)}
+    _write_cost(run_dir, model_config, cfg, lam, plans, measured)
+
+    for plan in plans:
+        if stage is not None and plan.index != stage:
+            continue
+        stage_dir = run_dir / plan.name
+        done = latest_checkpoint(stage_dir)
+        if done == plan.num_steps and measured[plan.index].get("status") == "completed":
+            _say(f"stage {plan.index} ({plan.name}) already completed at step {done}; skipping")
+            continue
+        initial_params = None
+        if plan.index == 2 and stage1 is not None and done is None:
+            s1 = latest_checkpoint(stage1_dir)
+            if s1 != stage1.num_steps:
+                have = "no stage-1 checkpoint" if s1 is None else f"stage 1 only reached step {s1}"
+                raise UserError(f"cannot start stage 2: {have} in {stage1_dir} (needs step {stage1.num_steps})")
+            initial_params = load_stage_params(stage1_dir, s1, model_config)
+            _say(f"stage 2 starts from stage-1 params (step {s1}) with a fresh optimizer and schedule")
+        if plan.index == 1:
+            data = sd.PatchStageData(patch_rows, walk)
+        else:
+            skip = stage1.num_steps * stage1.batch_size if stage1 is not None else 0
+            data = sd.TokenStageData(token_rows, walk, rows_per_block, skip)
+        _say(f"== stage {plan.index}/{len(plans) if stage is None else plan.index}: {plan.name}: "
+             f"{plan.num_steps} steps x {plan.batch_size} rows x {plan.tokens_per_row} tokens "
+             f"(K={plan.patch_size}, {plan.network_length} positions in the network)")
+        trainer = Trainer(stage_dir, model_config, _trainer_config(cfg, plan), data, dict(eval_sets or {}),
+                          optimizer_config, vocab_spec=vocab_spec, mesh=mesh, console=console,
+                          initial_params=initial_params, checkpoint_config=checkpoint_config)
+        t0 = time.perf_counter()
+        result = trainer.run()
+        wall = time.perf_counter() - t0
+        prev = measured.get(plan.index, {})
+        measured[plan.index] = {
+            "status": result.status, "final_step": result.final_step,
+            "wall_s": (prev.get("wall_s") or 0.0) + wall, "eval_s": (prev.get("eval_s") or 0.0) + result.eval_seconds,
+            "segments": (prev.get("segments") or 0) + 1}
+        _write_json(stage_dir / STAGE_SUMMARY_FILE, measured[plan.index])
+        if result.status == "completed":
+            evals = {name: dict(m) for name, m in result.eval_by_set.items()}
+            _write_json(stage_dir / EVAL_FILE, {"step": result.final_step, "stage": plan.index,
+                                                "eval": evals, "train_loss": result.last_metrics.get("loss")})
+            results[plan.index] = {"status": "completed", "final_step": result.final_step, "eval": evals}
+        else:
+            results[plan.index] = {"status": result.status, "final_step": result.final_step}
+        cost = _write_cost(run_dir, model_config, cfg, lam, plans, measured)
+        if result.status != "completed":
+            _say(f"stage {plan.index} {result.status} at step {result.final_step}; rerun the same command to resume")
+            return TwoStageResult(run_dir, results, cost)
+    cost = _write_cost(run_dir, model_config, cfg, lam, plans, measured)
+    return TwoStageResult(run_dir, results, cost)
+
+
+def _write_cost(run_dir: Path, model_config, cfg: TwoStageConfig, lam: float, plans, measured) -> dict:
+    cost = patch_cost.cost_report(model_config, plans, token_budget=cfg.token_budget, patch_fraction=lam,
+                                  patch_size=cfg.patch_size, seq_len=cfg.seq_len, measured=measured)
+    _write_json(run_dir / patch_cost.COST_FILE, cost)
+    return cost
+
+
+# -- gin entry point and CLI ---------------------------------------------------------------------
+def wikitext_available() -> bool:
+    from patch_training.data.paths import wikitext_test_file
+    return wikitext_test_file().is_file()
+
+
+def build_eval_sets(eval_tasks: Mapping[str, str], *, seq_len: int, vocab, seed: int,
+                    cache_dir: str | None = None) -> dict[str, Any]:
+    """Token-level validation sets by name; WikiText is skipped with a message if the shared copy is missing."""
+    from patch_training.data.factory import make_dataset
+    from patch_training.data.paths import wikitext_test_file
+    sets = {}
+    for name, task in eval_tasks.items():
+        if task == "wikitext" and not wikitext_available():
+            _say(f"skipping validation set {name!r}: {wikitext_test_file()} not found "
+                 f"(set PATCHTRAIN_SHARED_DATA to the shared data directory)")
+            continue
+        sets[name] = make_dataset(task=task, split="validation", sequence_length=seq_len, vocab=vocab,
+                                  seed=seed, patch_size=1, cache_dir=cache_dir)
+    return sets
+
+
+@gin.configurable(module="two_stage")
+def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
+                   two_stage_config: TwoStageConfig = gin.REQUIRED, vocab: Any = None,
+                   train_task: str = "code_corpus", eval_tasks: Mapping[str, str] | None = None,
+                   data_max_tokens: int | None = None, cache_dir: str | None = None,
+                   optimizer_config: Any = None, checkpoint_config: Any = None,
+                   mesh_shape: Sequence[int] | None = None, stage: int | None = None) -> TwoStageResult:
+    """Build the corpus rows and validation sets, then `run_two_stage` into `model_dir`."""
+    from patch_training.data.factory import make_dataset
+    from patch_training.gin_utils import write_operative_config
+    from patch_training.mesh import make_mesh
+    from patch_training.optimizer import OptimizerConfig
+    from patch_training.trainer import _vocab_spec
+
+    if not model_dir:
+        raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
+    cfg = two_stage_config
+    cfg.validate()
+    vocab_size = getattr(vocab, "vocab_size", None)
+    if vocab_size is not None and model_config.vocab_size < vocab_size:
+        raise UserError(f"ModelConfig.vocab_size={model_config.vocab_size} is smaller than the vocabulary's "
+                        f"{vocab_size} tokens")
+    common = dict(task=train_task, split="train", vocab=vocab, seed=cfg.seed, cache_dir=cache_dir,
+                  max_tokens=data_max_tokens)
+    sources = StageSources(
+        patch_rows=lambda: sd.dataset_rows(make_dataset(sequence_length=cfg.patch_row_len,
+                                                        patch_size=cfg.patch_size, **common)),
+        token_rows=lambda: sd.dataset_rows(make_dataset(sequence_length=cfg.seq_len, patch_size=1,
+                                                        concat=True, **common)))
+    eval_sets = build_eval_sets(eval_tasks if eval_tasks is not None else
+                                {"code": "code_corpus", "wikitext": "wikitext"},
+                                seq_len=cfg.seq_len, vocab=vocab, seed=cfg.seed, cache_dir=cache_dir)
+    run_dir = Path(model_dir)
+    if _is_primary():
+        write_operative_config(run_dir)
+    result = run_two_stage(run_dir, model_config=model_config, cfg=cfg, sources=sources, eval_sets=eval_sets,
+                           optimizer_config=optimizer_config or OptimizerConfig(),
+                           checkpoint_config=checkpoint_config, vocab_spec=_vocab_spec(vocab),
+                           mesh=make_mesh(mesh_shape), stage=stage)
+    if _is_primary():
+        write_operative_config(run_dir)
+        print(summary_line(result), flush=True)
+    return result
+
+
+def summary_line(result: TwoStageResult) -> str:
+    parts = [f"run dir {result.run_dir}", f"relative cost {result.cost['relative_cost']:.3f}"]
+    for index in sorted(result.stages):
+        info = result.stages[index]
+        evals = info.get("eval") or {}
+        if isinstance(evals, dict) and "eval" in evals:  # read back from eval.json
+            evals = evals["eval"]
+        shown = ", ".join(f"{n} ppl {m['perplexity']:.2f}" for n, m in evals.items())
+        parts.append(f"stage {index} {info.get('status')}" + (f" ({shown})" if shown else ""))
+    return "; ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from patch_training.gin_utils import add_gin_flags, call_configured, parse_gin, split_gin_bindings
+    bindings, rest = split_gin_bindings(sys.argv[1:] if argv is None else list(argv))
+    parser = argparse.ArgumentParser(prog="python -m patch_training.two_stage", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_gin_flags(parser)
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=None,
+                        help="run only this stage (default: both, resuming what exists)")
+    parser.add_argument("--num_cpu_devices", type=int, default=None,
+                        help="fake CPU devices in this process (testing sharding without accelerators)")
+    args = parser.parse_args(rest)
+    if not args.gin_file:
+        raise UserError("no --gin_file given (e.g. --gin_file=configs/experiments/patch/small_cpu_patch.gin)")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("patch_training").setLevel(logging.INFO)
+    if args.num_cpu_devices:
+        jax.config.update("jax_num_cpu_devices", args.num_cpu_devices)
+    import patch_training.configurables  # noqa: F401  (register every configurable before parsing)
+    parse_gin(args.gin_file, bindings, args.gin_search_path)
+    call_configured(run_experiment, stage=args.stage)
+    return 0
+
