@@ -79,6 +79,20 @@ def eval_curve(run_dir: Path, cost: dict) -> dict[str, list[tuple[float, float]]
     return curves
 
 
+def steady_train_seconds(run_dir: Path, cost: dict) -> float | None:
+    """Σ over stages of (median logged step time × steps): training time without compilation or evals."""
+    import statistics
+    from patch_training.metrics import read_jsonl
+    total = 0.0
+    for stage in cost["stages"]:
+        path = run_dir / stage["name"] / "metrics.jsonl"
+        times = [r["step_time_s"] for r in (read_jsonl(path) if path.exists() else []) if "step_time_s" in r]
+        if not times:
+            return None
+        total += statistics.median(times) * stage["num_steps"]
+    return total
+
+
 def summarise(label: str, run_dir: Path) -> dict:
     cost = json.loads((run_dir / "cost.json").read_text())
     last = cost["stages"][-1]
@@ -95,6 +109,7 @@ def summarise(label: str, run_dir: Path) -> dict:
         "tokens": cost["total_tokens"], "wall_s": cost["total_wall_s"],
         "train_wall_s": sum(s["train_wall_s"] or 0.0 for s in cost["stages"]),
         "steps": {s["name"]: s["num_steps"] for s in cost["stages"]},
+        "steady_train_s": steady_train_seconds(run_dir, cost),
         "final": {name: {"loss": m["loss"], "perplexity": m["perplexity"]} for name, m in final.items()},
         "per_stage_eval": per_stage, "curve": eval_curve(run_dir, cost),
     }
@@ -128,14 +143,15 @@ def plot(rows: list[dict], out: Path) -> Path:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     sets = sorted({s for r in rows for s in r["final"]})
-    head = ["run", "K", "λ", "relative compute", "FLOPs", "wall (s)", "train wall (s)"]
+    head = ["run", "K", "λ", "relative compute", "FLOPs", "wall (s)", "train wall (s)", "steady train (s)"]
     for s in sets:
         head += [f"{s} loss", f"{s} ppl"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["run"], str(r["patch_size"] if r["patch_fraction"] > 0 else 1), f"{r['patch_fraction']:.3f}",
                  f"{r['relative_flops_analytic']:.3f}", f"{r['total_flops']:.3e}", f"{r['wall_s']:.0f}",
-                 f"{r['train_wall_s']:.0f}"]
+                 f"{r['train_wall_s']:.0f}",
+                 f"{r['steady_train_s']:.0f}" if r["steady_train_s"] is not None else "-"]
         for s in sets:
             m = r["final"].get(s)
             cells += [f"{m['loss']:.4f}", f"{m['perplexity']:.2f}"] if m else ["-", "-"]
@@ -144,14 +160,15 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "# Patch-level training: small CPU reproduction", "",
         f"Model: `{meta['model']}` ({meta['model_params']:,} parameters). {meta['model_reason']}", "",
         f"Token budget {meta['budget_tokens']:,} tokens per run, T = {meta['seq_len']}, {meta['batch']} rows per "
-        f"step, default code corpus (Python standard library), sentencepiece vocabulary. Validation is "
+        f"step, default code corpus (Python standard library), {meta['vocab']} vocabulary. Validation is "
         f"token-level over the first {meta['eval_batches']} batches of each set (code validation split; "
         f"document-level WikiText-103 test). Relative compute is analytic training FLOPs (3x forward, "
-        f"MaxText convention) over the baseline's; wall time includes compilation and validation.", "",
+        f"MaxText convention) over the baseline's. Wall time includes data loading, compilation and "
+        f"validation; train wall excludes validation; steady train is the median step time x steps.", "",
         *lines, "",
         f"Patch run: relative cost λ/K + (1-λ) = {meta['relative_cost_formula']:.3f}. "
         f"The paper reports comparable loss at about 0.5x the compute (370M-2.7B models, 360B tokens); "
-        f"this is a {meta['budget_tokens']:,}-token run of a {meta['model_params'] / 1e6:.0f}M model, "
+        f"this is a {meta['budget_tokens']:,}-token run of a {meta['model_params'] / 1e6:.2g}M-parameter model, "
         f"so read it as a measurement of this setting, not as a test of that claim.", "",
         "![validation loss vs compute](val_loss_vs_flops.png)", ""])
 
@@ -197,7 +214,7 @@ def main(argv=None) -> dict:
     reason = ("The issue's default size; it fits the 35-minute CPU budget at this token count "
               "(~1.4 s per 8x128-token step on 2 cores)." if args.model == "small" else
               f"Chosen with --model {args.model}.")
-    meta = {"model": args.model, "model_params": n_params, "model_reason": reason,
+    meta = {"model": args.model, "vocab": args.vocab, "model_params": n_params, "model_reason": reason,
             "budget_tokens": args.budget_tokens, "seq_len": args.seq_len, "batch": args.batch,
             "eval_batches": args.eval_batches, "relative_cost_formula": relative_cost(lam, args.k)}
     png = plot(rows, out)
@@ -213,6 +230,8 @@ def main(argv=None) -> dict:
               "relative_compute": patch["relative_flops_analytic"],
               "relative_wall": patch["wall_s"] / base["wall_s"] if base["wall_s"] else None,
               "relative_train_wall": patch["train_wall_s"] / base["train_wall_s"] if base["train_wall_s"] else None,
+              "relative_steady_train": (patch["steady_train_s"] / base["steady_train_s"]
+                                        if base["steady_train_s"] and patch["steady_train_s"] else None),
               "final": compare, "runs": [{k: v for k, v in r.items() if k != "curve"} for r in rows],
               "table": str(out / "results.md"), "plot": str(png), "total_s": time.perf_counter() - t0}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
