@@ -171,6 +171,28 @@ def _check_plan(run_dir: Path, plan_record: dict) -> None:
     _write_json(run_dir / PLAN_FILE, plan_record)
 
 
+def check_stage_request(run_dir: str | os.PathLike, cfg: TwoStageConfig,
+                        stage: int | None) -> list[patch_cost.StagePlan]:
+    """Validate the config and the `--stage` request before any data is built; returns the plan."""
+    plans = cfg.plan()
+    by_index = {p.index: p for p in plans}
+    if stage not in (None, 1, 2):
+        raise UserError(f"--stage must be 1 or 2, got {stage!r}")
+    if stage is not None and stage not in by_index:
+        kind = "token-only" if 1 not in by_index else "patch-only"
+        raise UserError(f"patch_fraction={cfg.patch_fraction} has no stage {stage} ({kind} run)")
+    stage1 = by_index.get(1)
+    if stage == 2 and stage1 is not None:
+        stage1_dir = Path(run_dir) / stage1.name
+        done = latest_checkpoint(stage1_dir)
+        stage2_has_own = latest_checkpoint(Path(run_dir) / by_index[2].name) is not None
+        if done != stage1.num_steps and not stage2_has_own:
+            have = "no stage-1 checkpoint" if done is None else f"stage 1 only reached step {done}"
+            raise UserError(f"cannot start stage 2: {have} in {stage1_dir} (needs step {stage1.num_steps}); "
+                            "run stage 1 first (omit --stage or pass --stage=1)")
+    return plans
+
+
 def _trainer_config(cfg: TwoStageConfig, plan: patch_cost.StagePlan):
     from patch_training.trainer import TrainerConfig
     every = 0
@@ -195,26 +217,14 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
     from patch_training.mesh import make_mesh
     from patch_training.trainer import Trainer
 
-    plans = cfg.plan()
+    plans = check_stage_request(run_dir, cfg, stage)
     lam = cfg.validate()
     by_index = {p.index: p for p in plans}
-    if stage not in (None, 1, 2):
-        raise UserError(f"--stage must be 1 or 2, got {stage!r}")
-    if stage is not None and stage not in by_index:
-        raise UserError(f"patch_fraction={cfg.patch_fraction} has no stage {stage} "
-                        f"({'token-only' if lam == 0 else 'patch-only'} run)")
     run_dir = Path(run_dir)
     record = {"token_budget": cfg.token_budget, "patch_size": cfg.patch_size, "patch_fraction": lam,
               "seq_len": cfg.seq_len, "seed": cfg.seed, "stages": [p.to_dict() for p in plans]}
     stage1 = by_index.get(1)
     stage1_dir = run_dir / stage1.name if stage1 else None
-    if stage == 2 and stage1 is not None:
-        done = latest_checkpoint(stage1_dir)
-        stage2_has_own = latest_checkpoint(run_dir / by_index[2].name) is not None
-        if done != stage1.num_steps and not stage2_has_own:
-            have = "no stage-1 checkpoint" if done is None else f"stage 1 only reached step {done}"
-            raise UserError(f"cannot start stage 2: {have} in {stage1_dir} (needs step {stage1.num_steps}); "
-                            "run stage 1 first (omit --stage or pass --stage=1)")
     _check_plan(run_dir, record)
     mesh = mesh if mesh is not None else make_mesh()
 
@@ -338,7 +348,7 @@ def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQ
     if not model_dir:
         raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
     cfg = two_stage_config
-    cfg.validate()
+    check_stage_request(model_dir, cfg, stage)  # fail fast, before building any data
     vocab_size = getattr(vocab, "vocab_size", None)
     if vocab_size is not None and model_config.vocab_size < vocab_size:
         raise UserError(f"ModelConfig.vocab_size={model_config.vocab_size} is smaller than the vocabulary's "
