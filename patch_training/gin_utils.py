@@ -19,6 +19,35 @@ import gin
 
 from patch_training.errors import UserError
 
+
+def _harden_gin_file_readers() -> None:
+    """Make gin's file-existence checks answer False instead of crashing.
+
+    gin also looks for an include such as 'runs/x.gin' as package data of a Python package named
+    `runs`; when a plain `runs/` directory (a namespace package, with no origin) sits in the
+    working directory, that check raises TypeError and the whole parse fails. A failed check
+    only means "not here", so the next search-path entry is tried.
+    """
+    from gin import config as gin_config
+    readers = getattr(gin_config, "_FILE_READERS", None)
+    if not isinstance(readers, list):
+        return
+    for i, (reader, exists) in enumerate(readers):
+        if getattr(exists, "_patchtrain_safe", False):
+            continue
+
+        def safe_exists(path, _exists=exists):
+            try:
+                return bool(_exists(path))
+            except Exception:  # noqa: BLE001 - any failure means the file is not found this way
+                return False
+
+        safe_exists._patchtrain_safe = True
+        readers[i] = (reader, safe_exists)
+
+
+_harden_gin_file_readers()
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ROOT = REPO_ROOT / "configs"
 
