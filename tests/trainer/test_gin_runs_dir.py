@@ -11,5 +11,5 @@ def test_include_runs_gin_with_runs_dir_in_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     parse_gin(["experiments/tiny_cpu.gin"], ["MODEL_DIR = '/tmp/unused'"], finalize=False)
     import gin
-    assert gin.query_parameter("MODEL_DIR") == "/tmp/unused"
+    assert gin.query_parameter("%MODEL_DIR") == "/tmp/unused"
     assert os.getcwd() == str(tmp_path)
