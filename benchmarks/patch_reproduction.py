@@ -38,9 +38,8 @@ DEFAULT_BUDGET = 589_824       # 576 × 8 × 128: splits exactly into 96 patch +
 def run_one(name: str, run_dir: Path, args, patch_fraction: str, evals_per_stage: int) -> dict:
     """Parse the experiment's gin with this run's overrides and run both stages in-process."""
     import gin
-    import patch_training.configurables  # noqa: F401  (register every configurable before parsing)
     from patch_training import two_stage
-    from patch_training.gin_utils import call_configured, parse_gin
+    from patch_training.gin_utils import call_configured
 
     seq_len, batch = args.seq_len, args.batch
     max_tokens = int(args.budget_tokens * 1.1) + 4 * args.k * seq_len * batch
@@ -53,7 +52,7 @@ def run_one(name: str, run_dir: Path, args, patch_fraction: str, evals_per_stage
     if args.model != "small":
         files.append(f"models/{args.model}.gin")
     gin.clear_config()
-    parse_gin(files, bindings)
+    two_stage.parse_experiment_gin(files, bindings)
     print(f"[reproduction] {name}: {run_dir}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     result = call_configured(two_stage.run_experiment)

@@ -9,6 +9,7 @@ import importlib
 
 from patch_training import mesh, optimizer, trainer  # noqa: F401
 from patch_training import model  # noqa: F401  (ModelConfig)
+from patch_training import two_stage  # noqa: F401  (TwoStageConfig, run_experiment)
 
 # Modules other helpers own; imported when present so their configurables are registered.
 _OPTIONAL = ("patch_training.data.vocab", "patch_training.data.tasks", "patch_training.data.factory",

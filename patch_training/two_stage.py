@@ -27,6 +27,7 @@ if __name__ == "__main__":
     raise SystemExit(0)
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -376,6 +377,35 @@ def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQ
     return result
 
 
+@contextlib.contextmanager
+def _repo_dirs_not_importable():
+    """Hide the working directory and repo root from `sys.path` while gin parses.
+
+    gin resolves `include 'runs/x.gin'` by first asking Python for a *package* named `runs`; a
+    plain `runs/` directory (where run dirs usually go) is then found as a namespace package with
+    no file, and gin crashes with a TypeError instead of trying the search path. Every module the
+    gin files import is imported beforehand (`patch_training.configurables`), so nothing else
+    needs these entries during parsing.
+    """
+    from patch_training.gin_utils import REPO_ROOT
+    hidden = {os.getcwd(), str(REPO_ROOT)}
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) not in hidden]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def parse_experiment_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
+                         search_path: Sequence[str] = ()) -> None:
+    """`parse_gin` that also works when a `runs/` directory sits next to `configs/`."""
+    import patch_training.configurables  # noqa: F401  (register and import everything gin names)
+    from patch_training.gin_utils import parse_gin
+    with _repo_dirs_not_importable():
+        parse_gin(gin_files, bindings, search_path)
+
+
 def summary_line(result: TwoStageResult) -> str:
     parts = [f"run dir {result.run_dir}", f"relative cost {result.cost['relative_cost']:.3f}"]
     for index in sorted(result.stages):
@@ -389,7 +419,7 @@ def summary_line(result: TwoStageResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from patch_training.gin_utils import add_gin_flags, call_configured, parse_gin, split_gin_bindings
+    from patch_training.gin_utils import add_gin_flags, call_configured, split_gin_bindings
     bindings, rest = split_gin_bindings(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(prog="python -m patch_training.two_stage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -405,8 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("patch_training").setLevel(logging.INFO)
     if args.num_cpu_devices:
         jax.config.update("jax_num_cpu_devices", args.num_cpu_devices)
-    import patch_training.configurables  # noqa: F401  (register every configurable before parsing)
-    parse_gin(args.gin_file, bindings, args.gin_search_path)
+    parse_experiment_gin(args.gin_file, bindings, args.gin_search_path)
     call_configured(run_experiment, stage=args.stage)
     return 0
 
