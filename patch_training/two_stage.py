@@ -287,14 +287,15 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
             "status": result.status, "final_step": result.final_step,
             "wall_s": (prev.get("wall_s") or 0.0) + wall, "eval_s": (prev.get("eval_s") or 0.0) + result.eval_seconds,
             "segments": (prev.get("segments") or 0) + 1}
-        _write_json(stage_dir / STAGE_SUMMARY_FILE, measured[plan.index])
         if result.status == "completed":
+            # eval.json before the summary: a summary saying "completed" makes later runs skip the stage.
             evals = {name: dict(m) for name, m in result.eval_by_set.items()}
             _write_json(stage_dir / EVAL_FILE, {"step": result.final_step, "stage": plan.index,
                                                 "eval": evals, "train_loss": result.last_metrics.get("loss")})
             results[plan.index] = {"status": "completed", "final_step": result.final_step, "eval": evals}
         else:
             results[plan.index] = {"status": result.status, "final_step": result.final_step}
+        _write_json(stage_dir / STAGE_SUMMARY_FILE, measured[plan.index])
         cost = _write_cost(run_dir, model_config, cfg, lam, plans, measured)
         if result.status != "completed":
             _say(f"stage {plan.index} {result.status} at step {result.final_step}; rerun the same command to resume")

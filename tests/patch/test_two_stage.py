@@ -167,3 +167,36 @@ def test_resume_across_the_stage_boundary(full, tmp_path):
     want, got = saved_params(full[0] / STAGE2, 10), saved_params(run_dir / STAGE2, 10)
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+class CrashingRows(StreamRows):
+    """Token rows whose `crash_at`-th request raises, like a process dying mid-stage."""
+
+    def __init__(self, *args, crash_at: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.crash_at = crash_at
+
+    def rows(self, ids):
+        if len(self.requested) == self.crash_at:
+            raise RuntimeError("simulated crash")
+        return super().rows(ids)
+
+
+def test_resume_inside_stage2_matches_the_uninterrupted_run(full, tmp_path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(full[0] / STAGE1, run_dir / STAGE1)
+    shutil.copy(full[0] / "two_stage.json", run_dir / "two_stage.json")
+    # Request 0 is the same-stream check; request 7 is stage 2's step-7 batch (steps 1-6 saved).
+    crashing = CrashingRows(T, 1, 400, crash_at=7)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(run_dir, sources=StageSources(patch_rows=lambda: StreamRows(K * T, K, 100), token_rows=lambda: crashing))
+    saved = sorted(int(p.name) for p in (run_dir / STAGE2 / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and max(saved) == 6
+    result = run(run_dir)
+    assert result.stages[2]["status"] == "completed"
+    want, got = saved_params(full[0] / STAGE2, 10), saved_params(run_dir / STAGE2, 10)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    steps = [r["step"] for r in metrics(run_dir / STAGE2) if "loss" in r and "eval/code/loss" not in r]
+    assert steps == sorted(set(steps)) and max(steps) == 10  # metrics cut back to the checkpoint, no duplicates
