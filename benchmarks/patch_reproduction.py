@@ -205,6 +205,11 @@ def main(argv=None) -> dict:
     model_config = None
     for label, run_dir, frac, evals in runs:
         info = run_one(label, run_dir, args, frac, evals)
+        unfinished = {i: s for i, s in info["result"].stages.items() if s.get("status") != "completed"}
+        if unfinished:
+            index, state = next(iter(unfinished.items()))
+            raise UserError(f"{label} run stage {index} {state.get('status')} at step {state.get('final_step')} "
+                            f"in {run_dir}; rerun the same command to resume")
         rows.append(summarise(label, run_dir))
         model_config = model_config or _model_config_of(run_dir)
     n_params = count_params(jax.eval_shape(lambda: init_params(model_config, jax.random.key(0))))
