@@ -27,7 +27,6 @@ if __name__ == "__main__":
     raise SystemExit(0)
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -378,33 +377,12 @@ def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQ
     return result
 
 
-@contextlib.contextmanager
-def _repo_dirs_not_importable():
-    """Hide the working directory and repo root from `sys.path` while gin parses.
-
-    gin resolves `include 'runs/x.gin'` by first asking Python for a *package* named `runs`; a
-    plain `runs/` directory (where run dirs usually go) is then found as a namespace package with
-    no file, and gin crashes with a TypeError instead of trying the search path. Every module the
-    gin files import is imported beforehand (`patch_training.configurables`), so nothing else
-    needs these entries during parsing.
-    """
-    from patch_training.gin_utils import REPO_ROOT
-    hidden = {os.getcwd(), str(REPO_ROOT)}
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) not in hidden]
-    try:
-        yield
-    finally:
-        sys.path[:] = saved
-
-
 def parse_experiment_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
                          search_path: Sequence[str] = ()) -> None:
-    """`parse_gin` that also works when a `runs/` directory sits next to `configs/`."""
+    """Register every configurable, then `parse_gin` (one-line errors on misconfiguration)."""
     import patch_training.configurables  # noqa: F401  (register and import everything gin names)
     from patch_training.gin_utils import parse_gin
-    with _repo_dirs_not_importable():
-        parse_gin(gin_files, bindings, search_path)
+    parse_gin(gin_files, bindings, search_path)
 
 
 def summary_line(result: TwoStageResult) -> str:
@@ -421,21 +399,20 @@ def summary_line(result: TwoStageResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from patch_training.gin_utils import add_gin_flags, call_configured, split_gin_bindings
+    from patch_training.train import add_runtime_flags, setup_runtime
     bindings, rest = split_gin_bindings(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(prog="python -m patch_training.two_stage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_gin_flags(parser)
     parser.add_argument("--stage", type=int, choices=(1, 2), default=None,
                         help="run only this stage (default: both, resuming what exists)")
-    parser.add_argument("--num_cpu_devices", type=int, default=None,
-                        help="fake CPU devices in this process (testing sharding without accelerators)")
+    add_runtime_flags(parser)
     args = parser.parse_args(rest)
     if not args.gin_file:
         raise UserError("no --gin_file given (e.g. --gin_file=configs/experiments/patch/small_cpu_patch.gin)")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("patch_training").setLevel(logging.INFO)
-    if args.num_cpu_devices:
-        jax.config.update("jax_num_cpu_devices", args.num_cpu_devices)
+    setup_runtime(args)
     parse_experiment_gin(args.gin_file, bindings, args.gin_search_path)
     call_configured(run_experiment, stage=args.stage)
     return 0
