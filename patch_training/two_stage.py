@@ -272,7 +272,7 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
         else:
             skip = stage1.num_steps * stage1.batch_size if stage1 is not None else 0
             data = sd.TokenStageData(token_rows, walk, rows_per_block, skip)
-        _say(f"== stage {plan.index}/{len(plans) if stage is None else plan.index}: {plan.name}: "
+        _say(f"== stage {plan.index} of 2 ({plan.name}): "
              f"{plan.num_steps} steps x {plan.batch_size} rows x {plan.tokens_per_row} tokens "
              f"(K={plan.patch_size}, {plan.network_length} positions in the network)")
         trainer = Trainer(stage_dir, model_config, _trainer_config(cfg, plan), data, dict(eval_sets or {}),
