@@ -186,7 +186,9 @@ class TrainCheckpointer:
     def __init__(self, run_dir: str | os.PathLike, config: CheckpointConfig | None = None, *,
                  fingerprint: Mapping[str, Any] | None = None,
                  clock: Callable[[], float] = time.monotonic):
-        self.run_dir = epath.Path(run_dir)
+        # orbax's tensorstore layer refuses relative local paths; remote URLs (gs://...) are kept.
+        text = os.fspath(run_dir)
+        self.run_dir = epath.Path(text if "://" in text else os.path.abspath(text))
         self.directory = self.run_dir / CHECKPOINTS_SUBDIR
         self.config = config or CheckpointConfig()
         self.fingerprint = dict(fingerprint) if fingerprint else None

@@ -237,3 +237,21 @@ def test_step_being_written_is_not_reported_complete(run_dir):
     assert ckpt.all_steps() == [1, 2]
     assert steps_during == ([1] if in_flight else [1, 2])
     ckpt.close()
+
+
+def test_relative_run_dir_saves_and_restores(tmp_path, monkeypatch):
+    """A run dir given relative to the working directory (as `make demo` does) must work: orbax
+    itself only accepts absolute local paths."""
+    import jax.numpy as jnp
+    from patch_training.checkpointing import CheckpointConfig, TrainCheckpointer
+    monkeypatch.chdir(tmp_path)
+    params = {"w": jnp.arange(6.0).reshape(2, 3)}
+    opt_state = {"mu": jnp.ones((2, 3))}
+    with TrainCheckpointer("runs/rel", CheckpointConfig(async_save=False)) as ckpt:
+        assert ckpt.save(1, params, opt_state, force=True)
+    with TrainCheckpointer("runs/rel", CheckpointConfig()) as ckpt:
+        restored = ckpt.restore_latest(params, opt_state)
+    assert restored is not None and restored.step == 1
+    assert (tmp_path / "runs" / "rel" / "checkpoints" / "1").is_dir()
+    assert jnp.array_equal(restored.params["w"], params["w"])
+    assert jnp.array_equal(restored.opt_state["mu"], opt_state["mu"])
