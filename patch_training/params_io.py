@@ -123,7 +123,7 @@ def _restore_item(item_dir: Path, config: ModelConfig, where: str,
 
 def resolve_params_dir(path: str | os.PathLike) -> tuple[Path, Path]:
     """(root with model_config.json, directory of the orbax params item) for either layout."""
-    root = Path(path)
+    root = Path(os.path.abspath(path))  # orbax accepts only absolute local paths
     if not root.exists():
         raise UserError(f"checkpoint directory not found: {root}")
     if (root / PARAMS_SUBDIR).is_dir():

@@ -148,7 +148,7 @@ def load_stage_params(stage_dir: Path, step: int, model_config) -> Any:
     from patch_training.model import abstract_params
     from patch_training.params_io import check_params_match
 
-    item = stage_dir / "checkpoints" / str(step) / "params"
+    item = Path(os.path.abspath(stage_dir)) / "checkpoints" / str(step) / "params"  # orbax: absolute only
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     targets = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                                      nn.unbox(abstract_params(model_config)))
