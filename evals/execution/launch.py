@@ -98,10 +98,12 @@ def t1_launch(worker_index: int, *, seccomp: bool = True) -> Launch:
             argv += ["--symlink", os.readlink("/" + link), "/" + link]
     if os.path.exists("/etc/ld.so.cache"):
         argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    # The tmpfs goes on /tmp *before* the binds: bwrap applies mounts in order, and a checkout or
+    # virtualenv that lives under /tmp (a CI clone, say) would otherwise be hidden by it.
+    argv += ["--size", str(TMPFS_SIZE), "--tmpfs", "/tmp"]
     for src, dst in binds:
         argv += ["--ro-bind", src, dst]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_SIZE), "--tmpfs", "/tmp",
-             "--remount-ro", "/", "--chdir", "/tmp", "--hostname", "sandbox"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--hostname", "sandbox"]
     for k, v in SANDBOX_ENV.items():
         argv += ["--setenv", k, v]
     argv += [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
