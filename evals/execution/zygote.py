@@ -158,14 +158,6 @@ def _set_limits(lim, n_calls):
         resource.setrlimit(what, value)
 
 
-def _exc_text(e):
-    try:
-        msg = _str(e)
-    except _BaseException:
-        msg = "<unprintable>"
-    return "%s: %s" % (_type(e), msg)
-
-
 def _child_main(task, start, wfd, cfg):
     """Runs in the forked child: harden, exec the candidate, call it, stream one JSON line per call."""
     cap = task["limits"]["output_cap"]

@@ -41,6 +41,16 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         from etils import epath
         return epath.Path(inspect.getfile(cls))
 
+    # Both local corpora: a {"text", "id"} example per document, one row report per split, and
+    # splits named by the builder config's `files` mapping.
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_text_features())
+
+    def _split_generators(self, dl_manager):
+        self.row_reports = {split: corpora.RowReport() for split in self.builder_config.files}
+        return {split: self._generate_examples(split, files)
+                for split, files in self.builder_config.files.items()}
+
 
 class CodeCorpusConfig(tfds.core.BuilderConfig):
     def __init__(self, *, root: Path, files: dict[str, list[Path]], fingerprint: str):
@@ -53,14 +63,6 @@ class CodeCorpusConfig(tfds.core.BuilderConfig):
 class PatchTrainingCodeCorpus(_LocalBuilder):
     """Python source files, one example per file, split train/validation by path hash."""
     VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=_text_features())
-
-    def _split_generators(self, dl_manager):
-        self.row_reports = {split: corpora.RowReport() for split in self.builder_config.files}
-        return {split: self._generate_examples(split, files)
-                for split, files in self.builder_config.files.items()}
 
     def _generate_examples(self, split: str, files: Sequence[Path]):
         for rel, text in corpora.iter_code_documents(self.builder_config.root, files,
@@ -78,14 +80,6 @@ class JsonlCorpusConfig(tfds.core.BuilderConfig):
 class PatchTrainingJsonlCorpus(_LocalBuilder):
     """One example per JSONL line; a malformed line is counted in the row report."""
     VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=_text_features())
-
-    def _split_generators(self, dl_manager):
-        self.row_reports = {split: corpora.RowReport() for split in self.builder_config.files}
-        return {split: self._generate_examples(split, files)
-                for split, files in self.builder_config.files.items()}
 
     def _generate_examples(self, split: str, files: Sequence[Path]):
         for i, f in enumerate(files):
