@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 RUN_DIR ?= runs/demo
 
-.PHONY: setup setup-hf demo test test-fast bench clean
+.PHONY: setup setup-hf setup-test demo test test-fast bench clean
 
 setup:
 	@scripts/setup.sh
@@ -12,12 +12,16 @@ setup:
 setup-hf:
 	@scripts/setup.sh --hf
 
+setup-test:
+	@scripts/setup.sh --hf --browser
+
 ## Main job: train the `small` model on the built-in corpus, report perplexity, sample, plot.
 demo: setup
 	@scripts/demo.sh $(RUN_DIR)
 
-## Full test suite (includes HF parity tests, so it installs the optional torch/transformers extra).
-test: setup-hf
+## Full test suite (includes HF parity tests and the report's browser check, so it installs the optional
+## torch/transformers extra and a headless chromium).
+test: setup-test
 	@$(PY) -m pytest tests $(PYTEST_ARGS)
 
 ## Quick loop while developing: skip the slow end-to-end tests.

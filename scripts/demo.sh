@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
-# Main job: the most complete pipeline that exists, end to end on CPU.
+# Main job: the most complete pipeline that exists, end to end on CPU, ending in a report.
 # Each stage is a script in scripts/demo_stages/, run in name order as `bash STAGE RUN_DIR [ARGS...]`
-# from the repository root; a stage must be resumable (a re-run skips or resumes finished work) and
-# say what it does on stderr. Current stages:
-#   10_pretrain  two-stage patch-level training of `small` (K=4 on 2/3 of the budget, then tokens),
-#                per-stage validation perplexity on code and WikiText-103, cost relative to token-only
-#   20_samples   sampled completions from the final model (python -m evals.generate)
-#   90_report    the summary
-# Extra arguments go to the pre-training stage (gin flags).
+# from the repository root; a stage is resumable (a re-run skips or resumes finished work) and says
+# what it does on stderr. Each finished stage appends a line to RUN_DIR/demo_stages.jsonl (the report's
+# "What ran" table). Extra arguments go to the pre-training stages (gin flags).
+#   DEMO_STAGES="10 15" limits the run to the stages whose names start with those prefixes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_dir="${1:-runs/demo}"
 export PY="${PY:-.venv/bin/python}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$run_dir"
-for stage in scripts/demo_stages/*.sh; do
+stages=(scripts/demo_stages/*.sh)
+n=${#stages[@]}
+i=0
+t0=$(date +%s)
+for stage in "${stages[@]}"; do
+  i=$((i + 1))
   name="$(basename "$stage" .sh)"
+  if [ -n "${DEMO_STAGES:-}" ]; then
+    keep=0; for p in $DEMO_STAGES; do [[ "$name" == "$p"* ]] && keep=1; done
+    [ $keep = 1 ] || continue
+  fi
   start=$(date +%s)
-  echo "==== demo stage $name ($(date +%H:%M:%S))" >&2
-  if [ "$name" = 10_pretrain ]; then bash "$stage" "$run_dir" "${@:2}"; else bash "$stage" "$run_dir"; fi
-  echo "==== demo stage $name done in $(( $(date +%s) - start )) s" >&2
+  echo "==== [$i/$n] demo stage $name (started $(date -u +%H:%M:%S), $(( start - t0 )) s into the job)" >&2
+  case "$name" in
+    10_*|15_*) bash "$stage" "$run_dir" "${@:2}" ;;
+    *) bash "$stage" "$run_dir" ;;
+  esac
+  wall=$(( $(date +%s) - start ))
+  printf '{"stage": "%s", "status": "done", "wall_s": %d, "finished_at": "%s"}\n' \
+    "$name" "$wall" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$run_dir/demo_stages.jsonl"
+  echo "==== [$i/$n] demo stage $name done in $wall s" >&2
 done
+echo "==== main job finished in $(( $(date +%s) - t0 )) s; report: $run_dir/report.html (and report.md)" >&2

@@ -3,23 +3,29 @@
 # virtual environment in .venv. Safe to run again; it does nothing that is already done.
 #   scripts/setup.sh            core dependencies + dev tools
 #   scripts/setup.sh --hf       also the optional torch/transformers extra (HF parity, reference benchmarks)
+#   scripts/setup.sh --browser  also a headless browser (Debian's chromium; the report test renders report.html)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_hf=0
+want_browser=0
 for arg in "$@"; do
   case "$arg" in
     --hf) want_hf=1 ;;
-    *) echo "setup.sh: unknown argument '$arg' (known: --hf)" >&2; exit 2 ;;
+    --browser) want_browser=1 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --browser)" >&2; exit 2 ;;
   esac
 done
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. System packages for the code sandbox (evals/execution): bubblewrap gives namespaces, libseccomp
-#    backs the seccomp filter. Installed only when we can (root + apt-get); otherwise we say so and the
+#    backs the seccomp filter (and, with --browser, chromium for the report's rendering test). Installed only when we can (root + apt-get); otherwise we say so and the
 #    sandbox's start-up probe will pick a weaker tier or refuse.
 need_pkgs=()
+if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  need_pkgs+=(chromium)
+fi
 command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need_pkgs+=(libseccomp2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
