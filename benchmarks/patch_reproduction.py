@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from patch_training import run_summary
+
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {"baseline": "experiments/patch/small_cpu_baseline.gin",
                "patch": "experiments/patch/small_cpu_patch.gin"}
@@ -59,59 +61,6 @@ def run_one(name: str, run_dir: Path, args, patch_fraction: str, evals_per_stage
     elapsed = time.perf_counter() - t0
     gin.clear_config()
     return {"result": result, "elapsed_s": elapsed}
-
-
-def eval_curve(run_dir: Path, cost: dict) -> dict[str, list[tuple[float, float]]]:
-    """Validation loss per set against cumulative training FLOPs, across the stages in order."""
-    from patch_training.metrics import read_jsonl
-    curves: dict[str, list[tuple[float, float]]] = {}
-    offset = 0.0
-    for stage in cost["stages"]:
-        path = run_dir / stage["name"] / "metrics.jsonl"
-        rows = read_jsonl(path) if path.exists() else []
-        for r in rows:
-            for key, value in r.items():
-                if key.startswith("eval/") and key.endswith("/loss"):
-                    set_name = key[len("eval/"):-len("/loss")]
-                    curves.setdefault(set_name, []).append((offset + r["step"] * stage["flops_per_step"], value))
-        offset += stage["flops"]
-    return curves
-
-
-def steady_train_seconds(run_dir: Path, cost: dict) -> float | None:
-    """Σ over stages of (median logged step time × steps): training time without compilation or evals."""
-    import statistics
-    from patch_training.metrics import read_jsonl
-    total = 0.0
-    for stage in cost["stages"]:
-        path = run_dir / stage["name"] / "metrics.jsonl"
-        times = [r["step_time_s"] for r in (read_jsonl(path) if path.exists() else []) if "step_time_s" in r]
-        if not times:
-            return None
-        total += statistics.median(times) * stage["num_steps"]
-    return total
-
-
-def summarise(label: str, run_dir: Path) -> dict:
-    cost = json.loads((run_dir / "cost.json").read_text())
-    last = cost["stages"][-1]
-    final = json.loads((run_dir / last["name"] / "eval.json").read_text())["eval"]
-    per_stage = {}
-    for stage in cost["stages"]:
-        path = run_dir / stage["name"] / "eval.json"
-        if path.exists():
-            per_stage[stage["name"]] = json.loads(path.read_text())["eval"]
-    return {
-        "run": label, "run_dir": str(run_dir), "patch_size": cost["patch_size"],
-        "patch_fraction": cost["patch_fraction"], "relative_cost": cost["relative_cost"],
-        "relative_flops_analytic": cost["relative_flops_analytic"], "total_flops": cost["total_flops"],
-        "tokens": cost["total_tokens"], "wall_s": cost["total_wall_s"],
-        "train_wall_s": sum(s["train_wall_s"] or 0.0 for s in cost["stages"]),
-        "steps": {s["name"]: s["num_steps"] for s in cost["stages"]},
-        "steady_train_s": steady_train_seconds(run_dir, cost),
-        "final": {name: {"loss": m["loss"], "perplexity": m["perplexity"]} for name, m in final.items()},
-        "per_stage_eval": per_stage, "curve": eval_curve(run_dir, cost),
-    }
 
 
 def plot(rows: list[dict], out: Path) -> Path:
@@ -210,7 +159,7 @@ def main(argv=None) -> dict:
             index, state = next(iter(unfinished.items()))
             raise UserError(f"{label} run stage {index} {state.get('status')} at step {state.get('final_step')} "
                             f"in {run_dir}; rerun the same command to resume")
-        rows.append(summarise(label, run_dir))
+        rows.append(run_summary.summarise(label, run_dir))
         model_config = model_config or _model_config_of(run_dir)
     n_params = count_params(jax.eval_shape(lambda: init_params(model_config, jax.random.key(0))))
     from patch_training.patch_cost import parse_fraction, relative_cost
