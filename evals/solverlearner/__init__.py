@@ -1,0 +1,13 @@
+"""SolverLearner (REFERENCE §3): inductive vs deductive reasoning on counterfactual tasks, with the functions a
+model learns executed in the sandbox.
+
+Tasks (each with its rule as code): `arithmetic`, `syntax`, `spatial`, `cipher` (see their modules for data,
+variants, answer formats and the `solver` signature). Settings: `common.SETTINGS`. Stages: `pipeline.generate`
+-> `pipeline.score` (`scoring.judge_predictions` + `scoring.aggregate`) -> `report`. CLI: `cli.py`.
+Harness checks: `harness_backends` (`oracle`, `rule_blind`).
+"""
+from evals.solverlearner.common import ENTRY, SETTINGS, Problem, extract_code, first_boxed
+from evals.solverlearner.tasks import TASK_NAMES, ProblemBank, make_tasks, parse_task_specs
+
+__all__ = ["ENTRY", "SETTINGS", "TASK_NAMES", "Problem", "ProblemBank", "extract_code", "first_boxed",
+           "make_tasks", "parse_task_specs"]
