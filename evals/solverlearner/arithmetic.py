@@ -12,7 +12,8 @@ Label: the base-b sum written in base b with digits `0-9A-Z` (upper case, no lea
 `solver(a: str, b: str) -> str`: the operands as written, the sum as the label is written.
 
 Answer parsing, in order: the first `\\boxed{...}`; else the first "The result for A+B is X" for this query
-(the prompt ends with that phrase, so the completion's first token counts); else the last token of the
+(the prompt ends with that phrase, so the completion's first token counts; X may use the decimal digits and the
+base's letters, so "90" in base 8 is a wrong answer rather than a parse failure); else the last token of the
 completion made only of the base's digits. Answers compare case-insensitively after stripping whitespace, a trailing period and leading
 zeros; anything else (e.g. an answer with a digit outside the base) is wrong.
 """
@@ -177,8 +178,9 @@ class ArithmeticTask(Task):
             return normalize(boxed) or None
         token = rf"[0-9A-Za-z]+"
         q = re.escape(f"{problem.input[0]}+{problem.input[1]}")
+        numeral = DIGITS[:max(base, 10)]  # a decimal digit outside the base is a wrong answer, not a failure
         for m in re.finditer(rf"the result for\s*{q}\s*is\s*:?\s*({token})", text, re.IGNORECASE):
-            if all(c in DIGITS[:base] for c in m.group(1).upper()):
+            if all(c in numeral for c in m.group(1).upper()):
                 return normalize(m.group(1))
         tokens = [t for t in re.findall(token, completion) if all(c in DIGITS[:base] for c in t.upper())]
         return normalize(tokens[-1]) if tokens else None
