@@ -118,6 +118,8 @@ def main(argv=None) -> int:
         return 0
     out = Path(args.out)
     if args.command == "run":
+        if not (args.harness or args.checkpoint or args.hf_dir or args.endpoint):
+            raise UserError("run needs a model: --checkpoint DIR, --hf_dir DIR, --endpoint URL or --harness NAME")
         bank = _bank(args)
         cells = parse_task_specs(args.tasks, bank.tasks)
         settings = check_settings(args.settings)

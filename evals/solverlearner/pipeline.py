@@ -54,12 +54,17 @@ def generate(model: LanguageModel, bank: ProblemBank, items: list[tuple[Problem,
     path = out / "predictions.jsonl"
     done = collections.Counter()
     if path.is_file():
-        for line in path.read_text().splitlines():
+        text = path.read_text()
+        kept = []
+        for line in text.splitlines():
             try:
                 row = json.loads(line)
                 done[(row["id"], row["setting"])] += 1
+                kept.append(line)
             except (ValueError, KeyError, TypeError):
-                continue  # a torn last line from a killed run: asked again
+                continue  # a torn line from a killed run: dropped here, asked again below
+        if len(kept) != len(text.splitlines()) or (text and not text.endswith("\n")):
+            path.write_text("".join(k + "\n" for k in kept))
     todo = []
     for p, s in items:
         if done[(p.id, s)]:
@@ -89,9 +94,10 @@ def generate(model: LanguageModel, bank: ProblemBank, items: list[tuple[Problem,
     return path
 
 
-def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | None = None,
+def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | None = None, pool=None,
           title: str = "SolverLearner") -> dict:
-    """Judge `predictions` (sandbox for solverlearner lines), write judged.jsonl + the report; -> summary."""
+    """Judge `predictions` (sandbox for solverlearner lines), write judged.jsonl + the report; -> summary.
+    With `pool` given it is used (and left open); otherwise one is started for this batch when needed."""
     from evals.execution import Limits, SandboxPool
 
     out = Path(out)
@@ -100,15 +106,15 @@ def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | Non
         raise UserError(f"--predictions {predictions} does not exist")
     bad = collections.Counter()
     rows = read_predictions(Path(predictions), bad)
-    pool = None
+    own_pool = None
     # The pool starts before any gold is loaded (the house rule for the sandbox), and only when needed.
-    if any(r.get("setting") == "solverlearner" for r in rows):
-        pool = SandboxPool(workers, limits=Limits(wall_s=2.0, program_wall_s=10.0))
+    if pool is None and any(r.get("setting") == "solverlearner" for r in rows):
+        pool = own_pool = SandboxPool(workers, limits=Limits(wall_s=2.0, program_wall_s=10.0))
     try:
         judged, bad_rows = judge_predictions(rows, bank, pool=pool, journal=out / "exec_journal.jsonl")
     finally:
-        if pool is not None:
-            pool.close()
+        if own_pool is not None:
+            own_pool.close()
     bad.update(bad_rows)
     with (out / "judged.jsonl").open("w") as f:
         for rec in judged:
