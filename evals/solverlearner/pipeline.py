@@ -73,7 +73,7 @@ def generate(model: LanguageModel, bank: ProblemBank, items: list[tuple[Problem,
             todo.append((p, s))
     log.info("generate: %d of %d prompts to ask (%d already in %s)", len(todo), len(items),
              len(items) - len(todo), path)
-    t0 = time.monotonic()
+    t0 = last_log = time.monotonic()
     with path.open("a") as f:
         for kind, sampling in (("direct", direct_sampling), ("code", code_sampling)):
             group = [(p, s) for p, s in todo if (s == "solverlearner") == (kind == "code")]
@@ -87,7 +87,11 @@ def generate(model: LanguageModel, bank: ProblemBank, items: list[tuple[Problem,
                                         "finish_reason": c.finish_reason}) + "\n")
                 f.flush()
                 n_done = start + len(batch)
-                rate = n_done / max(time.monotonic() - t0, 1e-9)
+                now = time.monotonic()
+                if now - last_log < 10 and n_done < len(group):
+                    continue
+                last_log = now
+                rate = n_done / max(now - t0, 1e-9)
                 log.info("generate %s: %d/%d, %.1f prompts/s, ETA %.0f s", kind, n_done, len(group), rate,
                          (len(group) - n_done) / max(rate, 1e-9))
             t0 = time.monotonic()
