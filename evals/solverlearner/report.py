@@ -63,7 +63,8 @@ def chart(summary: dict, path: Path, title: str = "SolverLearner") -> None:
             vals = [summary["accuracy"].get(rows[(task, v)].get(s, ""), 0.0) for v in variants]
             ax.bar([i + j * width for i in range(len(variants))], vals, width, label=s)
         ax.set_xticks([i + width * (len(settings) - 1) / 2 for i in range(len(variants))], variants)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.3)  # headroom for the legend
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.set_ylabel("accuracy")
         ax.set_title(task)
     axes[0, 0].legend(fontsize=8, ncol=len(settings), loc="upper right")
