@@ -1,8 +1,10 @@
-"""`python -m evals.solverlearner run|score|combine` (argparse and logging only; the work is in `pipeline`).
+"""`python -m evals.solverlearner run|prompts|score|combine` (argparse and logging only; the work is in `pipeline`).
 
 run:     generate completions for --tasks × --settings (through the shared generation cache, so a killed run
          resumes), then score. The model is --checkpoint / --hf_dir / --endpoint (from `evals.backends`), or
          --harness oracle|rule_blind to check the harness itself.
+prompts: write `{"id", "setting", "prompt", "answer_lead"}` lines (--out is the JSONL file) for a model run
+         elsewhere; its completions continue the prompt (the lead is already in it).
 score:   judge anyone's completions (`{"id", "setting", "completion"}` lines).
 combine: several runs' results.json side by side in one markdown table (the demo's table).
 The last stdout line of run/score is one JSON object: accuracy, parse_failures and n per cell (and more).
@@ -19,6 +21,7 @@ from evals.model_api import Sampling
 from evals.solverlearner import report
 from evals.solverlearner.common import SETTINGS
 from evals.solverlearner.harness_backends import HARNESS_BACKENDS, harness_model
+from evals.solverlearner.prompts import build_prompt
 from evals.solverlearner.tasks import TASK_NAMES, ProblemBank, check_settings, make_tasks, parse_task_specs
 from patch_training.errors import UserError, run_cli
 from patch_training.shared_data import shared_data_dir
@@ -46,6 +49,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="sandbox workers (default: one per core)")
 
 
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", nargs="+", default=list(TASK_NAMES),
+                   help="task or task:variant,variant (default: every task, its default variants)")
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS))
+    p.add_argument("--limit", type=int, default=None, help="first N problems of each variant")
+
+
+def _select(args, bank):
+    cells = parse_task_specs(args.tasks, bank.tasks)
+    settings = check_settings(args.settings)
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    from evals.solverlearner import pipeline
+    return pipeline.select_items(bank, cells, settings, args.limit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m evals.solverlearner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,14 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument("--chat", action="store_true")
     run.add_argument("--harness", choices=HARNESS_BACKENDS, default=None,
                      help="a harness-checking backend instead of a model")
-    run.add_argument("--tasks", nargs="+", default=list(TASK_NAMES),
-                     help="task or task:variant,variant (default: every task, its default variants)")
-    run.add_argument("--settings", nargs="+", default=list(SETTINGS))
-    run.add_argument("--limit", type=int, default=None, help="first N problems of each variant")
+    _add_selection(run)
     run.add_argument("--max_new_tokens", type=int, default=64, help="direct-answer settings")
     run.add_argument("--code_max_new_tokens", type=int, default=320, help="solverlearner setting")
     run.add_argument("--temperature", type=float, default=0.0)
     run.add_argument("--seed", type=int, default=0)
+    pr = sub.add_parser("prompts", help="write the prompts (for a model run elsewhere; score its completions)")
+    _add_common(pr)
+    _add_selection(pr)
     sc = sub.add_parser("score", help="score a predictions JSONL")
     _add_common(sc)
     sc.add_argument("--predictions", required=True)
@@ -117,15 +136,22 @@ def main(argv=None) -> int:
         print(Path(args.out).read_text())
         return 0
     out = Path(args.out)
+    if args.command == "prompts":
+        bank = _bank(args)
+        items = _select(args, bank)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w") as f:
+            for problem, setting in items:
+                prompt, lead = build_prompt(bank.tasks[problem.task], problem, setting)
+                f.write(json.dumps({"id": problem.id, "setting": setting, "prompt": prompt,
+                                    "answer_lead": lead}) + "\n")
+        print(json.dumps({"prompts": len(items), "out": str(out)}))
+        return 0
     if args.command == "run":
         if not (args.harness or args.checkpoint or args.hf_dir or args.endpoint):
             raise UserError("run needs a model: --checkpoint DIR, --hf_dir DIR, --endpoint URL or --harness NAME")
         bank = _bank(args)
-        cells = parse_task_specs(args.tasks, bank.tasks)
-        settings = check_settings(args.settings)
-        if args.limit is not None and args.limit < 1:
-            raise UserError(f"--limit must be >= 1, got {args.limit}")
-        items = pipeline.select_items(bank, cells, settings, args.limit)
+        items = _select(args, bank)
         model = _open_model(args, items, bank)
         chat = bool(getattr(args, "chat", False))
         direct = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,

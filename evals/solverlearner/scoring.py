@@ -94,7 +94,7 @@ def judge_predictions(rows: Iterable[dict], bank: ProblemBank, *, pool=None,
         task = bank.tasks[problem.task]
         rec = {"id": problem.id, "setting": setting, "task": problem.task, "variant": problem.variant,
                "gold": _jsonable(problem.gold), "answer": None, "parse_failure": False, "correct": False,
-               "parts_correct": 0, "parts": 1}
+               "parts_correct": 0, "parts": 1, "finish_reason": row.get("finish_reason")}
         completion = row["completion"]
         if setting == "solverlearner":
             code = extract_code(CODE_LEAD + completion)

@@ -188,3 +188,27 @@ def test_cli_model_plumbing_through_backends(tmp_path, capsys, monkeypatch, data
     # problem 0 is "noah loves mary." (OVS): the stand-in's fixed answer is right there and wrong elsewhere
     assert last["n"] == {"syntax/ovs/inductive_fewshot": 3}
     assert 0 < last["accuracy"]["syntax/ovs/inductive_fewshot"] < 1
+
+
+def test_prompts_then_score_elsewhere(bank, tmp_path, capsys):
+    """The external workflow: write prompts, complete them anywhere, score the completions."""
+    from evals.solverlearner.cli import main
+    from evals.solverlearner.harness_backends import harness_completion
+
+    path = tmp_path / "prompts.jsonl"
+    main(["prompts", "--tasks", "spatial:vflip", "--settings", "deductive_fewshot", "--limit", "3",
+          "--n_shots", "4", "--out", str(path)])
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["spatial/vflip/0", "spatial/vflip/1", "spatial/vflip/2"]
+    assert all(r["prompt"].endswith(r["answer_lead"]) for r in rows)
+    preds = tmp_path / "preds.jsonl"
+    with preds.open("w") as f:
+        for r in rows:
+            problem = bank.lookup("spatial", "vflip", int(r["id"].rsplit("/", 1)[1]))
+            comp = harness_completion("oracle", bank.tasks["spatial"], problem, r["setting"])
+            f.write(json.dumps({"id": r["id"], "setting": r["setting"], "completion": comp}) + "\n")
+    capsys.readouterr()
+    main(["score", "--predictions", str(preds), "--out", str(tmp_path / "s")])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["accuracy"] == {"spatial/vflip/deductive_fewshot": 1.0}
+    assert last["object_accuracy"] == {"spatial/vflip/deductive_fewshot": 1.0}
