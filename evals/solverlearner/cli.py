@@ -44,8 +44,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data_dir", default=None, help="shared data root (default: ../shared/data or "
                                                     "$PATCHTRAIN_SHARED_DATA)")
     p.add_argument("--n_shots", type=int, default=8, help="demonstrations per prompt (few-shot settings)")
-    p.add_argument("--cipher_words", type=int, default=100, help="generated cipher problems per shift")
-    p.add_argument("--cipher_seed", type=int, default=0)
+    p.add_argument("--cipher_words", type=int, default=None,
+                   help="generated cipher problems per shift (default 100; `score` takes the run's run.json)")
+    p.add_argument("--cipher_seed", type=int, default=None, help="default 0 (`score`: the run's run.json)")
     p.add_argument("--workers", type=int, default=None, help="sandbox workers (default: one per core)")
 
 
@@ -98,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _cipher_defaults(args, run_json: Path | None = None) -> None:
+    """Unset cipher options come from the run that made the predictions (its run.json), else the defaults:
+    the cipher words are generated, so scoring with other options would judge other problems."""
+    recorded = {}
+    if run_json is not None and run_json.is_file():
+        try:
+            recorded = json.loads(run_json.read_text())
+        except ValueError:
+            recorded = {}
+    for name, default in (("cipher_words", 100), ("cipher_seed", 0)):
+        if getattr(args, name) is None:
+            setattr(args, name, int(recorded.get(name, default)))
+
+
 def _bank(args) -> ProblemBank:
     data_dir = Path(args.data_dir) if args.data_dir else shared_data_dir()
     if not data_dir.is_dir():
@@ -136,6 +151,7 @@ def main(argv=None) -> int:
         print(Path(args.out).read_text())
         return 0
     out = Path(args.out)
+    _cipher_defaults(args, Path(args.predictions).parent / "run.json" if args.command == "score" else None)
     if args.command == "prompts":
         bank = _bank(args)
         items = _select(args, bank)

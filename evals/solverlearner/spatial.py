@@ -151,11 +151,15 @@ class SpatialTask(Task):
         boxed = first_boxed(text)
         if boxed is not None:
             text = boxed
-        found = {}
-        for name, _side in problem.meta["objects"]:
-            m = re.search(rf"{re.escape(name)}\s*[=:]\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)", text, re.IGNORECASE)
-            if m:
-                found[name] = (float(m.group(1)), float(m.group(2)))
+        found, claimed = {}, []
+        # Longest names first, each match claiming its span: "table" must not take "coffee table = (..)".
+        for name, _side in sorted(problem.meta["objects"], key=lambda o: -len(o[0])):
+            pattern = rf"(?<![A-Za-z]){re.escape(name)}\s*[=:]\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
+            for m in re.finditer(pattern, text, re.IGNORECASE):
+                if not any(a < m.end() and m.start() < b for a, b in claimed):
+                    found[name] = (float(m.group(1)), float(m.group(2)))
+                    claimed.append(m.span())
+                    break
         return found or None
 
     def solver_kwargs(self, problem: Problem) -> dict:

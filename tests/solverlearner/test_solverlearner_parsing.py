@@ -141,3 +141,13 @@ def test_spatial_parse():
     assert SPATIAL.from_solver_output({"Microwave": [0, -1], "fridge": (-1, 0), "x": 1}, p) == \
         {"microwave": (0.0, -1.0), "fridge": (-1.0, 0.0)}
     assert SPATIAL.from_solver_output({"microwave": (True, 0)}, p) is None
+
+
+def test_spatial_parse_names_inside_names():
+    room = ("You are in the middle of a living room. There is a table on the north side. There is a coffee table "
+            "on the south side. There is a lamp on the east side.")
+    objs = [("table", "north"), ("coffee table", "south"), ("lamp", "east")]
+    p = Problem("spatial", "default", 0, room, SPATIAL.solve("default", room), (), {"objects": objs})
+    got = SPATIAL.parse(" coffee table = (0, -1); table = (0, 1); lamp = (1, 0)", p)
+    assert got == {"table": (0.0, 1.0), "coffee table": (0.0, -1.0), "lamp": (1.0, 0.0)}
+    assert SPATIAL.judge(got, p).correct

@@ -127,8 +127,9 @@ def test_cli_run_and_score(tmp_path, capsys, data_dir):
     assert last["accuracy"] == {"arithmetic/base16/inductive_fewshot": 1.0, "arithmetic/base16/solverlearner": 1.0,
                                 "cipher/shift13/inductive_fewshot": 1.0, "cipher/shift13/solverlearner": 1.0}
     assert set(last["n"].values()) == {2} and set(last["parse_failures"].values()) == {0}
+    # the cipher options come from the run's run.json
     main(["score", "--predictions", str(out / "predictions.jsonl"), "--out", str(tmp_path / "rescored"),
-          "--cipher_words", "10", "--workers", "1"])
+          "--workers", "1"])
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["accuracy"] == last["accuracy"]
 
