@@ -60,8 +60,13 @@ def chart(summary: dict, path: Path, title: str = "SolverLearner") -> None:
     for ax, task in zip(axes[:, 0], tasks):
         variants = [v for t, v in sorted(rows) if t == task]
         for j, s in enumerate(settings):
-            vals = [summary["accuracy"].get(rows[(task, v)].get(s, ""), 0.0) for v in variants]
-            ax.bar([i + j * width for i in range(len(variants))], vals, width, label=s)
+            keys = [rows[(task, v)].get(s, "") for v in variants]
+            vals = [summary["accuracy"].get(k, 0.0) for k in keys]
+            xs = [i + j * width for i in range(len(variants))]
+            ax.bar(xs, vals, width, label=s)
+            for x, k, val in zip(xs, keys, vals):  # parse failures, where there are any, above their bar
+                if summary["parse_failures"].get(k):
+                    ax.text(x, val + 0.02, f"pf {summary['parse_failures'][k]}", ha="center", fontsize=6)
         ax.set_xticks([i + width * (len(settings) - 1) / 2 for i in range(len(variants))], variants)
         ax.set_ylim(0, 1.3)  # headroom for the legend
         ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
