@@ -166,14 +166,19 @@ def main(argv=None) -> int:
     if args.command == "run":
         if not (args.harness or args.checkpoint or args.hf_dir or args.endpoint):
             raise UserError("run needs a model: --checkpoint DIR, --hf_dir DIR, --endpoint URL or --harness NAME")
+        if args.harness and (args.checkpoint or args.hf_dir or args.endpoint):
+            raise UserError("--harness replaces the model: drop --checkpoint/--hf_dir/--endpoint, or --harness")
+        chat = bool(getattr(args, "chat", False))
+        try:
+            direct = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                              chat=chat)
+            code = Sampling(max_new_tokens=args.code_max_new_tokens, temperature=args.temperature, seed=args.seed,
+                            chat=chat)
+        except ValueError as e:
+            raise UserError(f"sampling options: {e}") from None
         bank = _bank(args)
         items = _select(args, bank)
         model = _open_model(args, items, bank)
-        chat = bool(getattr(args, "chat", False))
-        direct = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-                          chat=chat)
-        code = Sampling(max_new_tokens=args.code_max_new_tokens, temperature=args.temperature, seed=args.seed,
-                        chat=chat)
         config = {"n_shots": args.n_shots, "cipher_words": args.cipher_words, "cipher_seed": args.cipher_seed}
         preds = pipeline.generate(model, bank, items, out, direct_sampling=direct, code_sampling=code,
                                   batch_size=max(1, int(getattr(args, "batch_size", 8) or 8)), config=config)
