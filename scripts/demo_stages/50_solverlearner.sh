@@ -11,7 +11,7 @@ mkdir -p "$out"
 # Two variants per task (the everyday rule and one counterfactual), every setting, short prompts.
 cells=(arithmetic:base10,base9 syntax:svo,ovs spatial:default,r90 cipher:shift0,shift13)
 # The demo model reads 512 positions: two demonstrations keep every prompt plus its answer inside that.
-common=(--tasks "${cells[@]}" --limit 4 --n_shots 2 --cipher_words 20)
+common=(--tasks "${cells[@]}" --limit 3 --n_shots 2 --cipher_words 20)
 results=()
 for harness in oracle rule_blind; do
   if [[ -f "$out/$harness/results.json" ]]; then
@@ -33,7 +33,7 @@ else
     echo "== solverlearner: checkpoint row ($run_dir/stage2_token)" >&2
     # A failure here is reported in one line and leaves the harness rows standing (the demo goes on).
     "$PY" -m evals.solverlearner run --checkpoint "$run_dir/stage2_token" "${common[@]}" \
-      --max_new_tokens 12 --code_max_new_tokens 64 --out "$out/checkpoint" > "$out/checkpoint.last.json" \
+      --max_new_tokens 12 --code_max_new_tokens 48 --out "$out/checkpoint" > "$out/checkpoint.last.json" \
       || echo "== solverlearner: checkpoint row FAILED (exit $?); its log is above" >&2
   fi
   [[ -f "$out/checkpoint/results.json" ]] && results=("checkpoint=$out/checkpoint/results.json" "${results[@]}")
