@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from evals.solverlearner.common import Problem, first_boxed
-from evals.solverlearner.task_base import Task, Verdict
+from evals.solverlearner.task_base import Task, UnknownVariant, Verdict
 from patch_training.errors import UserError
 
 DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -81,7 +81,7 @@ def parse_variant(variant: str) -> tuple[int, str]:
     """'base9' -> (9, '0shot'); 'base9_3digits' -> (9, '0shot_3digits'); 'ccc_base9' -> (9, 'ccc')."""
     m = _VARIANT.match(variant)
     if not m or int(m.group(2)) not in BASES or (m.group(1) and m.group(3)):
-        raise UserError(f"arithmetic: unknown variant {variant!r}; known: base{{b}}, base{{b}}_3digits, "
+        raise UnknownVariant(f"arithmetic: unknown variant {variant!r}; known: base{{b}}, base{{b}}_3digits, "
                         f"base{{b}}_4digits, ccc_base{{b}} with b in {', '.join(map(str, BASES))}")
     base = int(m.group(2))
     if m.group(1):

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 from evals.solverlearner.common import Problem, first_boxed
-from evals.solverlearner.task_base import Task, Verdict
+from evals.solverlearner.task_base import Task, UnknownVariant, Verdict
 from patch_training.errors import UserError
 
 DEFAULT_SHIFTS = (0, 3, 7, 13, 20)
@@ -44,7 +44,7 @@ def shift_text(text: str, k: int) -> str:
 def parse_variant(variant: str) -> int:
     m = _VARIANT.match(variant)
     if not m or int(m.group(1)) > 25:
-        raise UserError(f"cipher: unknown variant {variant!r}; known: shift0 .. shift25")
+        raise UnknownVariant(f"cipher: unknown variant {variant!r}; known: shift0 .. shift25")
     return int(m.group(1))
 
 

@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from evals.solverlearner.common import Problem, first_boxed
-from evals.solverlearner.task_base import Task, Verdict
+from evals.solverlearner.task_base import Task, UnknownVariant, Verdict
 from patch_training.errors import UserError
 
 SIDES = ("north", "south", "east", "west")
@@ -87,7 +87,7 @@ class SpatialTask(Task):
 
     def check_variant(self, variant: str) -> None:
         if variant not in MAPS:
-            raise UserError(f"spatial: unknown variant {variant!r}; known: {', '.join(MAPS)}")
+            raise UnknownVariant(f"spatial: unknown variant {variant!r}; known: {', '.join(MAPS)}")
 
     def load(self, variant: str, data_dir: Path, n_shots: int) -> list[Problem]:
         self.check_variant(variant)

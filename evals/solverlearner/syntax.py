@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from evals.solverlearner.common import Problem, first_boxed
-from evals.solverlearner.task_base import Task, Verdict
+from evals.solverlearner.task_base import Task, UnknownVariant, Verdict
 from patch_training.errors import UserError
 
 ORDERS = ("svo", "sov", "vso", "vos", "osv", "ovs")
@@ -56,7 +56,7 @@ class SyntaxTask(Task):
 
     def check_variant(self, variant: str) -> None:
         if variant not in ORDERS:
-            raise UserError(f"syntax: unknown variant {variant!r}; known: {', '.join(ORDERS)}")
+            raise UnknownVariant(f"syntax: unknown variant {variant!r}; known: {', '.join(ORDERS)}")
 
     def load(self, variant: str, data_dir: Path, n_shots: int) -> list[Problem]:
         self.check_variant(variant)

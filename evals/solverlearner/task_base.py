@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from evals.solverlearner.common import Problem
+from patch_training.errors import UserError
+
+
+class UnknownVariant(UserError):
+    """A variant name the task does not have (a bad predictions line is counted; a bad flag is one line)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ from evals.solverlearner.cipher import CipherTask
 from evals.solverlearner.common import SETTINGS, Problem
 from evals.solverlearner.spatial import SpatialTask
 from evals.solverlearner.syntax import SyntaxTask
-from evals.solverlearner.task_base import Task
+from evals.solverlearner.task_base import Task, UnknownVariant
 from patch_training.errors import UserError
 
 TASK_NAMES = ("arithmetic", "syntax", "spatial", "cipher")
@@ -62,10 +62,10 @@ class ProblemBank:
 
     def lookup(self, task: str, variant: str, index: int) -> Problem | None:
         """The problem, or None when the task, variant or index does not exist (counted by the caller)."""
+        if task not in self.tasks:
+            return None
         try:
             probs = self.problems(task, variant)
-        except UserError as e:
-            if "missing" in str(e):
-                raise  # absent data is the user's to fix, not a bad line
-            return None
+        except UnknownVariant:
+            return None  # absent data still raises: that is the user's to fix, not a bad line
         return probs[index] if 0 <= index < len(probs) else None

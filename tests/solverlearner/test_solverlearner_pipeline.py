@@ -213,3 +213,13 @@ def test_prompts_then_score_elsewhere(bank, tmp_path, capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["accuracy"] == {"spatial/vflip/deductive_fewshot": 1.0}
     assert last["object_accuracy"] == {"spatial/vflip/deductive_fewshot": 1.0}
+
+
+def test_missing_data_is_one_clear_line(tmp_path):
+    from evals.solverlearner.cli import main
+
+    with pytest.raises(UserError, match=r"syntax: data file .*test.csv is missing"):
+        main(["run", "--harness", "oracle", "--data_dir", str(tmp_path), "--tasks", "syntax:svo",
+              "--out", str(tmp_path / "o")])
+    with pytest.raises(UserError, match="does not exist"):
+        main(["run", "--harness", "oracle", "--data_dir", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
