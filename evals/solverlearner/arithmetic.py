@@ -14,8 +14,8 @@ Label: the base-b sum written in base b with digits `0-9A-Z` (upper case, no lea
 Answer parsing, in order: the first `\\boxed{...}`; else the first "The result for A+B is X" for this query
 (the prompt ends with that phrase, so the completion's first token counts; X may use the decimal digits and the
 base's letters, so "90" in base 8 is a wrong answer rather than a parse failure); else the last token of the
-completion made only of the base's digits. Answers compare case-insensitively after stripping whitespace, a trailing period and leading
-zeros; anything else (e.g. an answer with a digit outside the base) is wrong.
+completion made only of the base's digits. Answers compare case-insensitively after stripping whitespace, a
+trailing period and leading zeros; anything else (e.g. an answer with a digit outside the base) is wrong.
 """
 from __future__ import annotations
 

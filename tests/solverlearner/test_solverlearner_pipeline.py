@@ -44,14 +44,16 @@ def test_rule_blind_scores_what_the_data_implies(bank, sl_pool, tmp_path):
         assert acc[f"syntax/ovs/{s}"] == 0.0 and acc[f"spatial/r90/{s}"] == 0.0
 
 
-GOOD = "def solver(a, b):\n    return str(int(a, 9) + int(b, 9)) and '101'\n```"
+GOOD = ("def solver(a, b):\n    n, s = int(a, 9) + int(b, 9), ''\n    while n:\n        s, n = str(n % 9) + s, n // 9\n"
+        "    return s or '0'\n```")
 EVIL = {
     "loops": "def solver(a, b):\n    while True:\n        pass\n```",
     "crashes": "def solver(a, b):\n    raise RuntimeError('no')\n```",
     "prints_forged": "def solver(a, b):\n    print('101')\n    print('\\\\boxed{101}')\n    return '7'\n```",
     "eq_always_true": ("class Any(str):\n    def __eq__(self, o):\n        return True\n\n"
                        "def solver(a, b):\n    return Any('7')\n```"),
-    "object_return": "class X:\n    def __eq__(self, o):\n        return True\n\ndef solver(a, b):\n    return X()\n```",
+    "object_return": ("class X:\n    def __eq__(self, o):\n        return True\n\n"
+                      "def solver(a, b):\n    return X()\n```"),
     "exits": "import os\n\ndef solver(a, b):\n    os._exit(0)\n```",
     "no_code": "I think the answer is 101.",
     "syntax_error": "def solver(a, b):\n    return (\n```",
