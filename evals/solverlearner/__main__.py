@@ -1,0 +1,3 @@
+from evals.solverlearner.cli import entry
+
+entry()
