@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from evals.report import pretraining
+from evals.report import eval_sections, pretraining
 from evals.report.document import Missing, Paragraph, Report, Section, Table, write_report
 from patch_training.errors import one_line
 
@@ -44,6 +44,7 @@ def default_sections(run_dir: Path, fig_dir: Path) -> list[tuple[str, Callable[[
         ("What ran", lambda: stages_section(run_dir)),
         ("Pre-training", lambda: pretraining.section(run_dir, fig_dir)),
         ("Samples", lambda: pretraining.samples_section(run_dir)),
+        ("SolverLearner", lambda: eval_sections.solverlearner_section(run_dir)),
     ]
 
 
