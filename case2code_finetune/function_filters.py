@@ -171,6 +171,25 @@ def strip_docstring(fn: ast.FunctionDef) -> ast.FunctionDef:
     return fn
 
 
+def _builtin_only(node: ast.expr) -> bool:
+    return all(n.id in BUILTIN_NAMES for n in ast.walk(node) if isinstance(n, ast.Name)) and not any(
+        isinstance(n, ast.Attribute) for n in ast.walk(node))
+
+
+def clean_copy(fn: ast.FunctionDef) -> ast.FunctionDef:
+    """The function as we publish it: no docstring, and only annotations made of builtins (`int`,
+    `list[str]`). Others (`jax.Array`, `'Node'`) name things the bundle does not carry and would fail when
+    the `def` runs."""
+    fn = strip_docstring(fn)
+    a = fn.args
+    for p in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x is not None]:
+        if p.annotation is not None and (not _builtin_only(p.annotation) or isinstance(p.annotation, ast.Constant)):
+            p.annotation = None
+    if fn.returns is not None and (not _builtin_only(fn.returns) or isinstance(fn.returns, ast.Constant)):
+        fn.returns = None
+    return fn
+
+
 def normalised_dump(fn: ast.FunctionDef) -> str:
     """AST text without docstring, positions or the function's own name: equal for copies that differ only
     in layout, comments, docstring or name (recursive calls are renamed too)."""

@@ -140,7 +140,7 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             counts["harvested"] += 1
-            content = ast.unparse(ff.strip_docstring(node)) + "\n"
+            content = ast.unparse(ff.clean_copy(node)) + "\n"
             reason = ff.structural_reason(node, content)
             if reason is None:
                 idx = idx or index_module(tree)
@@ -150,7 +150,7 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
                 counts[f"drop_{reason}"] += 1
                 continue
             counts["passed_filters"] += 1
-            helpers = [ast.unparse(ff.strip_docstring(h)) + "\n" for h in res.helpers]
+            helpers = [ast.unparse(ff.clean_copy(h)) + "\n" for h in res.helpers]
             key = ff.normalised_dump(node) + "".join(ff.normalised_dump(h) for h in res.helpers)
             if key in exact:
                 counts["drop_exact_duplicate"] += 1
