@@ -29,15 +29,18 @@ class NearDuplicateIndex:
     have Jaccard similarity >= threshold over token shingles; otherwise the source is added."""
 
     def __init__(self, threshold: float = NEAR_THRESHOLD, num_perm: int = NUM_PERM):
-        self.num_perm = num_perm
+        self.num_perm, self.threshold = num_perm, threshold
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.hashes: dict[str, MinHash] = {}
 
     def seen_similar(self, key: str, source: str) -> bool:
         mh = MinHash(num_perm=self.num_perm, seed=1)
         mh.update_batch([s.encode() for s in shingles(code_tokens(source))])
-        if self.lsh.query(mh):
+        # LSH buckets give candidates; the MinHash estimate of Jaccard decides (tiny functions collide often).
+        if any(mh.jaccard(self.hashes[k]) >= self.threshold for k in self.lsh.query(mh)):
             return True
         self.lsh.insert(key, mh)
+        self.hashes[key] = mh
         return False
 
 

@@ -190,13 +190,18 @@ def clean_copy(fn: ast.FunctionDef) -> ast.FunctionDef:
     return fn
 
 
-def normalised_dump(fn: ast.FunctionDef) -> str:
-    """AST text without docstring, positions or the function's own name: equal for copies that differ only
-    in layout, comments, docstring or name (recursive calls are renamed too)."""
-    fn = strip_docstring(fn)
+def anonymised(fn: ast.FunctionDef) -> ast.FunctionDef:
+    """A clean copy whose own name (and recursive calls) reads `_f`: renamed copies compare equal."""
+    fn = clean_copy(fn)
     name = fn.name
     fn.name = "_f"
     for node in ast.walk(fn):
         if isinstance(node, ast.Name) and node.id == name:
             node.id = "_f"
-    return ast.dump(fn, annotate_fields=False, include_attributes=False)
+    return fn
+
+
+def normalised_dump(fn: ast.FunctionDef) -> str:
+    """AST text without docstring, positions or the function's own name: equal for copies that differ only
+    in layout, comments, docstring or name (recursive calls are renamed too)."""
+    return ast.dump(anonymised(fn), annotate_fields=False, include_attributes=False)

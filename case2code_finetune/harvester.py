@@ -157,14 +157,13 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
                 continue
             exact.add(key)
             fn_hash = hashlib.sha1(key.encode()).hexdigest()
-            if near.seen_similar(fn_hash, "".join(helpers) + content):
+            if near.seen_similar(fn_hash, "".join(helpers) + ast.unparse(ff.anonymised(node))):
                 counts["drop_near_duplicate"] += 1
                 continue
             if decontaminator is not None:
                 why = decontaminator.reason(ff.strip_docstring(node), content)
                 if why is not None:
                     counts[f"drop_{why}"] += 1
-                    counts["drop_decontaminated"] += 1
                     continue
             counts["decontaminated"] += 1
             code = render_program(res.imports, res.constants, helpers, content)

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from evals.execution import Limits
+from evals.execution import Limits, Program
 from case2code_finetune import execute as ex
 from case2code_finetune.decontaminate import Decontaminator, default_test_set
 from case2code_finetune.dedup import behaviour_key
@@ -194,16 +194,42 @@ def _execute(cfg: SynthesisConfig, rows: list[dict], inputs: dict, work: Path) -
         else:
             counts["drop_final_mismatch"] += 1
     counts["reproduced"] = len(final)
-    deduped, seen = [], set()
-    for r in final:
-        key = behaviour_key(r["inputs"], r["example_outputs"])
+    deduped = _behavioural_dedup(cfg, final, limits, work, counts)
+    counts["deduped"] = len(deduped)
+    return deduped, counts
+
+
+def _behavioural_dedup(cfg: SynthesisConfig, records: list[dict], limits: Limits, work: Path,
+                       counts: Counter) -> list[dict]:
+    """Drop functions that behave like an earlier one. Functions with the same keyword parameters are run on
+    one shared probe set (the first member's inputs); equal outcome vectors mean a behavioural duplicate.
+    Different functions drew different inputs, so comparing their own tables alone would miss most twins."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        names = tuple(sorted(parse_kwargs_source(r["inputs"][0]))) if r["inputs"] else ()
+        groups.setdefault(names, []).append(r)
+    programs = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        probe = [{"kwargs_src": src} for src in members[0]["inputs"]]
+        programs += [Program(f"{m['id']}@probe", m["code"], m["func_name"], calls=probe) for m in members]
+    probe_out: dict[str, list] = {}
+    if programs:
+        with sandbox_pool(cfg.num_workers, limits) as pool:
+            for tid, res in ex.run_pass(pool, programs, str(work / "behaviour.jsonl"), "behavioural probe").items():
+                probe_out[tid[:-len("@probe")]] = ex.outcome_strings(res)
+    out, seen = [], set()
+    for r in records:
+        outs = probe_out.get(r["id"])
+        key = behaviour_key(r["inputs"], r["example_outputs"]) if outs is None or None in outs else \
+            json.dumps([sorted(parse_kwargs_source(r["inputs"][0])), outs], sort_keys=True)
         if key in seen:
             counts["drop_behavioural_duplicate"] += 1
             continue
         seen.add(key)
-        deduped.append(r)
-    counts["deduped"] = len(deduped)
-    return deduped, counts
+        out.append(r)
+    return out
 
 
 FUNNEL_STAGES = ("harvested", "passed_filters", "after_exact_dedup", "after_near_dedup", "decontaminated",
