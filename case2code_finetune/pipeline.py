@@ -171,36 +171,36 @@ def _execute(cfg: SynthesisConfig, rows: list[dict], inputs: dict, work: Path) -
     limits = Limits(wall_s=cfg.wall_s, program_wall_s=max(10.0, 4 * cfg.wall_s))
     programs = ex.programs_for(rows, inputs)
     by_id = {r["id"]: r for r in rows}
+    # Pool A serves pass A, the final re-run and the behavioural probe; pool B (another hash seed) only
+    # pass B, while pool A sits idle (so the changed launch environment cannot reach one of A's restarts).
     with sandbox_pool(cfg.num_workers, limits) as pool:
         res_a = ex.run_pass(pool, programs, str(work / "pass_a.jsonl"), "sandbox pass A")
-    with sandbox_pool(cfg.num_workers, limits, hash_seed=SECOND_PASS_HASH_SEED) as pool:
-        res_b = ex.run_pass(pool, programs, str(work / "pass_b.jsonl"), "sandbox pass B (other hash seed)")
-    rule = ex.KeepRule(official=cfg.official_filter)
-    records = []
-    for p in programs:
-        got = ex.select(by_id[p.task_id], inputs[p.task_id], res_a.get(p.task_id), res_b.get(p.task_id), rule,
-                        counts)
-        if isinstance(got, str):
-            counts[f"drop_{got}"] += 1
-            continue
-        counts["kept"] += 1
-        records.append(_record(by_id[p.task_id], *got))
-    with sandbox_pool(cfg.num_workers, limits) as pool:
+        with sandbox_pool(cfg.num_workers, limits, hash_seed=SECOND_PASS_HASH_SEED) as pool_b:
+            res_b = ex.run_pass(pool_b, programs, str(work / "pass_b.jsonl"), "sandbox pass B (other hash seed)")
+        rule = ex.KeepRule(official=cfg.official_filter)
+        records = []
+        for p in programs:
+            got = ex.select(by_id[p.task_id], inputs[p.task_id], res_a.get(p.task_id), res_b.get(p.task_id), rule,
+                            counts)
+            if isinstance(got, str):
+                counts[f"drop_{got}"] += 1
+                continue
+            counts["kept"] += 1
+            records.append(_record(by_id[p.task_id], *got))
         res_f = ex.run_pass(pool, ex.final_programs(records), str(work / "final.jsonl"), "sandbox final re-run")
-    final = []
-    for r in records:
-        if ex.reproduced(r, res_f.get(r["id"])):
-            final.append(r)
-        else:
-            counts["drop_final_mismatch"] += 1
-    counts["reproduced"] = len(final)
-    deduped = _behavioural_dedup(cfg, final, limits, work, counts)
+        final = []
+        for r in records:
+            if ex.reproduced(r, res_f.get(r["id"])):
+                final.append(r)
+            else:
+                counts["drop_final_mismatch"] += 1
+        counts["reproduced"] = len(final)
+        deduped = _behavioural_dedup(pool, final, work, counts)
     counts["deduped"] = len(deduped)
     return deduped, counts
 
 
-def _behavioural_dedup(cfg: SynthesisConfig, records: list[dict], limits: Limits, work: Path,
-                       counts: Counter) -> list[dict]:
+def _behavioural_dedup(pool, records: list[dict], work: Path, counts: Counter) -> list[dict]:
     """Drop functions that behave like an earlier one. Functions with the same keyword parameters are run on
     one shared probe set (the first member's inputs); equal outcome vectors mean a behavioural duplicate.
     Different functions drew different inputs, so comparing their own tables alone would miss most twins."""
@@ -216,9 +216,8 @@ def _behavioural_dedup(cfg: SynthesisConfig, records: list[dict], limits: Limits
         programs += [Program(f"{m['id']}@probe", m["code"], m["func_name"], calls=probe) for m in members]
     probe_out: dict[str, list] = {}
     if programs:
-        with sandbox_pool(cfg.num_workers, limits) as pool:
-            for tid, res in ex.run_pass(pool, programs, str(work / "behaviour.jsonl"), "behavioural probe").items():
-                probe_out[tid[:-len("@probe")]] = ex.outcome_strings(res)
+        for tid, res in ex.run_pass(pool, programs, str(work / "behaviour.jsonl"), "behavioural probe").items():
+            probe_out[tid[:-len("@probe")]] = ex.outcome_strings(res)
     out, seen = [], set()
     for r in records:
         outs = probe_out.get(r["id"])
