@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"Case2Code test set not found ({args.test_set}); pass --test_set or --no_decontaminate")
         decon = Decontaminator.from_jsonl(path)
     counts: Counter = Counter()
-    prog = Progress("harvest (files)", len(python_files(sources, Counter())))
+    prog = (Progress("harvest (functions kept)", args.max_functions) if args.max_functions
+            else Progress("harvest (files)", len(python_files(sources, Counter()))))
     n = write_atomic(args.out, harvest_functions(sources, counts=counts, decontaminator=decon,
                                                  max_functions=args.max_functions, seed=args.seed, progress=prog))
     prog.finish()

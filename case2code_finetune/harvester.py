@@ -115,8 +115,8 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
     near = NearDuplicateIndex()
     kept = 0
     for n_done, (root, path) in enumerate(files):
-        if progress is not None:
-            progress.update(n_done)
+        if progress is not None:  # counts kept functions toward max_functions, else files
+            progress.update(kept if max_functions is not None else n_done)
         try:
             raw = path.read_bytes()
         except OSError:
@@ -131,6 +131,7 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
             continue
         seen_file_hashes.add(digest)
         tree, problem = _parse(raw)
+        lines = [ln + "\n" for ln in raw.decode("utf-8", "replace").split("\n")] if tree is not None else []
         if tree is None:
             counts[problem] += 1
             continue
@@ -140,8 +141,8 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             counts["harvested"] += 1
-            content = ast.unparse(ff.clean_copy(node)) + "\n"
-            reason = ff.structural_reason(node, content)
+            # Judge on the original text's size first: copying and unparsing every def is the costly part.
+            reason = ff.structural_reason(node, "".join(lines[node.lineno - 1:node.end_lineno or node.lineno]))
             if reason is None:
                 idx = idx or index_module(tree)
                 res = resolve(node, idx)
@@ -150,6 +151,7 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
                 counts[f"drop_{reason}"] += 1
                 continue
             counts["passed_filters"] += 1
+            content = ast.unparse(ff.clean_copy(node)) + "\n"
             helpers = [ast.unparse(ff.clean_copy(h)) + "\n" for h in res.helpers]
             key = ff.normalised_dump(node) + "".join(ff.normalised_dump(h) for h in res.helpers)
             if key in exact:

@@ -85,8 +85,10 @@ def _harvest(cfg: SynthesisConfig, work: Path) -> tuple[list[dict], Counter]:
             raise UserError(f"Case2Code test set for decontamination not found ({cfg.test_set}); "
                             "pass --test_set PATH or --no_decontaminate")
         decon = Decontaminator.from_jsonl(test_path)
-    n_files = len(python_files(sources, Counter()))
-    prog = Progress("harvest (files)", n_files)
+    if cfg.max_functions is not None:
+        prog = Progress("harvest (functions kept)", cfg.max_functions)
+    else:
+        prog = Progress("harvest (files)", len(python_files(sources, Counter())))
     rows = list(harvest_functions(sources, counts=counts, decontaminator=decon, max_functions=cfg.max_functions,
                                   seed=cfg.seed, progress=prog))
     prog.finish()
