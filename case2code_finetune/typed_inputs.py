@@ -18,7 +18,8 @@ from case2code_finetune import function_filters as ff
 from case2code_finetune.input_values import valid_kwargs
 
 N_INPUTS = 10
-N_CANDIDATES = 14  # a few spare: wrong type guesses are dropped after execution
+N_CANDIDATES = 12       # from the best type guess (a few spare: wrong guesses are dropped after execution)
+N_PER_ALTERNATIVE = 3  # from each other guess
 
 KINDS = ("int", "float", "str", "bool", "list_int", "list_str", "dict", "tuple_int", "none")
 STR_METHODS = frozenset(n for n in dir(str) if not n.startswith("_"))
@@ -286,11 +287,13 @@ def _kwargs_strategy(ev: Evidence, choice: dict[str, str]) -> st.SearchStrategy:
     return st.fixed_dictionaries(parts)
 
 
-def draw(strategy: st.SearchStrategy, n: int, seed: int) -> list:
-    """Up to `n` distinct (by repr) values from `strategy`, deterministic for a given seed.
+def draw(plan: list[tuple[st.SearchStrategy, int]], seed: int) -> list:
+    """Distinct (by repr) values: up to `n` from each `(strategy, n)` in `plan`, in plan order,
+    deterministic for a given seed.
 
-    One Hypothesis test case draws all values (`st.data()`): the engine's per-case overhead is paid twice,
-    not n times. Its first case is the all-simplest one, so the second (random) case's values come first."""
+    One Hypothesis test case draws all values (`st.data()`), so the engine's per-case overhead is paid
+    twice per function rather than per value. Its first case is the all-simplest one, so the second
+    (random) case's values come first."""
     runs: list[list] = []
 
     @hyp_seed(seed)
@@ -299,20 +302,23 @@ def draw(strategy: st.SearchStrategy, n: int, seed: int) -> list:
     @given(st.data())
     def collect(data):
         got, seen = [], set()
-        for _ in range(3 * n):
-            value = data.draw(strategy)
-            key = repr(value)
-            if key not in seen:
-                seen.add(key)
-                got.append(value)
-                if len(got) >= n:
-                    break
+        for strategy, n in plan:
+            mine = 0
+            for _ in range(3 * n):
+                value = data.draw(strategy)
+                key = repr(value)
+                if key not in seen:
+                    seen.add(key)
+                    got.append((len(got), value))
+                    mine += 1
+                    if mine >= n:
+                        break
         runs.append(got)
 
     collect()
     out, seen = [], set()
-    for value in [v for run in reversed(runs) for v in run]:
-        if repr(value) not in seen and len(out) < n:
+    for _, value in [v for run in reversed(runs) for v in run]:
+        if repr(value) not in seen:
             seen.add(repr(value))
             out.append(value)
     return out
@@ -323,18 +329,27 @@ def signature_seed(fn: ast.FunctionDef, base_seed: int) -> int:
     return int(hashlib.sha1(f"{base_seed}:{sig}".encode()).hexdigest()[:8], 16)
 
 
+def assignments(ev: Evidence) -> list[dict[str, str]]:
+    """Type assignments to try, best guess first: the top kind per argument, the runner-up per argument,
+    then everything as str, as int, as a list of ints (wrong guesses are dropped after execution)."""
+    best = {p: ev.ranked(p)[0] for p in ev.params}
+    alt = {p: (ev.ranked(p) + [best[p]])[1] for p in ev.params}
+    plans = [best, alt] + [{p: k for p in ev.params} for k in ("str", "int", "list_int")]
+    out = []
+    for a in plans:
+        if a not in out:
+            out.append(a)
+    return out
+
+
 def typed_inputs(fn: ast.FunctionDef, *, n: int = N_CANDIDATES, seed: int = 0) -> list[dict]:
-    """Candidate kwargs dicts for `fn` (best type guess first, then runner-up guesses)."""
+    """Candidate kwargs dicts for `fn`: `n` from the best type guess, then a few from each other guess."""
     ev = Evidence(fn)
     if not ev.params:
         return []
-    s = signature_seed(fn, seed)
-    best = {p: ev.ranked(p)[0] for p in ev.params}
-    alt = {p: (ev.ranked(p) + ["str"])[1] if len(ev.ranked(p)) > 1 else best[p] for p in ev.params}
-    n_alt = n // 4 if alt != best else 0
-    values = draw(_kwargs_strategy(ev, best), n - n_alt, s)
-    if n_alt:
-        values += draw(_kwargs_strategy(ev, alt), n_alt, s + 1)
+    plan = assignments(ev)
+    values = draw([(_kwargs_strategy(ev, a), n if k == 0 else N_PER_ALTERNATIVE) for k, a in enumerate(plan)],
+                  signature_seed(fn, seed))
     out, seen = [], set()
     for kw in values:
         kw = {p: kw[p] for p in ev.params if p in kw}  # signature order, whatever order the draw used
