@@ -180,12 +180,14 @@ def _execute(cfg: SynthesisConfig, rows: list[dict], inputs: dict, work: Path) -
         with sandbox_pool(cfg.num_workers, limits, hash_seed=SECOND_PASS_HASH_SEED) as pool_b:
             res_b = ex.run_pass(pool_b, programs, str(work / "pass_b.jsonl"), "sandbox pass B (other hash seed)")
         rule = ex.KeepRule(official=cfg.official_filter)
-        records = []
+        records, decisions = [], []
         for p in programs:
             got = ex.select(by_id[p.task_id], inputs[p.task_id], res_a.get(p.task_id), res_b.get(p.task_id), rule,
                             counts)
             if isinstance(got, str):
                 counts[f"drop_{got}"] += 1
+                decisions.append({"id": p.task_id, "func_name": p.entry, "module": by_id[p.task_id]["module"],
+                                  "dropped": got})
                 continue
             counts["kept"] += 1
             records.append(_record(by_id[p.task_id], *got))
@@ -196,7 +198,11 @@ def _execute(cfg: SynthesisConfig, rows: list[dict], inputs: dict, work: Path) -
                 final.append(r)
             else:
                 counts["drop_final_mismatch"] += 1
+                decisions.append({"id": r["id"], "func_name": r["func_name"], "module": r["module"],
+                                  "dropped": "final_mismatch"})
         counts["reproduced"] = len(final)
+        # why each executed function was dropped: for reading, not for resuming
+        write_atomic(work / "dropped_after_execution.jsonl", decisions)
         deduped = _behavioural_dedup(pool, final, work, counts)
     counts["deduped"] = len(deduped)
     return deduped, counts

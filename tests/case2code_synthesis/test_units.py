@@ -109,3 +109,38 @@ def test_splits_are_disjoint_by_function_or_by_module():
         split_of_module.setdefault(r["module"], set()).add(by_mod[r["id"]])
     assert all(len(s) == 1 for s in split_of_module.values())
     assert assign_splits(recs, min_test=30) == by_fn  # deterministic
+
+
+def _result(outputs):
+    from evals.execution import ProgramResult
+
+    calls = [{"status": "ok", "output": o, "exc": None, "note": None} if not o.startswith("E:") else
+             {"status": "error", "output": o[2:], "exc": "ValueError", "note": None} for o in outputs]
+    return ProgramResult("f", 0, "ok", calls)
+
+
+def test_keep_rule_ours_is_stricter_than_the_official_one():
+    from collections import Counter
+
+    from case2code_finetune.execute import KeepRule, select
+
+    inputs = [{"src": f"dict(x={i})", "origin": "typed"} for i in range(4)]
+    err = 'E:"<class \'ValueError\'>: no"'
+    mixed = _result(['"1"', '"2"', '"3"', err])
+    assert select({}, inputs, mixed, mixed, KeepRule(), Counter()) == "too_few_returns"
+    kept = select({}, inputs, mixed, mixed, KeepRule(official=True), Counter())
+    assert isinstance(kept, tuple) and len(kept[1]) == 4 and "error" in kept[1][3]
+    all_err = _result([err] * 4)
+    assert select({}, inputs, all_err, all_err, KeepRule(official=True), Counter()) == "all_exceptions"
+    other = _result(['"1"', '"2"', '"4"', err])
+    assert select({}, inputs, mixed, other, KeepRule(official=True), Counter()) == "nondeterministic"
+    leaky = _result(['"<object at 0x7f00>"', '"2"', '"3"', err])
+    leaky_b = _result(['"<object at 0x7f99>"', '"2"', '"3"', err])
+    counts = Counter()
+    kept = select({}, inputs, leaky, leaky_b, KeepRule(official=True), counts)
+    assert counts["inputs_address_leak"] == 1 and len(kept[1]) == 3
+    many = [{"src": f"dict(x={i})", "origin": "typed"} for i in range(8)]
+    typed_err = _result(['"1"', '"2"', '"3"', '"4"', '"5"', 'E:"<class \'TypeError\'>: t"', err, '"6"'])
+    counts = Counter()
+    kept = select({}, many, typed_err, typed_err, KeepRule(), counts)
+    assert counts["inputs_wrong_type_guess"] == 1 and len(kept[1]) == 7  # one ValueError of 7 is under 30%
