@@ -179,4 +179,9 @@ def harvest_functions(sources: Iterable[Path], *, counts: Counter, decontaminato
             kept += 1
             if max_functions is not None and kept >= max_functions:
                 counts["stopped_at_max_functions"] = 1
-                return
+                break
+        else:
+            continue
+        break
+    if progress is not None:
+        progress.update(kept if max_functions is not None else len(files))

@@ -155,7 +155,7 @@ def _record(row: dict, kept_in: list[dict], kept_out: list[dict]) -> dict:
     exs = ex.example_str(kept_in)
     kwargs = [parse_kwargs_source(k["src"]) for k in kept_in]
     return {
-        "id": row["id"], "task": "write_testcase", "data": row["source"], "code": row["code"],
+        "id": row["id"], "task": "write_testcase", "data": row["source"], "check_result": True, "code": row["code"],
         "func_name": row["func_name"], "example_str": exs, "exec_status": True,
         "example_inputs": [json.dumps(repr(kw)) for kw in kwargs],
         "example_outputs": kept_out,

@@ -23,8 +23,8 @@ class Progress:
         elapsed = max(now - self.start, 1e-9)
         rate = done / elapsed
         if self.total:
-            eta = (self.total - done) / rate if rate > 0 else float("inf")
-            self.log.info("%s: %d/%d (%.1f%%), %.1f/s, elapsed %.0fs, ETA %.0fs", self.what, done, self.total,
+            eta = f"{(self.total - done) / rate:.0f}s" if rate > 0 else "?"
+            self.log.info("%s: %d/%d (%.1f%%), %.1f/s, elapsed %.0fs, ETA %s", self.what, done, self.total,
                           100.0 * done / self.total, rate, elapsed, eta)
         else:
             self.log.info("%s: %d, %.1f/s, elapsed %.0fs", self.what, done, rate, elapsed)

@@ -53,7 +53,7 @@ def test_eval_rows_have_the_official_fields_and_format(synthesis):
         assert 3 <= len(shown) < n and len(set(shown)) == len(shown)
         assert r["output"] == f"The function is:\n\n```python\n{r['code']}\n```"
         lines = [ln for ln in r["prompt"].split("\n") if ln]
-        assert sorted(lines[:0] + [ln for ln in lines if not ln.startswith("Input: ")]) == sorted(
+        assert sorted(ln for ln in lines if not ln.startswith("Input: ")) == sorted(
             [f"Function: {r['func_name']}", "Write a function that generates the output from the input."])
         examples = [ln for ln in lines if ln.startswith("Input: ")]
         assert len(examples) == len(shown)
