@@ -111,12 +111,14 @@ class LLMInputs:
 
     def __init__(self, model, *, seed: int = 0, batch_size: int = 16):
         self.model, self.seed, self.batch_size = model, seed, batch_size
+        self.last_answers: dict[str, str] = {}  # function id -> raw answer of the latest generate()
 
     def generate(self, rows: list[dict], counts: Counter) -> dict[str, list[dict]]:
         from evals.model_api import Sampling  # noqa: PLC0415 - the interface, not a backend
 
         sampling = Sampling(max_new_tokens=MAX_NEW_TOKENS, temperature=TEMPERATURE, seed=self.seed)
         out: dict[str, list[dict]] = {}
+        self.last_answers = {}
         for i in range(0, len(rows), self.batch_size):
             chunk = rows[i:i + self.batch_size]
             try:
@@ -128,7 +130,9 @@ class LLMInputs:
                                 .splitlines()[0]) from e
             for row, comps in zip(chunk, answers):
                 counts["llm_prompted"] += 1
-                kws = parse_answer(comps[0].text if comps else "", row["params"], counts)
+                text = comps[0].text if comps else ""
+                self.last_answers[row["id"]] = text
+                kws = parse_answer(text, row["params"], counts)
                 if kws is None:
                     counts["llm_bad_answer"] += 1
                     kws = []

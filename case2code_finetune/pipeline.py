@@ -22,6 +22,7 @@ from case2code_finetune.decontaminate import Decontaminator, default_test_set
 from case2code_finetune.dedup import behaviour_key
 from case2code_finetune.harvester import default_sources, harvest_functions, python_files
 from case2code_finetune.input_values import kwargs_source, parse_kwargs_source
+from case2code_finetune.llm_inputs import build_prompt
 from case2code_finetune.jsonl_io import AppendJournal, read_jsonl, write_atomic, write_json_atomic
 from case2code_finetune.progress import Progress
 from case2code_finetune.sandbox_env import sandbox_pool
@@ -98,14 +99,15 @@ def _harvest(cfg: SynthesisConfig, work: Path) -> tuple[list[dict], Counter]:
 
 
 def _generators(cfg: SynthesisConfig, model) -> list:
+    """The input generators, model first: with `both`, the model's inputs come first and typed ones fill up."""
     gens = []
-    if cfg.inputs in ("typed", "both"):
-        gens.append(TypedInputs(seed=cfg.seed))
     if cfg.inputs in ("llm", "both"):
         if model is None:
             raise UserError("--inputs llm/both needs --endpoint URL or --checkpoint DIR")
         from case2code_finetune.llm_inputs import LLMInputs  # noqa: PLC0415
         gens.append(LLMInputs(model, seed=cfg.seed))
+    if cfg.inputs in ("typed", "both"):
+        gens.append(TypedInputs(seed=cfg.seed))
     if not gens:
         raise UserError(f"--inputs must be typed, llm or both, not {cfg.inputs!r}")
     return gens
@@ -136,7 +138,11 @@ def _inputs(cfg: SynthesisConfig, rows: list[dict], work: Path, model) -> tuple[
                             items.append({"src": src, "origin": name})
                 # the chunk's generator counts ride on its first record, so a resumed total is exact
                 rec_counts = {key: v for _, _, c in per_gen for key, v in c.items()} if k == 0 else {}
-                recs.append({"id": r["id"], "inputs": items, "counts": rec_counts})
+                rec = {"id": r["id"], "inputs": items, "counts": rec_counts}
+                for g in gens:  # keep what the model said: the official `filtered` rows carry it
+                    if getattr(g, "last_answers", None) and r["id"] in g.last_answers:
+                        rec["llm_answer"] = g.last_answers[r["id"]]
+                recs.append(rec)
             journal.append_many(recs)
             prog.update(len(rows) - len(pending) + i + len(chunk))
     finally:
@@ -146,6 +152,10 @@ def _inputs(cfg: SynthesisConfig, rows: list[dict], work: Path, model) -> tuple[
     for rec in journal.done.values():
         counts.update(rec.get("counts", {}))
     inputs = {i: rec["inputs"] for i, rec in journal.done.items()}
+    for r in rows:  # the model's raw answer travels with the harvested row into functions.jsonl
+        answer = journal.done.get(r["id"], {}).get("llm_answer")
+        if answer is not None:
+            r["llm_answer"] = answer
     counts["with_inputs"] = sum(1 for r in rows if inputs.get(r["id"]))
     return inputs, counts
 
@@ -165,6 +175,8 @@ def _record(row: dict, kept_in: list[dict], kept_out: list[dict]) -> dict:
         "content": row["content"], "import_code": row["import_code"], "constants": row["constants"],
         "helpers": row["helpers"], "fn_hash": row["fn_hash"], "module": row["module"], "source": row["source"],
         "lineno": row["lineno"],
+        **({"prompt": build_prompt(row["content"]), "completions": row["llm_answer"]}
+           if "llm_answer" in row and any(k["origin"] == "llm" for k in kept_in) else {}),
     }
 
 

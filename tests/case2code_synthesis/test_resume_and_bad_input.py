@@ -99,3 +99,29 @@ def test_llm_answers_are_parsed_not_run_and_bad_ones_counted(synthesis):
     assert counts["llm_bad_items"] == 2 + 2  # the __import__ call and the unknown name; two non-dict items
     assert "10" in build_prompt("def f(x):\n    return x\n") and "dict(" in build_prompt("def f(x): pass")
 
+
+
+def test_llm_and_typed_inputs_together_through_the_pipeline(tmp_path):
+    """--inputs both with a scripted model: the model's inputs run first, its bad answer is counted, and the
+    kept row keeps the model's prompt and answer (the official `filtered` shape)."""
+    from case2code_finetune.pipeline import synthesize
+    from evals.model_api import ScriptedModel
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "m.py").write_text("def scale(n: int, factor: int = 3) -> int:\n    return n * factor + 1\n\n\n"
+                              "def shout(text: str) -> str:\n    return text.upper() + '!'\n")
+    good = "```python\nexamples = [\n" + "".join(f"    dict(n={i}, factor={i % 4}),\n" for i in range(10)) + "]\n```"
+
+    def respond(prompt, j):
+        return good if "def scale(" in prompt.split("Function:")[-1] else "no idea"
+
+    out = tmp_path / "data"
+    funnel = synthesize(settings(out, src, inputs="both", model_id="scripted", test_set=None),
+                        model=ScriptedModel(respond))
+    assert funnel["inputs"]["llm_bad_answer"] == 1 and funnel["inputs"]["llm_prompted"] == 2
+    fns = {r["func_name"]: r for r in read_jsonl(out / "functions.jsonl")}
+    assert set(fns) == {"scale", "shout"}
+    assert fns["scale"]["input_origins"] == ["llm"] * 10
+    assert fns["scale"]["inputs"][1] == "dict(n=1, factor=1)" and fns["scale"]["completions"] == good
+    assert set(fns["shout"]["input_origins"]) == {"typed"} and "completions" not in fns["shout"]
