@@ -8,7 +8,6 @@ per pass. A killed run restarted with the same settings redoes no finished unit.
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import logging
