@@ -93,7 +93,7 @@ def parse_answer(text: str, params: list[str], counts: Counter | None = None) ->
     return out if out else None
 
 
-def open_language_model(*, checkpoint: str | None = None, endpoint: str | None = None,
+def open_language_model(*, checkpoint: str | None = None, endpoint: str | None = None, hf_dir: str | None = None,
                         model_name: str | None = None, cache_dir: str | None = None, batch_size: int = 8):
     """The project's model interface for our checkpoint or an OpenAI-compatible endpoint (imported lazily:
     only this path needs the backends)."""
@@ -101,8 +101,8 @@ def open_language_model(*, checkpoint: str | None = None, endpoint: str | None =
         from evals.backends import open_model  # noqa: PLC0415
     except ImportError as e:
         raise UserError(f"LLM inputs need evals.backends, which is not available here ({e})") from e
-    return open_model(checkpoint=checkpoint, endpoint=endpoint, model_name=model_name, cache_dir=cache_dir,
-                      batch_size=batch_size)
+    return open_model(checkpoint=checkpoint, hf_dir=hf_dir, endpoint=endpoint, model_name=model_name,
+                      cache_dir=cache_dir, batch_size=batch_size)
 
 
 class LLMInputs:

@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--endpoint", help="OpenAI-compatible base URL for --inputs llm/both")
     p.add_argument("--model_name", help="model name to request from --endpoint")
     p.add_argument("--checkpoint", help="our own checkpoint (run dir) for --inputs llm/both")
+    p.add_argument("--hf_dir", help="a Hugging Face model directory for --inputs llm/both")
+    p.add_argument("--cache_dir", help="generation cache directory (passed to the model backend)")
     p.add_argument("--max_functions", type=int, default=None, help="stop harvesting after N functions")
     p.add_argument("--official_filter", action="store_true",
                    help="the paper's keep rule (drop only failed / all-exception functions) instead of ours")
@@ -42,22 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from case2code_finetune.pipeline import SynthesisConfig, format_funnel, synthesize  # noqa: PLC0415
 
-    if args.endpoint and args.checkpoint:
-        raise UserError("give --endpoint or --checkpoint, not both")
+    chosen = [x for x in (args.endpoint, args.checkpoint, args.hf_dir) if x]
+    if len(chosen) > 1:
+        raise UserError("give one of --endpoint, --checkpoint, --hf_dir")
     model, model_id = None, None
     if args.inputs != "typed":
-        if not (args.endpoint or args.checkpoint):
-            raise UserError("--inputs llm/both needs --endpoint URL or --checkpoint DIR")
+        if not chosen:
+            raise UserError("--inputs llm/both needs --endpoint URL, --checkpoint DIR or --hf_dir DIR")
         from case2code_finetune.llm_inputs import open_language_model  # noqa: PLC0415
         try:
-            model = open_language_model(checkpoint=args.checkpoint, endpoint=args.endpoint,
-                                        model_name=args.model_name)
+            model = open_language_model(checkpoint=args.checkpoint, endpoint=args.endpoint, hf_dir=args.hf_dir,
+                                        model_name=args.model_name, cache_dir=args.cache_dir)
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - e.g. an endpoint that refuses: one line, not a traceback
-            raise UserError(f"cannot open the model ({args.endpoint or args.checkpoint}): "
+            raise UserError(f"cannot open the model ({chosen[0]}): "
                             f"{type(e).__name__}: {e}".splitlines()[0]) from e
-        model_id = getattr(model, "fingerprint", None) or args.endpoint or args.checkpoint
+        model_id = getattr(model, "fingerprint", None) or chosen[0]
     if args.max_functions is not None and args.max_functions < 1:
         raise UserError("--max_functions must be >= 1")
     cfg = SynthesisConfig(

@@ -125,3 +125,17 @@ def test_llm_and_typed_inputs_together_through_the_pipeline(tmp_path):
     assert fns["scale"]["input_origins"] == ["llm"] * 10
     assert fns["scale"]["inputs"][1] == "dict(n=1, factor=1)" and fns["scale"]["completions"] == good
     assert set(fns["shout"]["input_origins"]) == {"typed"} and "completions" not in fns["shout"]
+
+
+def test_cli_turns_a_refused_endpoint_into_one_line(monkeypatch, tmp_path):
+    import case2code_finetune.llm_inputs as llm
+    from case2code_finetune.synthesize import main
+
+    def refuse(**kw):
+        raise ConnectionRefusedError(f"[Errno 111] Connection refused: {kw['endpoint']}\n(after 5 retries)")
+
+    monkeypatch.setattr(llm, "open_language_model", refuse)
+    with pytest.raises(UserError) as err:
+        main(["--out", str(tmp_path / "o"), "--inputs", "llm", "--endpoint", "http://127.0.0.1:9/v1"])
+    assert str(err.value).startswith("cannot open the model (http://127.0.0.1:9/v1)") and "\n" not in str(err.value)
+    assert not (tmp_path / "o").exists()
