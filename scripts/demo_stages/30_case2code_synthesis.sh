@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Demo stage: run by scripts/demo.sh as `bash STAGE RUN_DIR`, with PY set.
+# Case2Code data synthesis from the default source (the stdlib + installed site-packages) with typed inputs:
+# harvest -> inputs -> sandbox twice -> keep rule -> final re-run -> dedup -> splits; prints the funnel.
+# Bounded by --max_functions to stay within a few minutes on 2 cores. Resumable: a finished synthesis is
+# skipped (its funnel is printed again), an interrupted one resumes from the journals in case2code_data/work.
+set -euo pipefail
+run_dir="$1"
+PY="${PY:-.venv/bin/python}"
+MAX_FUNCTIONS="${C2C_DEMO_MAX_FUNCTIONS:-300}"
+echo "== Case2Code synthesis (typed inputs, at most $MAX_FUNCTIONS harvested functions) -> $run_dir/case2code_data" >&2
+"$PY" -m case2code_finetune.synthesize --out "$run_dir/case2code_data" --inputs typed \
+  --max_functions "$MAX_FUNCTIONS" --min_test 50
