@@ -44,6 +44,7 @@ def default_sections(run_dir: Path, fig_dir: Path) -> list[tuple[str, Callable[[
         ("What ran", lambda: stages_section(run_dir)),
         ("Pre-training", lambda: pretraining.section(run_dir, fig_dir)),
         ("Samples", lambda: pretraining.samples_section(run_dir)),
+        ("Case2Code data", lambda: eval_sections.case2code_data_section(run_dir, fig_dir)),
         ("SolverLearner", lambda: eval_sections.solverlearner_section(run_dir)),
     ]
 
