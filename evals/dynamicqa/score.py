@@ -204,7 +204,8 @@ def plot_distributions(rows: list[dict], path: Path) -> None:
                 ax.hist(vals, bins=30, alpha=0.5, density=True, label=f"{t} (n={len(vals)})")
         ax.set_title(title)
         ax.set_ylabel("density")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
