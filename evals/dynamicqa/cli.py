@@ -106,6 +106,10 @@ def parse_types(text: str) -> list[str]:
 
 def run_with_model(model, args) -> dict[str, Any]:
     """The `run` command after the model is open (tests call this with a test double)."""
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    if args.num_samples < 1:
+        raise UserError(f"--num_samples must be >= 1, got {args.num_samples}")
     judge = _judge(args)   # fail on a bad judge before spending time sampling
     loads = load_all(args.data_dir, parse_types(args.types), args.limit)
     items = []

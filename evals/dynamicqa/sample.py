@@ -67,7 +67,8 @@ def _done_items(samples_path: Path) -> tuple[set[str], int]:
 
 
 def _sample_json(c: Completion, ref: dict | None) -> dict[str, Any]:
-    out = {"text": c.text.strip(), "mean_nll": c.mean_nll, "token_logprobs": list(c.token_logprobs),
+    nll = c.mean_nll
+    out = {"text": c.text.strip(), "mean_nll": nll if np.isfinite(nll) else None, "token_logprobs": list(c.token_logprobs),
            "finish_reason": c.finish_reason}
     if c.approximate:
         out["approximate"] = True

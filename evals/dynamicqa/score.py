@@ -111,6 +111,14 @@ class DistLoader:
         return out
 
 
+def _as_float(value: Any) -> float:
+    """A sample's mean NLL; missing or non-numeric (JSON null for an empty answer) becomes nan."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def _groups(judge: Judge, texts: list[str], question: str | None, official: bool
             ) -> tuple[list[list[int]], list[list[int]]]:
     """(groups for CP, partition for SE): the same partition unless the official quirk is on."""
@@ -134,14 +142,14 @@ def score_item(item_id: str, conds: dict[str, dict], judge: Judge, dists: DistLo
         # The q-only samples repeat for both variants of a row; judge them once.
         key = (question, tuple(texts))
         if key not in group_cache:
-            group_cache.clear() if len(group_cache) > 64 else None
+            if len(group_cache) > 64:      # ids arrive in file order; a small cache is enough
+                group_cache.clear()
             group_cache[key] = _groups(judge, texts, question, options.official_clustering)
         return group_cache[key]
 
     q_groups, q_partition = grouped(q_texts)
     c_groups, _ = grouped(c_texts)
-    nll = [float(s.get("mean_nll", float("nan")) if s.get("mean_nll") is not None else float("nan"))
-           for s in q["samples"]]
+    nll = [_as_float(s.get("mean_nll")) for s in q["samples"]]
     gold = c["gold"]
     row: dict[str, Any] = {
         "id": item_id, "fact_type": fact_type_of(item_id, c), "gold": gold,
