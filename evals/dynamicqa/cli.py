@@ -104,14 +104,18 @@ def parse_types(text: str) -> list[str]:
     return types
 
 
-def run_with_model(model, args) -> dict[str, Any]:
-    """The `run` command after the model is open (tests call this with a test double)."""
+def prepare_run(args) -> tuple[Any, dict]:
+    """(judge, loaded items): everything `run` can check before the (slow) model load."""
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
     if args.num_samples < 1:
         raise UserError(f"--num_samples must be >= 1, got {args.num_samples}")
-    judge = _judge(args)   # fail on a bad judge before spending time sampling
-    loads = load_all(args.data_dir, parse_types(args.types), args.limit)
+    return _judge(args), load_all(args.data_dir, parse_types(args.types), args.limit)
+
+
+def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dict[str, Any]:
+    """The `run` command after the model is open (tests call this with a test double)."""
+    judge, loads = prepared or prepare_run(args)
     items = []
     for t, res in loads.items():
         log.info("%s: %s", t, res.report())
@@ -150,9 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not with_backends:
             raise UserError("evals.backends is not in this checkout, so `run` cannot open a model; "
                             "`score` works on saved samples")
+        prepared = prepare_run(args)
         from evals.backends import open_model_from_args
         model = open_model_from_args(args, default_cache_dir=str(Path(args.out) / "generation_cache"))
-        summary = run_with_model(model, args)
+        summary = run_with_model(model, args, prepared)
     print(_summary_line(summary), flush=True)
     return 0
 

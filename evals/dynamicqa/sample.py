@@ -130,16 +130,17 @@ def sample_items(model: LanguageModel, items: Sequence[FactItem], out_dir: str |
                 raise RuntimeError("the model returned the wrong number of completions")
             refs: list[list[dict | None]] = []
             for completions in results:
-                dists = [c.mean_dist for c in completions]
-                if any(d is None for d in dists):
-                    refs.append([None] * len(completions))
-                    continue
-                table = np.stack([np.asarray(d) for d in dists])
-                if writer is None:
-                    writer = DistWriter(out_dir, DIST_NAME, table.shape[1], plan.dist_dtype)
-                    writer.truncate(rows_used)
-                rows = writer.append(table)
-                refs.append([{"file": DIST_NAME, "row": r} for r in rows])
+                # An empty answer has no generated step, hence no distribution: it gets no row.
+                have = [k for k, c in enumerate(completions) if c.mean_dist is not None]
+                row_refs: list[dict | None] = [None] * len(completions)
+                if have:
+                    table = np.stack([np.asarray(completions[k].mean_dist) for k in have])
+                    if writer is None:
+                        writer = DistWriter(out_dir, DIST_NAME, table.shape[1], plan.dist_dtype)
+                        writer.truncate(rows_used)
+                    for k, r in zip(have, writer.append(table)):
+                        row_refs[k] = {"file": DIST_NAME, "row": r}
+                refs.append(row_refs)
             lines = []
             for k, it in enumerate(chunk):
                 q_idx = 3 * k

@@ -84,10 +84,14 @@ class DistLoader:
         self.tolerance = tolerance
         self.vocab_size: int | None = None
 
-    def load(self, samples: list[dict]) -> list[np.ndarray]:
-        out = []
+    def load(self, samples: list[dict]) -> list[np.ndarray | None]:
+        """One vector per sample; None for a sample saved without one (an empty answer)."""
+        out: list[np.ndarray | None] = []
         for s in samples:
-            if "dist" in s:
+            if s.get("dist") is None and s.get("dist_ref") is None:
+                out.append(None)
+                continue
+            if s.get("dist") is not None:
                 d = np.asarray(s["dist"], dtype=np.float64)
             elif "dist_ref" in s:
                 ref = s["dist_ref"]
@@ -95,8 +99,6 @@ class DistLoader:
                     d = self.reader.row(str(ref["file"]), int(ref["row"]))
                 except (KeyError, TypeError, ValueError) as e:
                     raise DistProblem(f"bad dist_ref ({e})") from None
-            else:
-                raise DistProblem("no distribution")
             if d.ndim != 1 or len(d) == 0:
                 raise DistProblem("distribution is not a vector")
             if self.vocab_size is None:
@@ -165,8 +167,15 @@ def score_item(item_id: str, conds: dict[str, dict], judge: Judge, dists: DistLo
     if row["semantic_entropy"] is None:
         problems["no finite NLL for SE"] += 1
     try:
-        cp, kls = coherent_persuasion(dists.load(c["samples"]), c_groups,
-                                      dists.load(q["samples"]), q_groups)
+        c_dists, q_dists = dists.load(c["samples"]), dists.load(q["samples"])
+        # Samples without a distribution leave their group; groups left empty leave the pairs.
+        c_cp = [m for m in ([i for i in g if c_dists[i] is not None] for g in c_groups) if m]
+        q_cp = [m for m in ([i for i in g if q_dists[i] is not None] for g in q_groups) if m]
+        if not c_cp or not q_cp:
+            raise DistProblem("no distributions on one side")
+        if len(c_cp) < len(c_groups) or len(q_cp) < len(q_groups):
+            problems["CP: group without distributions left out"] += 1
+        cp, kls = coherent_persuasion(c_dists, c_cp, q_dists, q_cp)
         row["coherent_persuasion"], row["kl_pairs"] = cp, kls
         approx = any(s.get("approximate") for s in q["samples"] + c["samples"])
         row["cp_approximate"] = bool(approx)

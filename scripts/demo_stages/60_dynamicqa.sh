@@ -9,7 +9,7 @@ set -euo pipefail
 run_dir="$1"
 PY="${PY:-.venv/bin/python}"
 out="$run_dir/dynamicqa"
-limit="${DYNAMICQA_LIMIT:-3}"
+limit="${DYNAMICQA_LIMIT:-2}"
 if ! "$PY" -c "import evals.backends" 2>/dev/null; then
   echo "== dynamicqa: skipped (evals.backends, the model plumbing this eval needs, is not in this checkout)" >&2
   exit 0

@@ -115,6 +115,16 @@ def test_score_inline_distributions_hand_checked(tmp_path):
     row = _lines(tmp_path / "o" / "scores.jsonl")[0]
     assert row["coherent_persuasion"] == pytest.approx(0.143841, abs=1e-6)
     assert row["semantic_entropy"] == pytest.approx(5 + 0.1)
+    # An empty answer is saved without a distribution: it leaves CP (its own group drops out).
+    recs = [json.loads(l) for l in p.read_text().splitlines() if l.startswith("{")]
+    recs[0]["samples"].append({"text": "", "mean_nll": None})
+    recs[1]["samples"].append({"text": "paris", "mean_nll": None})
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    summary = score_samples(p, tmp_path / "o3", ExactJudge(), log=lambda m: None)
+    row = _lines(tmp_path / "o3" / "scores.jsonl")[0]
+    assert row["coherent_persuasion"] == pytest.approx(0.143841, abs=1e-6)
+    assert row["groups_q_only"] == [[0], [1]] and row["semantic_entropy"] == pytest.approx(5 + 0.1)
+    assert summary["problems"] == {"CP: group without distributions left out": 1}
 
 
 def test_run_without_backends_is_one_line(capsys):
