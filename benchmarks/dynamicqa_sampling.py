@@ -32,7 +32,6 @@ class _DecoderModel:
         from evals.decoding import Decoder
         self.decoder = Decoder(config, params, batch_size=batch_size)
         self.max_prompt = max_prompt
-        self.tokens = 0
 
     @property
     def fingerprint(self) -> str:
@@ -50,7 +49,6 @@ class _DecoderModel:
         for row in rows:
             comps = []
             for s in row:
-                self.tokens += len(s.token_ids)
                 comps.append(Completion(text=" ".join(map(str, s.token_ids)), token_ids=s.token_ids,
                                         token_logprobs=s.logprobs, finish_reason=s.finish_reason,
                                         mean_dist=s.probs.mean(axis=0).astype(np.float32)))
@@ -72,6 +70,19 @@ def _small_random(batch_size: int):
     gin.clear_config()
     params = init_params(config, jax.random.key(0))
     return _DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32), config.vocab_size
+
+
+def _sampled_tokens(samples_path: Path, skip_rows: set[int]) -> int:
+    """Generated tokens of every sampled prompt (the q-only prompt once: it is written per variant)."""
+    total = 0
+    with samples_path.open() as f:
+        for line in f:
+            rec = json.loads(line)
+            _, row, variant = rec["id"].split("/")
+            if int(row) in skip_rows or (rec["condition"] == "q_only" and variant != "obj"):
+                continue
+            total += sum(len(s["token_logprobs"]) for s in rec["samples"])
+    return total
 
 
 def main() -> None:
@@ -109,12 +120,11 @@ def main() -> None:
         start = time.perf_counter()
         sample_items(model, items[:chunk], out, plan, chunk_items=chunk)     # compile + warm-up
         warm_s = time.perf_counter() - start
-        tokens0 = getattr(model, "tokens", 0)
         start = time.perf_counter()
         sample_items(model, items, out, plan, chunk_items=chunk)
         elapsed = time.perf_counter() - start
         timed_prompts = 3 * (len(items) - chunk)
-        tokens = getattr(model, "tokens", 0) - tokens0
+        tokens = _sampled_tokens(out / "samples.jsonl", skip_rows=set(range(chunk)))
         dist_bytes = (out / "dists.bin").stat().st_size
         samples = 3 * len(items) * args.num_samples
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
