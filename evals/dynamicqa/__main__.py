@@ -1,0 +1,3 @@
+from evals.dynamicqa.cli import cli
+
+cli()
