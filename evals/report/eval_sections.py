@@ -85,3 +85,39 @@ def case2code_data_section(run_dir: Path, fig_dir: Path) -> Section:
         s.add(Table(["drop reason", "functions"], drops[:15], "Largest drop reasons."))
     s.add(Figure(_funnel_plot(stages, fig_dir), "Case2Code synthesis funnel (log scale)."))
     return s
+
+
+def _dynamicqa_rows(label: str, summary: dict) -> list[list]:
+    rows = []
+    for fact_type, m in summary.get("by_type", {}).items():
+        rows.append([label, fact_type, m.get("items"), m.get("semantic_entropy"), m.get("coherent_persuasion"),
+                     m.get("persuaded"), m.get("stubborn"), m.get("mean_q_only_groups")])
+    return rows
+
+
+def dynamicqa_section(run_dir: Path, models: list[tuple[str, str]]) -> Section:
+    """`models`: (label, output subdirectory of RUN_DIR) for each model the stage evaluated."""
+    s = Section("DynamicQA: knowledge conflict (semantic entropy, coherent persuasion)")
+    s.add(Paragraph(
+        "Each question is asked alone (q-only) and with a context that states the gold answer or a substitute. "
+        "10 samples per prompt at temperature 0.5. Semantic entropy (SE = 5 − mean over answer groups of "
+        "logsumexp(−mean NLL)) measures how much the model's own answers disagree without context; coherent "
+        "persuasion (CP, the mean KL between the context groups' and the q-only groups' averaged token "
+        "distributions) measures how far the context moves it. Persuaded: the context answer matches the context "
+        "(ROUGE-L > 0.3); stubborn: it is wrong and repeats the q-only answer. The paper's claim is higher SE and "
+        "lower CP for temporal and disputable facts than for static ones; a CPU demo model on a handful of rows "
+        "cannot test that, it shows the pipeline end to end. The demo groups answers with the ROUGE judge; the "
+        "paper's NLI judge runs with --judge nli --nli_dir."))
+    rows, figures = [], []
+    for label, sub in models:
+        path = run_dir / sub / "summary.json"
+        if not path.is_file():
+            s.add(Missing(f"{path} ({label}: stage 60_dynamicqa has not run for it)"))
+            continue
+        rows += _dynamicqa_rows(label, json.loads(path.read_text()))
+        if (run_dir / sub / "distributions.png").is_file():
+            figures.append(Figure(run_dir / sub / "distributions.png", f"{label}: SE and CP per fact type"))
+    if rows:
+        s.add(Table(["model", "fact type", "items", "SE", "CP", "persuaded", "stubborn", "q-only groups"], rows))
+    s.add(*figures)
+    return s
