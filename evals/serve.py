@@ -28,6 +28,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--add_bos", action=argparse.BooleanOptionalAction, default=None)
     args = ap.parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
 
     from pathlib import Path
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evals.backends.text_vocab import TextVocab, from_hf_dir, from_seqio
+from evals.backends.text_vocab import TextVocab, byte_text_vocab, from_hf_dir, from_seqio
 from evals.model_api import Completion, Sampling, fingerprint_of
 from patch_training.errors import UserError
 
@@ -214,6 +214,12 @@ def load_jax_model(*, checkpoint: str | None = None, hf_dir: str | None = None, 
         if root.is_dir() and not (root / "vocab.json").is_file():
             raise UserError(f"checkpoint {root} has no vocab.json: it carries no tokenizer, so text prompts "
                             "cannot be encoded")
+        from patch_training.params_io import load_config, load_params
+        _, spec = load_config(Path(checkpoint))
+        if spec.get("kind") == "byte":  # no seqio import (TensorFlow) for the byte vocabulary
+            params, config, _ = load_params(checkpoint)
+            return JaxModel(config, params, byte_text_vocab(add_bos=bool(add_bos)), batch_size=batch_size,
+                            name=str(checkpoint))
         config, params, seqio_vocab = load_model(checkpoint, None)
         if seqio_vocab is None:
             raise UserError(f"checkpoint {checkpoint} has no tokenizer")

@@ -113,6 +113,22 @@ def from_seqio(vocab: Any, *, add_bos: bool = False, fingerprint: str = "", name
                      fingerprint=fingerprint, name=name)
 
 
+BYTE_OFFSET = 3  # seqio's ByteVocabulary: 0 pad, 1 EOS, 2 UNK, then the 256 byte values
+
+
+def byte_text_vocab(*, add_bos: bool = False) -> TextVocab:
+    """seqio's ByteVocabulary, id for id, without importing seqio (and TensorFlow behind it)."""
+    def decode(ids):
+        ids = list(ids)
+        if 1 in ids:  # like seqio, text ends at EOS
+            ids = ids[:ids.index(1)]
+        return bytes(i - BYTE_OFFSET for i in ids if BYTE_OFFSET <= i < 256 + BYTE_OFFSET).decode("utf-8", "ignore")
+
+    return TextVocab(encode_fn=lambda s: [b + BYTE_OFFSET for b in s.encode("utf-8")], decode_fn=decode,
+                     vocab_size=256 + BYTE_OFFSET, bos_id=None, eos_ids=[1], add_bos=add_bos,
+                     fingerprint="byte", name="byte")
+
+
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         return {}

@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every restore step at INFO
     args.data = args.data or _default_data()
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")

@@ -55,10 +55,10 @@ def _status(result, matches: list[bool]) -> str:
 
 
 def judge(pool: SandboxPool, rows_by_id: dict[str, dict], answers: Iterable[dict], *,
-          progress_every: float = 10.0) -> Iterator[dict]:
+          limits: Limits | None = None, progress_every: float = 10.0) -> Iterator[dict]:
     """answers: {"id", "completion", "sample"?, "finish_reason"?, "code"?} (with "code", no extraction).
     Yields one verdict per answer, in completion order: id, sample, passed, n_inputs, n_matched, status,
-    extract, code, verdicts (per input), first_mismatch."""
+    extract, code, verdicts (per input), first_mismatch. `limits` overrides the pool's for these programs."""
     answers = list(answers)
     programs, pending = [], {}
     t0 = time.monotonic()
@@ -78,7 +78,7 @@ def judge(pool: SandboxPool, rows_by_id: dict[str, dict], answers: Iterable[dict
             yield {**base, "status": "no_code", "verdicts": []}
             continue
         pending[str(k)] = base
-        programs.append(case2code_program(str(k), code, row["func_name"], row["example_str"], n))
+        programs.append(case2code_program(str(k), code, row["func_name"], row["example_str"], n, limits=limits))
     done = 0
     last = time.monotonic()
     for res in pool.run(programs, progress_every=0):

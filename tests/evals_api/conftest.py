@@ -24,9 +24,8 @@ def tiny_params():
 def jax_model(tiny_params):
     """Built in memory (loading from disk is covered once, in test_backends)."""
     from evals.backends.jax_backend import JaxModel
-    from evals.backends.text_vocab import from_seqio
-    from patch_training.data.vocab import byte_vocabulary
-    return JaxModel(CFG, tiny_params, from_seqio(byte_vocabulary(), fingerprint="byte"), batch_size=4)
+    from evals.backends.text_vocab import byte_text_vocab
+    return JaxModel(CFG, tiny_params, byte_text_vocab(), batch_size=4)
 
 
 @pytest.fixture(scope="session")
