@@ -81,7 +81,10 @@ class TextVocab:
         if not self.chat_template:
             raise UserError(f"{self.name}: chat formatting was asked for, but the tokenizer has no chat template "
                             "(tokenizer_config.json 'chat_template')")
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        try:
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+        except ImportError:
+            raise UserError("chat templates need the 'jinja2' package (make setup-hf)") from None
 
         def raise_exception(msg):
             raise UserError(f"{self.name}: chat template refused the messages: {msg}")
