@@ -102,7 +102,7 @@ class TextVocab:
         ids = self.encode_prompt(self.render_chat(messages))
         if not self._logged_chat_example:  # one example of exactly what the model sees
             self._logged_chat_example = True
-            log.info("chat template applied; first prompt's token ids (%d): %s", len(ids), ids[:64])
+            log.info("chat template applied; the first prompt as sent (%d token ids): %s", len(ids), ids)
         return ids
 
 
