@@ -1,0 +1,74 @@
+"""Backends of the one model interface (`evals.model_api.LanguageModel`) and how evals open them.
+
+    open_model(checkpoint=..., | hf_dir=..., | endpoint=..., model_name=None, cache_dir=None, batch_size=8)
+    add_model_args(parser); open_model_from_args(args, default_cache_dir=None)
+
+- `--checkpoint DIR`: our params checkpoint or trainer run dir, in-process JAX (`jax_backend`);
+- `--hf_dir DIR`: an HF LLaMA directory, imported in memory; `tokenizer.json` through `tokenizers`;
+- `--endpoint URL`: an OpenAI-compatible server (`http_client`), e.g. vLLM or `python -m evals.serve`.
+With a cache directory the model is wrapped in `evals.gen_cache.CachedModel` (resume, re-scoring).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from evals.model_api import LanguageModel
+from patch_training.errors import UserError
+
+
+def open_model(*, checkpoint: str | None = None, hf_dir: str | None = None, endpoint: str | None = None,
+               model_name: str | None = None, cache_dir: str | None = None, batch_size: int = 8,
+               chat: bool | None = None, add_bos: bool | None = None, concurrency: int = 8,
+               timeout_s: float = 120.0, max_retries: int = 5, vocab_size: int | None = None) -> LanguageModel:
+    """Exactly one of checkpoint / hf_dir / endpoint. `chat` forces chat formatting on (or off) for the HTTP
+    backend; in-process backends follow `Sampling.chat`."""
+    given = [n for n, v in (("checkpoint", checkpoint), ("hf_dir", hf_dir), ("endpoint", endpoint)) if v]
+    if len(given) != 1:
+        raise UserError(f"give exactly one of --checkpoint, --hf_dir, --endpoint (got {given or 'none'})")
+    if endpoint:
+        from evals.backends.http_client import OpenAIModel
+        model: Any = OpenAIModel(endpoint, model_name, chat=chat, concurrency=concurrency, timeout_s=timeout_s,
+                                 max_retries=max_retries, api_key=os.environ.get("OPENAI_API_KEY"),
+                                 vocab_size=vocab_size)
+    else:
+        from evals.backends.jax_backend import load_jax_model
+        model = load_jax_model(checkpoint=checkpoint, hf_dir=hf_dir, batch_size=batch_size, add_bos=add_bos)
+    if cache_dir:
+        from evals.gen_cache import CachedModel
+        model = CachedModel(model, cache_dir, chunk=max(batch_size, concurrency if endpoint else batch_size))
+    return model
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The model flags every eval CLI shares."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="params checkpoint or trainer run dir (in-process JAX)")
+    src.add_argument("--hf_dir", help="HF LLaMA directory: safetensors + tokenizer.json/tokenizer.model")
+    src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
+    g = parser.add_argument_group("model")
+    g.add_argument("--model_name", default=None, help="model id at the endpoint (default: the first it lists)")
+    g.add_argument("--batch_size", type=int, default=8, help="rows decoded together (in-process)")
+    g.add_argument("--chat", action="store_true", help="format prompts with the model's chat template")
+    g.add_argument("--add_bos", action=argparse.BooleanOptionalAction, default=None,
+                   help="put BOS before prompts (default: what the tokenizer config says; off for our checkpoints)")
+    g.add_argument("--cache_dir", default=None, help="generation cache (default: the eval's own, in --out)")
+    g.add_argument("--no_cache", action="store_true", help="do not read or write the generation cache")
+    g.add_argument("--concurrency", type=int, default=8, help="HTTP requests in flight")
+    g.add_argument("--timeout_s", type=float, default=120.0, help="per HTTP request")
+    g.add_argument("--max_retries", type=int, default=5, help="HTTP retries (capped exponential backoff)")
+    g.add_argument("--vocab_size", type=int, default=None, help="HTTP: vocabulary size for approximate mean_dist")
+
+
+def open_model_from_args(args: argparse.Namespace, default_cache_dir: str | None = None) -> LanguageModel:
+    cache = None if getattr(args, "no_cache", False) else (getattr(args, "cache_dir", None) or default_cache_dir)
+    if getattr(args, "batch_size", 8) < 1:
+        raise UserError("--batch_size must be >= 1")
+    return open_model(checkpoint=args.checkpoint, hf_dir=args.hf_dir, endpoint=args.endpoint,
+                      model_name=getattr(args, "model_name", None), cache_dir=cache,
+                      batch_size=getattr(args, "batch_size", 8),
+                      chat=True if (args.endpoint and getattr(args, "chat", False)) else None,
+                      add_bos=getattr(args, "add_bos", None), concurrency=getattr(args, "concurrency", 8),
+                      timeout_s=getattr(args, "timeout_s", 120.0), max_retries=getattr(args, "max_retries", 5),
+                      vocab_size=getattr(args, "vocab_size", None))

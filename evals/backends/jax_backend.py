@@ -1,0 +1,244 @@
+"""The in-process backend: our checkpoints and HF imports through `evals.decoding.Decoder`.
+
+Generation goes through the decoding engine (batched, KV cache). What the engine does not offer is done
+here with one jitted teacher-forced scoring pass over prompt + completion:
+- `mean_dist` (Sampling.return_dist): the engine can return every step's [V] vector, which is
+  [n, V] per sample on the host; instead the scoring pass averages the softmax over the generated
+  positions on the device and returns one [V] vector per sample (memory: one row's logits);
+- `loglikelihood` and the server's prompt/top-k log-probs.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from evals.backends.text_vocab import TextVocab, byte_text_vocab, from_hf_dir, from_seqio
+from evals.model_api import Completion, Sampling, fingerprint_of
+from patch_training.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _bucket(n: int, multiple: int = 32) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "top_k"))
+def _score(params: Any, tokens: jax.Array, lengths: jax.Array, start: jax.Array, *, config: Any, top_k: int):
+    """Right-padded tokens[B, L] -> log p(token_t | prefix) for t >= 1, top-k alternatives at each
+    position, and the mean softmax over the positions that predict tokens[start:length]."""
+    from patch_training.model import Transformer
+
+    batch, length = tokens.shape
+    slot = jnp.arange(length)[None, :]
+    real = slot < lengths[:, None]
+    logits = Transformer(config).apply({"params": params}, tokens, positions=jnp.broadcast_to(slot, tokens.shape),
+                                       segment_ids=real.astype(jnp.int32))
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)          # [B, L, V]; position t predicts t+1
+    nxt = jnp.concatenate([tokens[:, 1:], jnp.zeros((batch, 1), tokens.dtype)], axis=1)
+    chosen = jnp.take_along_axis(logp, nxt[:, :, None], axis=-1)[..., 0]   # [B, L]: log p(tokens[t+1])
+    predicts = (slot + 1 >= start[:, None]) & (slot + 1 < lengths[:, None])
+    weight = predicts.astype(jnp.float32)
+    mean = jnp.einsum("bl,blv->bv", weight, jnp.exp(logp)) / jnp.maximum(weight.sum(1), 1.0)[:, None]
+    top_lp, top_ids = jax.lax.top_k(logp, max(top_k, 1))
+    return chosen, top_lp, top_ids, mean
+
+
+def params_fingerprint(params: Any) -> str:
+    """Content hash of the weights (every byte; a few seconds for a 1B model)."""
+    h = hashlib.blake2b(digest_size=16)
+    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda x: jax.tree_util.keystr(x[0])):
+        arr = np.asarray(jax.device_get(leaf))
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(str((arr.shape, arr.dtype)).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()[:16]
+
+
+class JaxModel:
+    """`LanguageModel` over params in this process."""
+
+    def __init__(self, config: Any, params: Any, vocab: TextVocab, *, batch_size: int = 8,
+                 fingerprint: str | None = None, name: str = "jax"):
+        from evals.decoding import Decoder
+
+        self.config = config
+        self.params = params
+        self.vocab = vocab
+        self.batch_size = batch_size
+        self.name = name
+        self.decoder = Decoder(config, params, vocab, batch_size=batch_size)
+        self._fingerprint = fingerprint or fingerprint_of("jax", config.to_json(), params_fingerprint(params),
+                                                          vocab.fingerprint)
+        if vocab.vocab_size > config.vocab_size:
+            log.warning("%s: tokenizer has %d ids but the model only %d", name, vocab.vocab_size, config.vocab_size)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ prompts
+    def prompt_ids(self, prompt: str, chat: bool) -> list[int]:
+        ids = self.vocab.encode_chat([{"role": "user", "content": prompt}]) if chat else self.vocab.encode_prompt(prompt)
+        return ids or self.vocab.start_ids()
+
+    def stop_ids(self) -> tuple[int, ...]:
+        return self.vocab.eos_ids
+
+    # ------------------------------------------------------------------ generate
+    def generate(self, prompts: Sequence[str], n: int, sampling: Sampling) -> list[list[Completion]]:
+        return self.generate_ids([self.prompt_ids(p, sampling.chat) for p in prompts], n, sampling,
+                                 seeds=[_prompt_seed(sampling.seed, p) for p in prompts])
+
+    def generate_ids(self, prompts: Sequence[list[int]], n: int, sampling: Sampling,
+                     seeds: Sequence[int] | None = None) -> list[list[Completion]]:
+        """Token-id prompts -> completions. Sample j of prompt i is seeded by (seeds[i], j), so it does not
+        depend on which prompts share the call (greedy is batched across prompts; sampling per prompt)."""
+        from evals.sampling import SamplingConfig
+
+        cfg = SamplingConfig(sampling.temperature, sampling.top_k, sampling.top_p)
+        kw = dict(max_new_tokens=sampling.max_new_tokens, sampling=cfg, num_samples=n,
+                  stop_tokens=self.stop_ids())
+        if cfg.greedy:
+            raw = self.decoder.generate(list(prompts), seed=0, **kw)
+        else:
+            seeds = seeds if seeds is not None else [_ids_seed(sampling.seed, p) for p in prompts]
+            raw = [self.decoder.generate([p], seed=s, **kw)[0] for p, s in zip(prompts, seeds)]
+        out = []
+        for ids, samples in zip(prompts, raw):
+            row = [self._completion(s.token_ids, s.logprobs, s.finish_reason, sampling) for s in samples]
+            if sampling.return_dist:
+                dists = self.mean_dists([list(ids)] * len(row), [c.token_ids for c in row])
+                for c, d in zip(row, dists):
+                    c.mean_dist = d
+            out.append(row)
+        return out
+
+    def _completion(self, ids: list[int], logprobs: list[float], finish: str, sampling: Sampling) -> Completion:
+        text = self.vocab.decode(ids)
+        cut = _first_stop(text, sampling.stop)
+        if cut is not None:  # the engine stops on tokens only; cut stop strings here (the tokens up to them)
+            keep = _tokens_covering(self.vocab, ids, cut)
+            ids, logprobs, finish = ids[:keep], logprobs[:keep], "stop"
+            text = text[:cut]
+        return Completion(text=text, token_ids=list(ids), token_logprobs=list(logprobs), finish_reason=finish)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, rows: Sequence[list[int]], starts: Sequence[int], top_k: int = 0):
+        """For each id row: (log p of rows[t] for t in [start, len)), (top-k ids, log-probs) at those
+        positions, and the mean softmax over them. One row per jitted call batch, right-padded."""
+        results = []
+        for b0 in range(0, len(rows), self.batch_size):
+            chunk = [list(r) for r in rows[b0:b0 + self.batch_size]]
+            st = list(starts[b0:b0 + self.batch_size])
+            size = 1 << (len(chunk) - 1).bit_length()
+            length = _bucket(max(map(len, chunk)))
+            tokens = np.zeros((size, length), np.int32)
+            lengths = np.zeros((size,), np.int32)
+            start = np.ones((size,), np.int32)
+            for i, (r, s) in enumerate(zip(chunk, st)):
+                tokens[i, :len(r)] = r
+                lengths[i] = len(r)
+                start[i] = max(1, s)
+            chosen, top_lp, top_ids, mean = jax.device_get(_score(
+                self.params, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(start),
+                config=self.config, top_k=int(top_k)))
+            for i, (r, s) in enumerate(zip(chunk, st)):
+                s = max(1, s)
+                pos = slice(s - 1, len(r) - 1)   # position t-1 predicts token t
+                results.append({"logprobs": [float(x) for x in chosen[i, pos]],
+                                "top_ids": top_ids[i, pos, :top_k].tolist() if top_k else None,
+                                "top_logprobs": top_lp[i, pos, :top_k].tolist() if top_k else None,
+                                "mean": np.asarray(mean[i], np.float32)})
+        return results
+
+    def mean_dists(self, prompts: list[list[int]], completions: list[list[int]]) -> list[np.ndarray | None]:
+        rows = [p + c for p, c in zip(prompts, completions)]
+        scored = self.score(rows, [len(p) for p in prompts])
+        return [s["mean"] if c else None for s, c in zip(scored, completions)]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        rows, starts = [], []
+        for context, continuation in requests:
+            ctx, cont = self.split_ids(context, continuation)
+            rows.append(ctx + cont)
+            starts.append(len(ctx))
+        return [float(sum(s["logprobs"])) for s in self.score(rows, starts)]
+
+    def split_ids(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Context and continuation ids as the model reads them together: encode the whole, then cut at
+        the context's length when it is a prefix (a tokenizer may merge across the boundary)."""
+        ctx = self.vocab.encode_prompt(context) if context else self.vocab.start_ids()
+        whole = self.vocab.encode_prompt(context + continuation) if context else ctx + self.vocab.encode(continuation)
+        if whole[:len(ctx)] == ctx:
+            return ctx, whole[len(ctx):]
+        return ctx, self.vocab.encode(continuation)
+
+
+def _prompt_seed(seed: int, prompt: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def _ids_seed(seed: int, ids: Sequence[int]) -> int:
+    return _prompt_seed(seed, json.dumps(list(map(int, ids))))
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    hits = [text.find(s) for s in stops if s and s in text]
+    return min(hits) if hits else None
+
+
+def _tokens_covering(vocab: TextVocab, ids: list[int], chars: int) -> int:
+    """How many leading tokens decode to at most `chars` characters (kept before a stop string)."""
+    for k in range(len(ids) + 1):
+        if len(vocab.decode(ids[:k])) > chars:
+            return max(0, k - 1)
+    return len(ids)
+
+
+def load_jax_model(*, checkpoint: str | None = None, hf_dir: str | None = None, batch_size: int = 8,
+                   add_bos: bool | None = None) -> JaxModel:
+    """A JaxModel from a params checkpoint / trainer run dir, or from an HF LLaMA directory."""
+    from evals.generate import load_model
+
+    if checkpoint:
+        root = Path(checkpoint)
+        if root.is_dir() and not (root / "vocab.json").is_file():
+            raise UserError(f"checkpoint {root} has no vocab.json: it carries no tokenizer, so text prompts "
+                            "cannot be encoded")
+        from patch_training.params_io import load_config, load_params
+        _, spec = load_config(Path(checkpoint))
+        if spec.get("kind") == "byte":  # no seqio import (TensorFlow) for the byte vocabulary
+            params, config, _ = load_params(checkpoint)
+            return JaxModel(config, params, byte_text_vocab(add_bos=bool(add_bos)), batch_size=batch_size,
+                            name=str(checkpoint))
+        config, params, seqio_vocab = load_model(checkpoint, None)
+        if seqio_vocab is None:
+            raise UserError(f"checkpoint {checkpoint} has no tokenizer")
+        vocab = from_seqio(seqio_vocab, add_bos=bool(add_bos), name=str(checkpoint))
+        vocab.fingerprint = fingerprint_of("seqio", json.loads((root / "vocab.json").read_text()).get("kind"))
+        return JaxModel(config, params, vocab, batch_size=batch_size, name=str(checkpoint))
+    src = Path(hf_dir)
+    if not src.is_dir():
+        raise UserError(f"HF directory not found: {src}")
+    if not (src / "tokenizer.json").is_file() and not (src / "tokenizer.model").is_file():
+        raise UserError(f"{src}: no tokenizer.json or tokenizer.model: the model cannot read text")
+    vocab = from_hf_dir(src) if (src / "tokenizer.json").is_file() else None  # before the weights: fail fast
+    config, params, seqio_vocab = load_model(None, hf_dir)
+    if vocab is None:
+        vocab = from_seqio(seqio_vocab, add_bos=True if add_bos is None else add_bos, name=str(src))
+        vocab.fingerprint = hashlib.sha256((src / "tokenizer.model").read_bytes()).hexdigest()[:16]
+        cfg = json.loads((src / "tokenizer_config.json").read_text()) if (src / "tokenizer_config.json").is_file() else {}
+        if isinstance(cfg.get("chat_template"), str):
+            vocab.chat_template = cfg["chat_template"]
+    elif add_bos is not None:
+        vocab.add_bos = add_bos
+    return JaxModel(config, params, vocab, batch_size=batch_size, name=str(src))

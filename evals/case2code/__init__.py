@@ -1,0 +1,8 @@
+"""The Case2Code eval (REFERENCE §2): generate -> judge in the sandbox -> score, each stage re-runnable.
+
+    python -m evals.case2code run   --checkpoint DIR | --hf_dir DIR | --endpoint URL [--data F] --out DIR
+    python -m evals.case2code score --data F --predictions P.jsonl --out V.jsonl
+
+Modules: `data` (rows), `protocol` (prompt + reminder, the official code extractor), `judge` (sandboxed
+verdicts and the gold ceiling), `passk` (estimators), `report` (results.json/.md, PNG), `cli`.
+"""

@@ -1,0 +1,3 @@
+from evals.case2code.cli import entry
+
+entry()

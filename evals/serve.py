@@ -1,0 +1,57 @@
+"""Serve one of our checkpoints (or an HF directory) over an OpenAI-compatible API.
+
+    python -m evals.serve --checkpoint DIR | --hf_dir DIR [--port 8000] [--host 127.0.0.1] [--model_name NAME]
+
+Then any OpenAI-style client, `--endpoint http://HOST:PORT/v1` of our evals, or the data-synthesis pipeline
+can call it: /v1/models, /v1/completions (echo + logprobs for scoring), /v1/chat/completions (the model's
+chat template). See `evals/backends/openai_server.py` for the fields honoured.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Iterable
+
+from patch_training.errors import UserError, run_cli
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m evals.serve", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="params checkpoint or trainer run dir")
+    src.add_argument("--hf_dir", help="HF LLaMA directory")
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to serve other machines)")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--model_name", default=None, help="the id clients send (default: the directory's name)")
+    ap.add_argument("--batch_size", type=int, default=8)
+    ap.add_argument("--add_bos", action=argparse.BooleanOptionalAction, default=None)
+    args = ap.parse_args(None if argv is None else list(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+    from pathlib import Path
+
+    from evals.backends.jax_backend import load_jax_model
+    from evals.backends.openai_server import make_server
+
+    model = load_jax_model(checkpoint=args.checkpoint, hf_dir=args.hf_dir, batch_size=args.batch_size,
+                           add_bos=args.add_bos)
+    name = args.model_name or Path(args.checkpoint or args.hf_dir).resolve().name
+    try:
+        server = make_server(model, host=args.host, port=args.port, model_name=name)
+    except OSError as e:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    host, port = server.server_address[:2]
+    print(f"serving {name} (fingerprint {model.fingerprint}) at http://{host}:{port}/v1", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

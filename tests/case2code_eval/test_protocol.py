@@ -1,0 +1,61 @@
+"""The official extractor on real completion shapes, the prompt, and pass@k against hand-computed cases."""
+import json
+
+import pytest
+
+from evals.case2code.passk import first_k_pass, summarize, unbiased_pass_at_k
+from evals.case2code.protocol import eval_prompt, extract_code
+
+FN = "def f(x):\n    return x + 1"
+
+
+@pytest.mark.parametrize("answer,code,how", [
+    (f"The function is:\n\n```python\n{FN}\n\n```", FN, "fenced"),            # the gold answers' shape
+    (f"Sure! Here it is:\n```python\n{FN}\n```\nIt adds one.", FN, "fenced"),
+    (f"```python\r\n{FN}\r\n```", FN.replace("\n", "\n"), "fenced"),
+    (f"```python3\n{FN}\n```", FN, "fenced"),                                 # one char after the tag is skipped
+    (f"```python\n{FN}", FN, "unterminated"),                                # cut before the closing fence
+    (f"```python\n{FN}\n```\n```python\ndef g():\n    pass\n```", FN, "fenced"),  # the first block only
+    (f"{FN}\n", FN, "whole"),                                                # no fence: the whole answer
+    (f"```\n{FN}\n```", f"```\n{FN}\n```", "whole"),                         # a bare fence is not python
+    ("", "", "whole"),
+])
+def test_extract_code(answer, code, how):
+    got, kind = extract_code(answer)
+    assert kind == how
+    assert got.replace("\r", "") == code
+
+
+def test_prompt_has_the_official_reminder():
+    p = eval_prompt({"prompt": "Function: g\n\nInput: dict(a=1), Output: 2\n", "func_name": "g"})
+    assert p.startswith("Function: g")
+    assert p.endswith("As the function you implement will be called by: g(**input_dict).")
+
+
+def test_pass_at_k_hand_computed():
+    assert unbiased_pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert unbiased_pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)       # 1 - C(3,2)/C(5,2)
+    assert unbiased_pass_at_k(10, 3, 5) == pytest.approx(1 - 21 / 252)    # 1 - C(7,5)/C(10,5)
+    assert unbiased_pass_at_k(4, 0, 3) == 0.0
+    assert unbiased_pass_at_k(5, 4, 2) == 1.0                              # fewer than k wrong ones
+    with pytest.raises(ValueError):
+        unbiased_pass_at_k(3, 1, 4)
+    assert first_k_pass([False, True, False], 1) is False
+    assert first_k_pass([False, True, False], 2) is True
+    s = summarize([[True, False], [False, False], [False, True]], [1, 2])
+    assert s["pass@1"] == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert s["first_1_pass"] == pytest.approx(1 / 3) and s["first_2_pass"] == pytest.approx(2 / 3)
+    assert s["pass@2"] == pytest.approx(2 / 3)
+
+
+def test_bad_data_rows_are_counted(tmp_path):
+    from evals.case2code.data import load_rows
+    good = {"id": "a", "prompt": "p", "code": "def f(x): return x", "func_name": "f",
+            "example_str": "examples = [dict(x=1)]", "example_outputs": str([{"return": '"1"'}])}
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n".join([json.dumps(good), "not json", json.dumps({"id": "b", "prompt": "p"}),
+                            json.dumps({**good, "example_outputs": "[]"}), json.dumps(good)]) + "\n")
+    rows, problems = load_rows(p)
+    assert [r["id"] for r in rows] == ["a"] and rows[0]["example_outputs"] == [{"return": '"1"'}]
+    assert problems["not JSON"] == 1 and problems["duplicate id"] == 1
+    assert sum(problems.values()) == 4
