@@ -41,9 +41,10 @@ def open_model(*, checkpoint: str | None = None, hf_dir: str | None = None, endp
     return model
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """The model flags every eval CLI shares."""
-    src = parser.add_mutually_exclusive_group(required=True)
+def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The model flags every eval CLI shares. `required=False` for CLIs that offer another source of
+    answers (e.g. SolverLearner's harness-checking backends) and check for a model themselves."""
+    src = parser.add_mutually_exclusive_group(required=required)
     src.add_argument("--checkpoint", help="params checkpoint or trainer run dir (in-process JAX)")
     src.add_argument("--hf_dir", help="HF LLaMA directory: safetensors + tokenizer.json/tokenizer.model")
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")

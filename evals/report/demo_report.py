@@ -17,6 +17,8 @@ from evals.report.document import Missing, Paragraph, Report, Section, Table, wr
 from patch_training.errors import one_line
 
 STAGE_LOG = "demo_stages.jsonl"   # written by scripts/demo.sh: one line per finished stage
+# The models the eval stages evaluate (scripts/demo_lib/models.sh), in report order.
+EVAL_MODELS = ("patch", "baseline", "finetuned")
 
 
 def stages_section(run_dir: Path) -> Section:
@@ -45,7 +47,10 @@ def default_sections(run_dir: Path, fig_dir: Path) -> list[tuple[str, Callable[[
         ("Pre-training", lambda: pretraining.section(run_dir, fig_dir)),
         ("Samples", lambda: pretraining.samples_section(run_dir)),
         ("Case2Code data", lambda: eval_sections.case2code_data_section(run_dir, fig_dir)),
+        ("Case2Code eval", lambda: eval_sections.case2code_eval_section(run_dir, list(EVAL_MODELS))),
         ("SolverLearner", lambda: eval_sections.solverlearner_section(run_dir)),
+        ("DynamicQA", lambda: eval_sections.dynamicqa_section(
+            run_dir, [(m, f"dynamicqa/{m}") for m in EVAL_MODELS])),
     ]
 
 

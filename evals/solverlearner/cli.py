@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     backends = _backends()
     if backends is not None:
-        backends.add_model_args(run)
+        backends.add_model_args(run, required=False)
     else:  # same flags, so the command parses and then says in one line what is missing
         for flag in ("--checkpoint", "--hf_dir", "--endpoint", "--model_name", "--cache_dir"):
             run.add_argument(flag, default=None)

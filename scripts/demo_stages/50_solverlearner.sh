@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Demo stage: run by scripts/demo.sh as `bash STAGE RUN_DIR [gin flags...]`, with PY set.
-# SolverLearner on the demo checkpoint (a few problems per cell), next to the oracle (must be 1.0) and the
+# SolverLearner on the demo's models (scripts/demo_lib/models.sh; a few problems per cell), next to the oracle (must be 1.0) and the
 # rule-blind backend (the everyday rule: 1.0 on base10/svo/default/shift0, ~0 elsewhere), so the table says
 # what the checkpoint's numbers mean. Each row is skipped when its results.json exists (resumable).
 set -euo pipefail
@@ -22,21 +22,20 @@ for harness in oracle rule_blind; do
   fi
   results+=("$harness=$out/$harness/results.json")
 done
-if ! "$PY" -c "import evals.backends" 2>/dev/null; then
-  echo "== solverlearner: checkpoint row skipped: evals.backends is not in this checkout yet (oracle and rule-blind rows only)" >&2
-elif [[ ! -d "$run_dir/stage2_token" ]]; then
-  echo "== solverlearner: checkpoint row skipped: no $run_dir/stage2_token" >&2
-else
-  if [[ -f "$out/checkpoint/results.json" ]]; then
-    echo "== solverlearner: checkpoint row already done ($out/checkpoint)" >&2
+source scripts/demo_lib/models.sh
+mapfile -t models < <(demo_models "$run_dir")
+model_results=()
+for entry in "${models[@]}"; do
+  read -r model ckpt <<<"$entry"
+  if [[ -f "$out/$model/results.json" ]]; then
+    echo "== solverlearner: $model row already done ($out/$model)" >&2
   else
-    echo "== solverlearner: checkpoint row ($run_dir/stage2_token)" >&2
-    # A failure here is reported in one line and leaves the harness rows standing (the demo goes on).
-    "$PY" -m evals.solverlearner run --checkpoint "$run_dir/stage2_token" "${common[@]}" \
-      --max_new_tokens 12 --code_max_new_tokens 48 --out "$out/checkpoint" > "$out/checkpoint.last.json" \
-      || echo "== solverlearner: checkpoint row FAILED (exit $?); its log is above" >&2
+    echo "== solverlearner: $model row ($ckpt)" >&2
+    "$PY" -m evals.solverlearner run --checkpoint "$ckpt" "${common[@]}" \
+      --max_new_tokens 12 --code_max_new_tokens 48 --out "$out/$model" > "$out/$model.last.json" </dev/null
   fi
-  [[ -f "$out/checkpoint/results.json" ]] && results=("checkpoint=$out/checkpoint/results.json" "${results[@]}")
-fi
+  model_results+=("$model=$out/$model/results.json")
+done
+results=("${model_results[@]}" "${results[@]}")
 "$PY" -m evals.solverlearner combine --results "${results[@]}" --out "$out/table.md"
 echo "solverlearner report: $out/table.md (per-run results.md, chart.png under $out/<row>/)" >&2

@@ -171,7 +171,7 @@ def test_cli_model_plumbing_through_backends(tmp_path, capsys, monkeypatch, data
 
     seen = {}
 
-    def add_model_args(parser: argparse.ArgumentParser) -> None:
+    def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
         for flag in ("--checkpoint", "--hf_dir", "--endpoint", "--model_name", "--cache_dir"):
             parser.add_argument(flag, default=None)
         parser.add_argument("--batch_size", type=int, default=8)
