@@ -134,26 +134,15 @@ def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dic
     return summary
 
 
-def _backends_available() -> bool:
-    import importlib.util
-    try:
-        return importlib.util.find_spec("evals.backends") is not None
-    except ImportError:
-        return False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    with_backends = bool(argv) and argv[0] == "run" and _backends_available()
+    with_backends = bool(argv) and argv[0] == "run"
     args = build_parser(with_backends).parse_args(argv)
     if args.command == "score":
         summary = score_samples(args.samples, args.out, _judge(args),
                                 ScoreOptions(official_clustering=args.official_clustering), log=log.info)
     else:
-        if not with_backends:
-            raise UserError("evals.backends is not in this checkout, so `run` cannot open a model; "
-                            "`score` works on saved samples")
         prepared = prepare_run(args)
         from evals.backends import open_model_from_args
         model = open_model_from_args(args, default_cache_dir=str(Path(args.out) / "generation_cache"))

@@ -17,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+from evals import backends
 from evals.model_api import Sampling
 from evals.solverlearner import report
 from evals.solverlearner.common import SETTINGS
@@ -27,16 +28,6 @@ from patch_training.errors import UserError, run_cli
 from patch_training.shared_data import shared_data_dir
 
 log = logging.getLogger("evals.solverlearner")
-BACKENDS_MISSING = ("evals.backends is not available in this checkout, so --checkpoint/--hf_dir/--endpoint "
-                    "cannot be opened; use --harness oracle|rule_blind or score completions made elsewhere")
-
-
-def _backends():
-    try:
-        import evals.backends as backends  # lands with "Evals I"; optional until then
-    except ImportError:
-        return None
-    return backends
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -72,14 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="generate and score")
     _add_common(run)
-    backends = _backends()
-    if backends is not None:
-        backends.add_model_args(run, required=False)
-    else:  # same flags, so the command parses and then says in one line what is missing
-        for flag in ("--checkpoint", "--hf_dir", "--endpoint", "--model_name", "--cache_dir"):
-            run.add_argument(flag, default=None)
-        run.add_argument("--batch_size", type=int, default=8)
-        run.add_argument("--chat", action="store_true")
+    backends.add_model_args(run, required=False)
     run.add_argument("--harness", choices=HARNESS_BACKENDS, default=None,
                      help="a harness-checking backend instead of a model")
     _add_selection(run)
@@ -129,9 +113,6 @@ def _open_model(args, items, bank):
         return harness_model(args.harness, bank.tasks, items)
     if not (args.checkpoint or args.hf_dir or args.endpoint):
         raise UserError("run needs a model: --checkpoint DIR, --hf_dir DIR, --endpoint URL or --harness NAME")
-    backends = _backends()
-    if backends is None:
-        raise UserError(BACKENDS_MISSING)
     return backends.open_model_from_args(args, default_cache_dir=str(Path(args.out) / "gen_cache"))
 
 

@@ -127,17 +127,6 @@ def test_score_inline_distributions_hand_checked(tmp_path):
     assert summary["problems"] == {"CP: group without distributions left out": 1}
 
 
-def test_run_without_backends_is_one_line(capsys):
-    if cli._backends_available():
-        pytest.skip("evals.backends is present; this checks the message when it is not")
-    from patch_training.errors import run_cli
-    with pytest.raises(SystemExit) as e:
-        run_cli(cli.main, ["run", "--checkpoint", "x", "--out", "y"])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "evals.backends" in err
-
-
 def test_missing_samples_file_is_one_line(tmp_path, capsys):
     from patch_training.errors import run_cli
     with pytest.raises(SystemExit):

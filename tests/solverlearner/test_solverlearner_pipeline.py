@@ -150,40 +150,18 @@ def test_cli_user_errors(argv, match, tmp_path, data_dir):
         main(["run", "--out", str(tmp_path)] + (argv if argv == [] else ["--harness", "oracle"] + argv))
 
 
-def test_cli_says_when_backends_are_missing(tmp_path, data_dir):
-    from evals.solverlearner.cli import BACKENDS_MISSING, _backends, main
-
-    if _backends() is not None:
-        pytest.skip("evals.backends is present")
-    with pytest.raises(UserError) as e:
-        main(["run", "--checkpoint", str(tmp_path / "ckpt"), "--limit", "1", "--tasks", "syntax:svo",
-              "--out", str(tmp_path / "o")])
-    assert str(e.value) == BACKENDS_MISSING
-
-
 def test_cli_model_plumbing_through_backends(tmp_path, capsys, monkeypatch, data_dir):
-    """The `run` path hands its parsed args to `evals.backends` (a stand-in here, until that package lands)."""
-    import argparse
-    import sys
-    import types
-
+    """The `run` path hands its parsed args to `evals.backends.open_model_from_args` (stubbed here)."""
+    import evals.backends
     from evals.solverlearner.cli import main
 
     seen = {}
-
-    def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-        for flag in ("--checkpoint", "--hf_dir", "--endpoint", "--model_name", "--cache_dir"):
-            parser.add_argument(flag, default=None)
-        parser.add_argument("--batch_size", type=int, default=8)
-        parser.add_argument("--chat", action="store_true")
 
     def open_model_from_args(args, default_cache_dir=None):
         seen.update(checkpoint=args.checkpoint, cache=default_cache_dir)
         return ScriptedModel(lambda p, j: " subject = mary, verb = loves, object = noah", name="stand-in")
 
-    fake = types.ModuleType("evals.backends")
-    fake.add_model_args, fake.open_model_from_args = add_model_args, open_model_from_args
-    monkeypatch.setitem(sys.modules, "evals.backends", fake)
+    monkeypatch.setattr(evals.backends, "open_model_from_args", open_model_from_args)
     main(["run", "--checkpoint", "CKPT", "--tasks", "syntax:ovs", "--settings", "inductive_fewshot",
           "--limit", "3", "--out", str(tmp_path)])
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
