@@ -141,9 +141,16 @@ class MixtureDataset:
 @gin.configurable("make_mixture")
 def _make_mixture(*, name: str = "mixture", members: Sequence[Any] = gin.REQUIRED,
                   rates: Sequence[float] = gin.REQUIRED, member_names: Sequence[str] | None = None,
-                  seed: int = 0) -> MixtureDataset:
-    """A `MixtureDataset` from already-built member datasets (gin: `members = [@a/make_dataset(), ...]`)."""
-    return MixtureDataset(members, rates, names=member_names, seed=seed, name=name)
+                  seed: int = 0, vocab: Any = None) -> MixtureDataset:
+    """A `MixtureDataset` of member datasets.
+
+    members: uncalled dataset factories (gin `[@c2c/make_prompt_answer_dataset, @corpus/make_dataset]`),
+      called here with `vocab` (the fine-tuning run passes the checkpoint's), or built datasets.
+    rates: one positive number per member (normalised to probabilities).
+    """
+    check_rates(list(member_names or [f"member {i}" for i in range(len(members))]), rates, f"mixture {name!r}")
+    built = [m(vocab=vocab) if callable(m) and not hasattr(m, "host_batch") else m for m in members]
+    return MixtureDataset(built, rates, names=member_names, seed=seed, name=name)
 
 
 make_mixture = one_line_errors(_make_mixture)
