@@ -129,6 +129,28 @@ def _fit(prompt: np.ndarray, answer: np.ndarray, length: int, truncate: bool) ->
     return prompt, "too_long"
 
 
+def _prefix_lm_rows(row_length: int):
+    """seqio's PrefixLMFeatureConverter with a fixed row length instead of inputs + targets lengths.
+
+    The stock converter sizes the concatenated row as len(inputs) + len(targets) from the task
+    feature lengths, which forces a fixed prompt/answer split; a row here is `row_length` tokens
+    however an example divides them (every example was checked to fit).
+    """
+    import seqio
+
+    class PrefixLMRows(seqio.PrefixLMFeatureConverter):
+        def _concat_task_feature_lengths(self, task_feature_lengths):
+            lengths = dict(super()._concat_task_feature_lengths(task_feature_lengths))
+            for key in ("targets", "inputs_width", "inputs_width_add_pos"):
+                lengths[key] = row_length
+            return lengths
+
+        def get_model_feature_lengths(self, task_feature_lengths):
+            return super().get_model_feature_lengths({"inputs": 0, "targets": row_length})
+
+    return PrefixLMRows
+
+
 def _build(task, split, vocab, spec, vocab_fp, rows_dir: Path, key_parts, key, length, pack,
            loss_on_targets_only, truncate) -> None:
     from patch_training.tf_quiet import ensure_tensorflow_imported
@@ -178,9 +200,8 @@ def _build(task, split, vocab, spec, vocab_fp, rows_dir: Path, key_parts, key, l
             examples_ds = tf.data.Dataset.from_generator(
                 examples, output_signature={"inputs": tf.TensorSpec([None], tf.int32),
                                             "targets": tf.TensorSpec([None], tf.int32)})
-            converter = seqio.PrefixLMFeatureConverter(pack=pack, loss_on_targets_only=loss_on_targets_only)
-            # The converter concatenates inputs and targets before packing, so only the sum matters.
-            lengths = {"inputs": length // 2, "targets": length - length // 2}
+            converter = _prefix_lm_rows(length)(pack=pack, loss_on_targets_only=loss_on_targets_only)
+            lengths = {"inputs": length, "targets": length}  # each part may take up to the whole row
             num_rows, non_pad, weight_sum = _write(converter(examples_ds, lengths), tmp, length, vocab)
         meta = {"task": task, "split": split, "vocab_spec": spec, "key": key_parts, "fingerprint": key,
                 "num_rows": num_rows, "num_tokens": non_pad, "num_documents": counts["ok"] + counts["truncated"],
