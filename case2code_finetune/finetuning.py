@@ -177,7 +177,7 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
         bs = cfg.eval_batch_size or cfg.batch_size
         before = validation_loss(params, init.model_config, eval_sets, batch_size=bs, limit=cfg.eval_batches,
                                  mesh=mesh)
-        summary["before"] = before
+        summary["before"] = {name or "validation": m for name, m in before.items()}
         for name, m in before.items():
             _say(f"validation{' ' + name if name else ''} answer-token loss before fine-tuning: "
                  f"{m['loss']:.4f} ({m['tokens']:.0f} tokens)")
@@ -193,7 +193,7 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
     summary["final_step"] = result.final_step
     if result.status == "completed":
         if result.eval_by_set:
-            summary["after"] = result.eval_by_set
+            summary["after"] = {name or "validation": m for name, m in result.eval_by_set.items()}
         summary["case2code_pass_at_1"] = (run_case2code_eval(run_dir, case2code_eval_data, case2code_eval_limit)
                                           if _is_primary() else None)
     _write_summary(run_dir, summary)
@@ -208,7 +208,7 @@ def summary_line(summary: dict, run_dir: Path) -> str:
     before, after = summary.get("before") or {}, summary.get("after") or {}
     for name in sorted(set(before) | set(after)):
         b, a = before.get(name, {}).get("loss"), after.get(name, {}).get("loss")
-        label = f"validation {name} " if name else "validation "
+        label = f"{name} " if name == "validation" else f"validation {name} "
         shown = " -> ".join(f"{x:.4f}" for x in (b, a) if x is not None)
         parts.append(f"{label}answer-token loss {shown}" + (" (before -> after)" if b is not None and a is not None
                                                             else ""))
