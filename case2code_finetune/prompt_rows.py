@@ -67,7 +67,10 @@ def _row_report_line(what: str, meta: dict) -> str | None:
     if rep.get("malformed"):
         parts.append(f"skipped {rep['malformed']} malformed of {rep['total']} rows "
                      f"(first: {(rep.get('examples') or ['?'])[0]})")
-    if meta.get("too_long"):
+    if meta.get("too_long") and (meta.get("key") or {}).get("truncate"):
+        parts.append(f"skipped {meta['too_long']} rows whose answer alone does not fit in sequence_length="
+                     f"{meta['sequence_length']} (longest row {meta['longest_example']} tokens)")
+    elif meta.get("too_long"):
         parts.append(f"skipped {meta['too_long']} rows longer than sequence_length="
                      f"{meta['sequence_length']} (longest {meta['longest_example']} tokens; "
                      f"truncate_prompts=True cuts prompts from the left instead)")
