@@ -68,3 +68,20 @@ def test_a_rate_that_is_not_positive_is_one_line(rates):
 def test_members_of_different_row_lengths_are_refused():
     with pytest.raises(UserError, match="row lengths"):
         MixtureDataset([Rows(1, 3, 8), Rows(2, 3, 16)], [1, 1])
+
+
+def test_prompt_answer_tasks_register_as_a_seqio_mixture(train_rows, c2c_dir):
+    import seqio
+    from case2code_finetune import tasks
+    from case2code_finetune.mixtures import register_seqio_mixture
+    from patch_training.data.vocab import byte_vocabulary
+
+    other = tasks.register_prompt_answer_task(name="second_source", train_files=[str(c2c_dir / "validation.jsonl")])
+    name = register_seqio_mixture("c2c_plus", [("case2code", 1.0), (other, 3.0)], byte_vocabulary())
+    mixture = seqio.get_mixture_or_task(name)
+    rates = {t.name.split("__")[0]: mixture.get_rate(t) for t in mixture.tasks}
+    assert rates == {"pa_case2code": 0.25, "pa_second_source": 0.75}
+    example = next(mixture.get_dataset(None, split="train", shuffle=False, num_epochs=1).as_numpy_iterator())
+    assert example["targets"][-1] == 1 and example["inputs"].size > 0  # answer ends in EOS; prompt has none
+    with pytest.raises(UserError, match="must be positive"):
+        register_seqio_mixture("bad", [("case2code", 0.0)], byte_vocabulary())
