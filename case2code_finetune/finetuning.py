@@ -173,7 +173,9 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
         _say(f"fine-tuning from {init.path} (params only; fresh optimizer and schedule)")
     summary.update({"init_checkpoint": str(init.path), "model_config": init.model_config.to_dict(),
                     "train_rows": train.num_rows, "train": repr(train)})
-    if eval_before and eval_sets and "before" not in summary and params is not None:
+    # Decided by the shared checkpoint dir, not by finetune.json (only the primary host writes it),
+    # so every host takes part in the same collective evaluation.
+    if eval_before and eval_sets and not resuming:
         bs = cfg.eval_batch_size or cfg.batch_size
         before = validation_loss(params, init.model_config, eval_sets, batch_size=bs, limit=cfg.eval_batches,
                                  mesh=mesh)
