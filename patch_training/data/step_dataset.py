@@ -115,6 +115,10 @@ class StepIndexedDataset:
     def num_eval_batches(self, global_batch_size: int) -> int:
         return -(-self.num_rows // global_batch_size)
 
+    def rows_at(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The model features of rows `ids` (in that order): what mixtures of row caches read."""
+        return self._assemble(np.asarray(ids, dtype=np.int64))
+
     def _assemble(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         # Sorted reads are friendlier to the page cache; restore the requested order afterwards.
         order = np.argsort(ids, kind="stable")
