@@ -47,6 +47,7 @@ def default_sections(run_dir: Path, fig_dir: Path) -> list[tuple[str, Callable[[
         ("Pre-training", lambda: pretraining.section(run_dir, fig_dir)),
         ("Samples", lambda: pretraining.samples_section(run_dir)),
         ("Case2Code data", lambda: eval_sections.case2code_data_section(run_dir, fig_dir)),
+        ("Fine-tuning", lambda: eval_sections.finetune_section(run_dir)),
         ("Case2Code eval", lambda: eval_sections.case2code_eval_section(run_dir, list(EVAL_MODELS))),
         ("SolverLearner", lambda: eval_sections.solverlearner_section(run_dir)),
         ("DynamicQA", lambda: eval_sections.dynamicqa_section(

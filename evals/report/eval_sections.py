@@ -157,3 +157,29 @@ def case2code_eval_section(run_dir: Path, models: list[str]) -> Section:
                      "statuses", "wall (s)"], rows))
     s.add(*figures)
     return s
+
+
+def finetune_section(run_dir: Path) -> Section:
+    s = Section("Case2Code fine-tuning (direct variant)")
+    ft = run_dir / "finetune_direct"
+    path = ft / "finetune.json"
+    if not path.is_file():
+        return s.add(Missing(f"{path} (stage 35_finetune has not run)"))
+    summary = json.loads(path.read_text())
+    s.add(Paragraph(
+        "The patch run's final token-level checkpoint is fine-tuned on the synthesised training split: prompt and "
+        "answer packed into one row, loss on answer tokens only, parameters taken over with a fresh optimizer and "
+        "schedule. The validation split (unseen functions) is scored the same way before the first step and after "
+        "the last."))
+    rows = []
+    for name in sorted(set(summary.get("before") or {}) | set(summary.get("after") or {})):
+        b = (summary.get("before") or {}).get(name) or {}
+        a = (summary.get("after") or {}).get(name) or {}
+        rows.append([name, b.get("loss"), a.get("loss"), b.get("perplexity"), a.get("perplexity")])
+    s.add(Table(["validation set", "answer loss before", "answer loss after", "ppl before", "ppl after"], rows,
+                f"Status {summary.get('status')} at step {summary.get('final_step')}; started from "
+                f"{summary.get('init_checkpoint')}."))
+    curve = ft / "loss_curve.png"
+    if curve.is_file():
+        s.add(Figure(curve, "Fine-tuning loss curve (answer tokens only)"))
+    return s
