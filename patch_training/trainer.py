@@ -23,7 +23,7 @@ import numpy as np
 from patch_training import mfu as mfu_lib
 from patch_training import sharding as sharding_lib
 from patch_training.errors import UserError
-from patch_training.gin_utils import write_operative_config
+from patch_training.gin_utils import check_all_bindings_used, write_operative_config
 from patch_training.evaluation import evaluate
 from patch_training.mesh import describe, make_mesh
 from patch_training.metrics import MetricsWriter, ProgressLine, read_jsonl, truncate_jsonl, METRICS_FILE
@@ -43,9 +43,11 @@ class TrainingDiverged(UserError):
 @gin.configurable(module="trainer")
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-    num_steps: int = gin.REQUIRED
-    batch_size: int = gin.REQUIRED          # global rows per optimizer step
-    seq_len: int = gin.REQUIRED             # tokens per row (K·T in a patch stage)
+    # Shape and length of the run. A pretraining config binds them (to %gin.REQUIRED macros); a
+    # two-stage run leaves them unset and derives them per stage from its plan.
+    num_steps: int | None = None
+    batch_size: int | None = None           # global rows per optimizer step
+    seq_len: int | None = None              # tokens per row (K·T in a patch stage)
     patch_size: int = 1                     # K; 1 = token level
     num_microbatches: int = 1               # gradient accumulation
     seed: int = 0                           # every random stream derives from this
@@ -160,6 +162,8 @@ class Trainer:
         if (restored.data_state or {}).get("next_step", restored.step) != restored.step:
             raise UserError(f"checkpoint step {restored.step}: saved data position "
                             f"{restored.data_state} does not match its step")
+        window = (restored.data_state or {}).get("loss_window") or [0.0, 0]
+        self._restored_loss_window = (float(window[0]), int(window[1]))
         return TrainState(step=jax.device_put(np.asarray(restored.step, np.int32), rep),
                           params=restored.params, opt_state=restored.opt_state,
                           rng=jax.device_put(np.asarray(restored.rng), rep))
@@ -221,6 +225,10 @@ class Trainer:
         eval_by_set: dict[str, dict[str, float]] = {}
         status = "completed"
         window_start, window_steps = None, 0
+        # The logged train loss is the mean over the steps since the previous log line (one step's
+        # loss is noise). The partial window travels in the checkpoint so a resumed run logs the
+        # same means as an uninterrupted one.
+        loss_window = list(self._restored_loss_window) if resumed else [0.0, 0]
         pending: list[tuple[int, dict]] = []
 
         def drain() -> None:
@@ -237,13 +245,16 @@ class Trainer:
                         f"loss is {values['loss']} at step {done_step}; stopping the run ({where}; "
                         f"nothing after it was saved)")
                 last_metrics = values
+                loss_window[0] += values["loss"]
+                loss_window[1] += 1
                 if done_step % cfg.log_every == 0 or done_step == cfg.num_steps:
                     now = time.perf_counter()
                     if window_start is None or window_steps == 0:
                         step_time = float("nan")
                     else:
                         step_time = (now - window_start) / window_steps
-                    row = dict(values)
+                    row = dict(values, loss=loss_window[0] / loss_window[1])
+                    loss_window[:] = [0.0, 0]
                     extra = f"gnorm {values['grad_norm']:.3f}"
                     if math.isfinite(step_time) and step_time > 0:
                         # Timing needs a window of steps after compilation; the first log has none.
@@ -254,7 +265,7 @@ class Trainer:
                                                               self.mesh.devices.size)
                         extra += f" MFU {100 * row[mfu_lib.MFU_METRIC]:.1f}%"
                     writer.write(done_step, row)
-                    progress.show(done_step, values["loss"], values["learning_rate"],
+                    progress.show(done_step, row["loss"], values["learning_rate"],
                                   row.get("tokens_per_s", 0.0), row.get("step_time_s", 0.0), extra=extra)
                     window_start, window_steps = now, 0
             pending.clear()
@@ -282,7 +293,7 @@ class Trainer:
                     drain()  # never save or report a state whose loss was not checked
                 if must_save:
                     ckpt.save(step, state.params, state.opt_state, rng=state.rng,
-                              data_state={"next_step": step}, force=True)
+                              data_state={"next_step": step, "loss_window": list(loss_window)}, force=True)
                     last_good = step
                 if must_eval:
                     eval_by_set = self._evaluate(state, writer, step)
@@ -381,6 +392,7 @@ def run_training(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUI
                         f"{vocab_size} tokens")
     trainer_config = trainer_config or TrainerConfig()
     mesh = make_mesh(mesh_shape)
+    check_all_bindings_used()
     run_dir = Path(model_dir)
     if jax.process_index() == 0:
         write_operative_config(run_dir)

@@ -42,7 +42,14 @@ import numpy as np
 
 from patch_training import patch_cost
 from patch_training import stage_data as sd
+from patch_training.checkpoint_manifest import latest_complete_step
+from patch_training.data.factory import make_dataset
+from patch_training.data.paths import wikitext_test_file
 from patch_training.errors import UserError, run_cli
+from patch_training.gin_utils import check_all_bindings_used, write_operative_config
+from patch_training.mesh import make_mesh
+from patch_training.optimizer import OptimizerConfig
+from patch_training.trainer import Trainer, TrainerConfig, _vocab_spec
 
 PLAN_FILE = "two_stage.json"
 EVAL_FILE = "eval.json"
@@ -52,6 +59,11 @@ STAGE_SUMMARY_FILE = "stage_summary.json"
 @gin.configurable(module="two_stage")
 @dataclasses.dataclass(frozen=True)
 class TwoStageConfig:
+    """What the method decides: the budget, K, λ, the row shapes and batch sizes of the two stages.
+
+    Everything else a stage needs (seed, logging, microbatches, eval caps, plotting) comes from the
+    gin-bound `trainer.TrainerConfig`; `stage_trainer_config` derives each stage's config from it.
+    """
     token_budget: int = gin.REQUIRED          # raw tokens consumed over both stages
     seq_len: int = gin.REQUIRED               # T: tokens per token-stage row = positions in the network
     batch_size: int = gin.REQUIRED            # B2: token-stage rows per step
@@ -59,16 +71,11 @@ class TwoStageConfig:
     patch_fraction: Any = "2/3"               # λ: share of the budget trained at patch level
     patch_batch_size: int | None = None       # B1 (default B2): patch rows of K·T tokens per step
     patch_seq_len: int | None = None          # tokens per patch row (default K·T); K must divide it
-    seed: int = 0
-    num_microbatches: int = 1
-    log_every: int = 10
     evals_per_stage: int = 1                  # validation passes per stage, evenly spaced, last at the end
-    eval_batches: int | None = None           # cap per validation set (None: the whole split)
-    eval_batch_size: int | None = None
 
     def validate(self) -> float:
         """Check the config; returns λ as a float."""
-        for name in ("token_budget", "seq_len", "batch_size", "patch_size", "num_microbatches", "log_every"):
+        for name in ("token_budget", "seq_len", "batch_size", "patch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise UserError(f"TwoStageConfig.{name} must be a positive integer, got {value!r}")
@@ -136,7 +143,6 @@ def _read_json(path: Path) -> Any:
 
 
 def latest_checkpoint(stage_dir: Path) -> int | None:
-    from patch_training.checkpoint_manifest import latest_complete_step
     ckpt = stage_dir / "checkpoints"
     return latest_complete_step(ckpt) if ckpt.is_dir() else None
 
@@ -193,15 +199,35 @@ def check_stage_request(run_dir: str | os.PathLike, cfg: TwoStageConfig,
     return plans
 
 
-def _trainer_config(cfg: TwoStageConfig, plan: patch_cost.StagePlan):
-    from patch_training.trainer import TrainerConfig
-    every = 0
+# TrainerConfig fields the plan sets per stage; binding them in a two-stage run would be ignored.
+PLAN_DERIVED_FIELDS = {"num_steps": "TOKEN_BUDGET (TwoStageConfig.token_budget)",
+                       "batch_size": "BATCH_SIZE / PATCH_BATCH_SIZE (TwoStageConfig.batch_size, patch_batch_size)",
+                       "seq_len": "SEQUENCE_LENGTH (TwoStageConfig.seq_len, patch_seq_len)",
+                       "patch_size": "PATCH_SIZE (TwoStageConfig.patch_size)"}
+
+
+def check_base_trainer_config(base: TrainerConfig, cfg: TwoStageConfig) -> None:
+    """Refuse TrainerConfig settings the two-stage plan would silently override."""
+    defaults = TrainerConfig.__dataclass_fields__
+    for name, owner in PLAN_DERIVED_FIELDS.items():
+        value = getattr(base, name)
+        if value is not None and value != defaults[name].default:
+            raise UserError(f"trainer.TrainerConfig.{name}={value!r} has no effect in a two-stage run: each "
+                            f"stage's {name} comes from {owner}; remove that binding")
+    if base.eval_every and cfg.evals_per_stage > 1:
+        raise UserError(f"both trainer.TrainerConfig.eval_every={base.eval_every} and "
+                        f"two_stage.TwoStageConfig.evals_per_stage={cfg.evals_per_stage} say when to "
+                        "validate; bind only one")
+
+
+def stage_trainer_config(base: TrainerConfig, cfg: TwoStageConfig, plan: patch_cost.StagePlan) -> TrainerConfig:
+    """One stage's trainer config: the gin-bound `base` with the plan's shape, steps and eval spacing."""
+    check_base_trainer_config(base, cfg)
+    every = base.eval_every
     if cfg.evals_per_stage > 1:
         every = max(1, -(-plan.num_steps // cfg.evals_per_stage))
-    return TrainerConfig(num_steps=plan.num_steps, batch_size=plan.batch_size, seq_len=plan.tokens_per_row,
-                         patch_size=plan.patch_size, num_microbatches=cfg.num_microbatches, seed=cfg.seed,
-                         log_every=cfg.log_every, eval_every=every, eval_batches=cfg.eval_batches,
-                         eval_batch_size=cfg.eval_batch_size, plot=True)
+    return dataclasses.replace(base, num_steps=plan.num_steps, batch_size=plan.batch_size,
+                               seq_len=plan.tokens_per_row, patch_size=plan.patch_size, eval_every=every)
 
 
 def _say(text: str) -> None:
@@ -210,19 +236,23 @@ def _say(text: str) -> None:
 
 
 def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConfig, sources: StageSources,
-                  eval_sets: Mapping[str, Any] | None = None, optimizer_config=None, checkpoint_config=None,
-                  vocab_spec: dict | None = None, mesh=None, stage: int | None = None,
-                  console: bool = True) -> TwoStageResult:
-    """Run stage 1 then stage 2 (or only `stage`), resuming whatever is already in `run_dir`."""
-    from patch_training.mesh import make_mesh
-    from patch_training.trainer import Trainer
+                  trainer_config: TrainerConfig | None = None, eval_sets: Mapping[str, Any] | None = None,
+                  optimizer_config=None, checkpoint_config=None, vocab_spec: dict | None = None, mesh=None,
+                  stage: int | None = None, console: bool = True) -> TwoStageResult:
+    """Run stage 1 then stage 2 (or only `stage`), resuming whatever is already in `run_dir`.
 
+    `trainer_config` holds the settings both stages share (seed, logging, microbatches, eval caps);
+    its plan-derived fields (steps, batch size, row length, K) must be left unset.
+    """
+    base = trainer_config if trainer_config is not None else TrainerConfig()
     plans = check_stage_request(run_dir, cfg, stage)
+    check_base_trainer_config(base, cfg)
     lam = cfg.validate()
+    seed = base.seed
     by_index = {p.index: p for p in plans}
     run_dir = Path(run_dir)
     record = {"token_budget": cfg.token_budget, "patch_size": cfg.patch_size, "patch_fraction": lam,
-              "seq_len": cfg.seq_len, "seed": cfg.seed, "stages": [p.to_dict() for p in plans]}
+              "seq_len": cfg.seq_len, "seed": seed, "stages": [p.to_dict() for p in plans]}
     stage1 = by_index.get(1)
     stage1_dir = run_dir / stage1.name if stage1 else None
     _check_plan(run_dir, record)
@@ -237,7 +267,7 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
     if patch_rows is not None and token_rows is not None:
         sd.check_same_stream(patch_rows, token_rows, rows_per_block)
     num_blocks = sd.count_blocks(patch_rows, token_rows, rows_per_block)
-    walk = sd.BlockWalk(num_blocks, cfg.seed)
+    walk = sd.BlockWalk(num_blocks, seed)
     if stage1 is not None and stage1.num_steps * stage1.batch_size > num_blocks:
         _say(f"note: stage 1 needs {stage1.num_steps * stage1.batch_size} blocks but the corpus has "
              f"{num_blocks}; it repeats data (stage 2 then also starts inside a repeated epoch)")
@@ -275,7 +305,7 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
         _say(f"== stage {plan.index} of 2 ({plan.name}): "
              f"{plan.num_steps} steps x {plan.batch_size} rows x {plan.tokens_per_row} tokens "
              f"(K={plan.patch_size}, {plan.network_length} positions in the network)")
-        trainer = Trainer(stage_dir, model_config, _trainer_config(cfg, plan), data, dict(eval_sets or {}),
+        trainer = Trainer(stage_dir, model_config, stage_trainer_config(base, cfg, plan), data, dict(eval_sets or {}),
                           optimizer_config, vocab_spec=vocab_spec, mesh=mesh, console=console,
                           initial_params=initial_params, checkpoint_config=checkpoint_config)
         t0 = time.perf_counter()
@@ -312,15 +342,12 @@ def _write_cost(run_dir: Path, model_config, cfg: TwoStageConfig, lam: float, pl
 
 # -- gin entry point and CLI ---------------------------------------------------------------------
 def wikitext_available() -> bool:
-    from patch_training.data.paths import wikitext_test_file
     return wikitext_test_file().is_file()
 
 
 def build_eval_sets(eval_tasks: Mapping[str, str], *, seq_len: int, vocab, seed: int,
                     cache_dir: str | None = None) -> dict[str, Any]:
     """Token-level validation sets by name; WikiText is skipped with a message if the shared copy is missing."""
-    from patch_training.data.factory import make_dataset
-    from patch_training.data.paths import wikitext_test_file
     sets = {}
     for name, task in eval_tasks.items():
         if task == "wikitext" and not wikitext_available():
@@ -334,43 +361,46 @@ def build_eval_sets(eval_tasks: Mapping[str, str], *, seq_len: int, vocab, seed:
 
 @gin.configurable(module="two_stage")
 def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
-                   two_stage_config: TwoStageConfig = gin.REQUIRED, vocab: Any = None,
-                   train_task: str = "code_corpus", eval_tasks: Mapping[str, str] | None = None,
+                   two_stage_config: TwoStageConfig = gin.REQUIRED, trainer_config: TrainerConfig | None = None,
+                   vocab: Any = None, train_task: str = "code_corpus", eval_tasks: Mapping[str, str] | None = None,
                    data_max_tokens: int | None = None, cache_dir: str | None = None,
                    optimizer_config: Any = None, checkpoint_config: Any = None,
                    mesh_shape: Sequence[int] | None = None, stage: int | None = None) -> TwoStageResult:
     """Build the corpus rows and validation sets, then `run_two_stage` into `model_dir`."""
-    from patch_training.data.factory import make_dataset
-    from patch_training.gin_utils import write_operative_config
-    from patch_training.mesh import make_mesh
-    from patch_training.optimizer import OptimizerConfig
-    from patch_training.trainer import _vocab_spec
 
     if not model_dir:
         raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
     cfg = two_stage_config
-    check_stage_request(model_dir, cfg, stage)  # fail fast, before building any data
+    base = trainer_config if trainer_config is not None else TrainerConfig()
+    plans = check_stage_request(model_dir, cfg, stage)  # fail fast, before building any data
+    check_base_trainer_config(base, cfg)
     vocab_size = getattr(vocab, "vocab_size", None)
     if vocab_size is not None and model_config.vocab_size < vocab_size:
         raise UserError(f"ModelConfig.vocab_size={model_config.vocab_size} is smaller than the vocabulary's "
                         f"{vocab_size} tokens")
-    common = dict(task=train_task, split="train", vocab=vocab, seed=cfg.seed, cache_dir=cache_dir,
+    common = dict(task=train_task, split="train", vocab=vocab, seed=base.seed, cache_dir=cache_dir,
                   max_tokens=data_max_tokens)
-    sources = StageSources(
-        patch_rows=lambda: sd.dataset_rows(make_dataset(sequence_length=cfg.patch_row_len,
-                                                        patch_size=cfg.patch_size, **common)),
-        token_rows=lambda: sd.dataset_rows(make_dataset(sequence_length=cfg.seq_len, patch_size=1,
-                                                        concat=True, **common)))
+    # Build only the row sets the plan has (a token-only baseline never builds the patch cache), and
+    # build them now, so that every gin-configured call has happened before the unused-binding check.
+    stages = {p.index for p in plans}
+    patch_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.patch_row_len, patch_size=cfg.patch_size,
+                                               **common)) if 1 in stages else None)
+    token_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.seq_len, patch_size=1, concat=True, **common))
+                  if 2 in stages else None)
+    sources = StageSources(patch_rows=(lambda: patch_rows) if patch_rows is not None else None,
+                           token_rows=(lambda: token_rows) if token_rows is not None else None)
     eval_sets = build_eval_sets(eval_tasks if eval_tasks is not None else
                                 {"code": "code_corpus", "wikitext": "wikitext"},
-                                seq_len=cfg.seq_len, vocab=vocab, seed=cfg.seed, cache_dir=cache_dir)
+                                seq_len=cfg.seq_len, vocab=vocab, seed=base.seed, cache_dir=cache_dir)
+    mesh = make_mesh(mesh_shape)
+    check_all_bindings_used()
     run_dir = Path(model_dir)
     if _is_primary():
         write_operative_config(run_dir)
-    result = run_two_stage(run_dir, model_config=model_config, cfg=cfg, sources=sources, eval_sets=eval_sets,
-                           optimizer_config=optimizer_config or OptimizerConfig(),
+    result = run_two_stage(run_dir, model_config=model_config, cfg=cfg, sources=sources, trainer_config=base,
+                           eval_sets=eval_sets, optimizer_config=optimizer_config or OptimizerConfig(),
                            checkpoint_config=checkpoint_config, vocab_spec=_vocab_spec(vocab),
-                           mesh=make_mesh(mesh_shape), stage=stage)
+                           mesh=mesh, stage=stage)
     if _is_primary():
         write_operative_config(run_dir)
         print(summary_line(result), flush=True)

@@ -1,6 +1,7 @@
 """Unit tests of the trainer's pieces on one CPU device (tiny model, compiled once per module)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -86,6 +87,17 @@ def test_adamw_hyperparameters_and_clipping():
     updates, _ = tx.update(grads, tx.init(params), params)
     # Adam's first step is sign-like: -lr * g_hat/(|g_hat|+eps) = -1 for every element.
     np.testing.assert_allclose(np.asarray(updates["w"]), -1.0, rtol=1e-5)
+    # That first step is the sign of the gradient with or without clipping, so it cannot show the
+    # clip. With eps comparable to the clipped gradient it can: the global norm is 200, clipped to 1,
+    # so each element becomes 0.5 and the update is -0.5/(0.5 + 1) (unclipped: -100/101).
+    tx, _ = make_optimizer(dataclasses.replace(cfg, eps=1.0), 10)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["w"]), -1.0 / 3.0, rtol=1e-5)
+    # Decoupled weight decay on matrices: lr * wd * w is subtracted on top of the Adam step.
+    tx, _ = make_optimizer(dataclasses.replace(cfg, eps=1.0, weight_decay=0.1), 10)
+    ones = {"w": jnp.ones((2, 2))}
+    updates, _ = tx.update(grads, tx.init(ones), ones)
+    np.testing.assert_allclose(np.asarray(updates["w"]), -1.0 / 3.0 - 0.1, rtol=1e-5)
 
 
 # -- MFU --------------------------------------------------------------------------------------
