@@ -17,7 +17,8 @@ from typing import Sequence
 
 import gin
 
-from patch_training.errors import UserError
+from patch_training.atomic import write_text_atomic
+from patch_training.errors import UserError, squash
 
 
 def _harden_gin_file_readers() -> None:
@@ -89,9 +90,8 @@ def _resolve_gin_file(name: str, search_path: Sequence[str]) -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
     # gin appends "In file X, line N" context: keep it, it says where.
-    return text if len(text) < 400 else text[:400] + " ..."
+    return squash(e, 400)
 
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
@@ -155,12 +155,7 @@ def call_configured(fn, **kwargs):
 
 def write_operative_config(run_dir: str | os.PathLike, name: str = "config.gin") -> Path:
     """Write gin's operative config (what was actually used) into the run directory."""
-    out = Path(run_dir) / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(gin.operative_config_str())
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(Path(run_dir) / name, gin.operative_config_str())
 
 
 # What `--gin.NAME=VALUE` flags bound in the last `parse_gin` (see `unused_bindings`): macro names

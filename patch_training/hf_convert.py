@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from patch_training.errors import UserError, run_cli
+from patch_training.errors import UserError, run_cli, squash
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json", "generation_config.json")
@@ -221,7 +221,7 @@ def read_hf_tensors(hf_dir: Path, config) -> dict[str, np.ndarray]:
         except UserError:
             raise
         except Exception as e:
-            raise UserError(f"{path}: cannot read safetensors file: {' '.join(str(e).split())[:200]}") from None
+            raise UserError(f"{path}: cannot read safetensors file: {squash(e, 200)}") from None
     missing = sorted(set(expected) - set(tensors))
     if missing:
         raise UserError(f"{hf_dir}: missing tensor(s) {', '.join(missing[:3])}"
@@ -243,7 +243,7 @@ def _check_tokenizer_files(src: Path) -> None:
         try:
             Tokenizer.from_file(str(tj))
         except Exception as e:
-            raise UserError(f"tokenizer file {tj} does not load: {' '.join(str(e).split())[:200]}") from None
+            raise UserError(f"tokenizer file {tj} does not load: {squash(e, 200)}") from None
 
 
 def _tokenizer_files(src: Path) -> list[Path]:

@@ -7,30 +7,30 @@ run killed at any point and restarted repeats the uninterrupted run bit for bit 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import gin
 import jax
 import numpy as np
 
 from patch_training import mfu as mfu_lib
-from patch_training import sharding as sharding_lib
+from patch_training.atomic import write_json_atomic
+from patch_training import partitioning as sharding_lib
 from patch_training.errors import UserError
 from patch_training.gin_utils import check_all_bindings_used, write_operative_config
 from patch_training.evaluation import evaluate
-from patch_training.mesh import describe, make_mesh
+from patch_training.partitioning import describe, make_mesh
 from patch_training.metrics import MetricsWriter, ProgressLine, read_jsonl, truncate_jsonl, METRICS_FILE
-from patch_training.optimizer import OptimizerConfig, make_optimizer
+from patch_training.optimizer import OptimizerConfig
 from patch_training.preemption import PreemptionWatcher
-from patch_training.train_state import TrainState, abstract_train_state, create_train_state, state_shardings
-from patch_training.train_step import StepConfig, make_eval_step, make_train_step
+from patch_training.train_state import TrainState, abstract_train_state, create_train_state
+from patch_training.train_step import StepConfig, compile_train_step
 from patch_training.checkpointing import CheckpointConfig, TrainCheckpointer
 
 log = logging.getLogger(__name__)
@@ -82,12 +82,6 @@ def _is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _compatibility_meta(model_config, cfg: TrainerConfig, vocab_spec: dict | None) -> dict:
     """What a checkpoint must agree on to be resumed by this config."""
     return {"model_config": model_config.to_dict(), "patch_size": cfg.patch_size,
@@ -133,26 +127,17 @@ class Trainer:
         if not _is_primary():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(self.run_dir / "model_config.json", self.model_config.to_dict())
+        write_json_atomic(self.run_dir / "model_config.json", self.model_config.to_dict())
         if self.vocab_spec is not None:
             from patch_training.data.vocab import write_vocab_json
             write_vocab_json(self.run_dir, self.vocab_spec)
 
     def _build(self):
-        from patch_training.model import Transformer
         cfg = self.cfg
-        self.tx, self.schedule = make_optimizer(self.optimizer_config, cfg.num_steps)
-        self.shardings = state_shardings(self.model_config, self.tx, self.mesh)
-        model = Transformer(self.model_config)
-        step_fn = make_train_step(model, self.tx, self.schedule,
-                                  StepConfig(cfg.patch_size, cfg.num_microbatches))
-        batch_sh = sharding_lib.batch_sharding(self.mesh)
-        rep = sharding_lib.replicated(self.mesh)
-        self.train_step = jax.jit(step_fn, in_shardings=(self.shardings, batch_sh),
-                                  out_shardings=(self.shardings, rep), donate_argnums=0)
-        # Validation is always token level: the metric users compare is per-token perplexity.
-        self.eval_step = jax.jit(make_eval_step(model, 1), in_shardings=(self.shardings.params, batch_sh),
-                                 out_shardings=rep)
+        steps = compile_train_step(self.model_config, self.optimizer_config, cfg.num_steps,
+                                   StepConfig(cfg.patch_size, cfg.num_microbatches), self.mesh)
+        self.tx, self.schedule, self.shardings = steps.tx, steps.schedule, steps.shardings
+        self.train_step, self.eval_step = steps.train_step, steps.eval_step
 
     def _state_from(self, restored) -> TrainState:
         rep = sharding_lib.replicated(self.mesh)
@@ -191,7 +176,6 @@ class Trainer:
             ckpt.close()
 
     def _run(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher) -> TrainResult:
-        cfg = self.cfg
         with sharding_lib.mesh_context(self.mesh):
             abstract = abstract_train_state(self.model_config, self.tx, self.shardings)
             restored = ckpt.restore_latest(abstract.params, abstract.opt_state)

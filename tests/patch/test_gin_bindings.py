@@ -8,10 +8,11 @@ import gin
 import pytest
 
 from patch_training import stage_data as sd
-from patch_training import two_stage
+from patch_training import two_stage_training as two_stage
+from patch_training.main.two_stage import parse_experiment_gin
 from patch_training.errors import UserError, one_line
 from patch_training.gin_utils import call_configured
-from stream import EvalRows, StreamRows
+from tests.support.stream import EvalRows, StreamRows
 
 T, K, B = 16, 4, 4
 # The real run file through a real experiment, shrunk to the micro model and synthetic rows.
@@ -36,7 +37,7 @@ def synthetic_data(monkeypatch):
 
 
 def run_experiment(run_dir, *bindings):
-    two_stage.parse_experiment_gin(["experiments/patch/tiny_cpu_patch.gin"],
+    parse_experiment_gin(["experiments/patch/tiny_cpu_patch.gin"],
                                    [b.format(run_dir=run_dir) for b in (*BASE, *bindings)])
     return call_configured(two_stage.run_experiment)
 

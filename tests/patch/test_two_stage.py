@@ -3,8 +3,6 @@ schedule, disjoint data, cost accounting, patch-length MFU, resume across the st
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -16,8 +14,8 @@ from patch_training import stage_data as sd
 from patch_training.checkpointing import CheckpointConfig
 from patch_training.optimizer import OptimizerConfig
 from patch_training.trainer import TrainerConfig
-from patch_training.two_stage import StageSources, TwoStageConfig, load_stage_params, run_two_stage
-from stream import EvalRows, StreamRows, micro_model
+from patch_training.two_stage_training import StageSources, TwoStageConfig, load_stage_params, run_two_stage
+from tests.support.stream import EvalRows, StreamRows, micro_model
 
 REPO = Path(__file__).resolve().parents[2]
 T, K, B = 16, 4, 4
@@ -80,25 +78,23 @@ def test_both_stages_run_in_their_own_dirs_and_validate_on_both_sets(full):
 def test_stage2_starts_from_stage1_params_with_fresh_optimizer_and_schedule(full):
     """Stage 2's first step equals one step from stage-1's final params with a new optimizer state."""
     run_dir = full[0]
-    from patch_training.mesh import make_mesh
-    from patch_training.model import Transformer
-    from patch_training.optimizer import make_optimizer
-    from patch_training.sharding import replicated
-    from patch_training.train_state import create_train_state, state_shardings
-    from patch_training.train_step import StepConfig, make_train_step
+    from patch_training.partitioning import make_mesh
+    from patch_training.partitioning import replicated
+    from patch_training.train_state import create_train_state
+    from patch_training.train_step import StepConfig, compile_train_step
 
     model = micro_model()
     mesh = make_mesh((1, 1, 1))
-    tx, schedule = make_optimizer(OPT, 10)             # stage 2's own schedule: 10 steps
-    shardings = state_shardings(model, tx, mesh)
-    state = create_train_state(model, tx, mesh, TRAINER.seed, shardings)
+    # Stage 2's own schedule (10 steps): the same compiled step the trainer used.
+    compiled = compile_train_step(model, OPT, 10, StepConfig(1, 1), mesh)
+    state = create_train_state(model, compiled.tx, mesh, TRAINER.seed, compiled.shardings)
     stage1_params = load_stage_params(run_dir / STAGE1, 5, model)
     state = state.replace(params=jax.tree_util.tree_map(lambda p, s: jax.device_put(np.asarray(p), s),
-                                                        stage1_params, shardings.params))
+                                                        stage1_params, compiled.shardings.params))
     _, tokens, _ = make_sources()
     walk = sd.BlockWalk(100, TRAINER.seed)
     data = sd.TokenStageData(tokens, walk, K, skip_blocks=5 * B)
-    step = jax.jit(make_train_step(Transformer(model), tx, schedule, StepConfig(1, 1)))
+    step = compiled.train_step
     start = {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(stage1_params)[0]}
     # Two steps: the first has lr = schedule(0) = 0, the second shows Adam's moments started from zero.
     for i in (0, 1):

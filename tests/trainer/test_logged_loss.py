@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from patch_training.checkpointing import CheckpointConfig
-from patch_training.mesh import make_mesh
+from patch_training.partitioning import make_mesh
 from patch_training.model import ModelConfig
 from patch_training.trainer import Trainer, TrainerConfig
-from synthetic import SyntheticData
+from tests.support.synthetic import SyntheticData
 
 MODEL = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
                     num_kv_heads=1, max_seq_len=32, scan_layers=False)

@@ -13,15 +13,15 @@ import pytest
 
 from patch_training import mfu as mfu_lib
 from patch_training.errors import UserError
-from patch_training.mesh import make_mesh, resolve_axis_sizes
+from patch_training.partitioning import make_mesh, resolve_axis_sizes
 from patch_training.metrics import MetricsWriter, truncate_jsonl
 from patch_training.model import ModelConfig, Transformer, forward_flops_per_token, init_params
 from patch_training.optimizer import OptimizerConfig, decay_mask, learning_rate_schedule, make_optimizer
-from patch_training.sharding import check_batch_divisible, global_batch
-from patch_training.train_state import create_train_state, state_shardings
-from patch_training.train_step import StepConfig, make_train_step
+from patch_training.partitioning import check_batch_divisible, global_batch
+from patch_training.train_state import create_train_state
+from patch_training.train_step import StepConfig, compile_train_step
 
-from synthetic import SyntheticData
+from tests.support.synthetic import SyntheticData
 
 TINY = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                    num_kv_heads=2)
@@ -135,11 +135,10 @@ def test_metrics_jsonl_full_precision_and_truncation(tmp_path: Path):
 # -- train step -------------------------------------------------------------------------------
 def _step_fn(num_microbatches: int, patch_size: int = 1):
     mesh = make_mesh((1, 1, 1))
-    tx, sched = make_optimizer(OptimizerConfig(learning_rate=1e-3, warmup_steps=0), 10)
-    shardings = state_shardings(TINY, tx, mesh)
-    state = create_train_state(TINY, tx, mesh, 0, shardings)
-    step = make_train_step(Transformer(TINY), tx, sched, StepConfig(patch_size, num_microbatches))
-    return mesh, state, jax.jit(step)
+    compiled = compile_train_step(TINY, OptimizerConfig(learning_rate=1e-3, warmup_steps=0), 10,
+                                  StepConfig(patch_size, num_microbatches), mesh)
+    state = create_train_state(TINY, compiled.tx, mesh, 0, compiled.shardings)
+    return mesh, state, compiled.train_step
 
 
 def test_gradient_accumulation_matches_full_batch():
