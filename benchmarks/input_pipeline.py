@@ -19,8 +19,8 @@ import time
 
 def pipeline_tokens_per_s(dataset, batch: int, steps: int) -> dict:
     import jax
-    from patch_training.mesh import make_mesh
-    from patch_training.sharding import global_batch
+    from patch_training.partitioning import make_mesh
+    from patch_training.partitioning import global_batch
     mesh = make_mesh((1, 1, 1), jax.devices()[:1])
     jax.block_until_ready(global_batch(dataset.host_batch(0, batch), mesh))  # warm page cache
     t0 = time.perf_counter()

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -40,8 +38,9 @@ DEFAULT_BUDGET = 589_824       # 576 × 8 × 128: splits exactly into 96 patch +
 def run_one(name: str, run_dir: Path, args, patch_fraction: str, evals_per_stage: int) -> dict:
     """Parse the experiment's gin with this run's overrides and run both stages in-process."""
     import gin
-    from patch_training import two_stage
+    from patch_training import two_stage_training
     from patch_training.gin_utils import call_configured
+    from patch_training.main.two_stage import parse_experiment_gin
 
     seq_len, batch = args.seq_len, args.batch
     max_tokens = int(args.budget_tokens * 1.1) + 4 * args.k * seq_len * batch
@@ -54,10 +53,10 @@ def run_one(name: str, run_dir: Path, args, patch_fraction: str, evals_per_stage
     if args.model != "small":
         files.append(f"models/{args.model}.gin")
     gin.clear_config()
-    two_stage.parse_experiment_gin(files, bindings)
+    parse_experiment_gin(files, bindings)
     print(f"[reproduction] {name}: {run_dir}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    result = call_configured(two_stage.run_experiment)
+    result = call_configured(two_stage_training.run_experiment)
     elapsed = time.perf_counter() - t0
     gin.clear_config()
     return {"result": result, "elapsed_s": elapsed}
@@ -140,7 +139,7 @@ def main(argv=None) -> dict:
     import jax
     from patch_training.errors import UserError
     from patch_training.model import count_params, init_params
-    from patch_training.two_stage import wikitext_available
+    from patch_training.two_stage_training import wikitext_available
 
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)

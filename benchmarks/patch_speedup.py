@@ -34,19 +34,13 @@ def load_model_config(name: str):
 
 
 def build_step(model_config, patch_size: int, mesh):
-    import jax
-    from patch_training.model import Transformer
-    from patch_training.optimizer import OptimizerConfig, make_optimizer
-    from patch_training.sharding import batch_sharding, replicated
-    from patch_training.train_state import create_train_state, state_shardings
-    from patch_training.train_step import StepConfig, make_train_step
+    from patch_training.optimizer import OptimizerConfig
+    from patch_training.train_state import create_train_state
+    from patch_training.train_step import StepConfig, compile_train_step
 
-    tx, schedule = make_optimizer(OptimizerConfig(), 1000)
-    shardings = state_shardings(model_config, tx, mesh)
-    state = create_train_state(model_config, tx, mesh, 0, shardings)
-    step = jax.jit(make_train_step(Transformer(model_config), tx, schedule, StepConfig(patch_size, 1)),
-                   in_shardings=(shardings, batch_sharding(mesh)), out_shardings=(shardings, replicated(mesh)),
-                   donate_argnums=0)
+    compiled = compile_train_step(model_config, OptimizerConfig(), 1000, StepConfig(patch_size, 1), mesh)
+    state = create_train_state(model_config, compiled.tx, mesh, 0, compiled.shardings)
+    step = compiled.train_step
     return state, step
 
 
@@ -64,8 +58,8 @@ def main(argv=None) -> dict:
     import jax
     from patch_training.data.factory import make_dataset
     from patch_training.data.vocab import get_vocabulary
-    from patch_training.mesh import make_mesh
-    from patch_training.sharding import global_batch, mesh_context
+    from patch_training.partitioning import make_mesh
+    from patch_training.partitioning import global_batch, mesh_context
 
     cfg = load_model_config(args.model)
     vocab = get_vocabulary(kind="byte") if cfg.vocab_size < 8192 else get_vocabulary(kind="sentencepiece",

@@ -54,20 +54,16 @@ def _timed(fn, steps: int, warmup: int, label: str) -> list[float]:
 
 def jax_step_times(cfg, batch_np: dict, steps: int, warmup: int, patch_size: int = 1) -> list[float]:
     import jax
-    from patch_training.mesh import make_mesh
-    from patch_training.model import Transformer
-    from patch_training.optimizer import OptimizerConfig, make_optimizer
-    from patch_training.sharding import batch_sharding, global_batch, mesh_context, replicated
-    from patch_training.train_state import create_train_state, state_shardings
-    from patch_training.train_step import StepConfig, make_train_step
+    from patch_training.partitioning import make_mesh
+    from patch_training.optimizer import OptimizerConfig
+    from patch_training.partitioning import global_batch, mesh_context
+    from patch_training.train_state import create_train_state
+    from patch_training.train_step import StepConfig, compile_train_step
 
     mesh = make_mesh((1, 1, 1), jax.devices()[:1])
-    tx, schedule = make_optimizer(OptimizerConfig(warmup_steps=0), 1000)
-    shardings = state_shardings(cfg, tx, mesh)
-    holder = {"state": create_train_state(cfg, tx, mesh, 0, shardings)}
-    step = jax.jit(make_train_step(Transformer(cfg), tx, schedule, StepConfig(patch_size=patch_size)),
-                   in_shardings=(shardings, batch_sharding(mesh)), out_shardings=(shardings, replicated(mesh)),
-                   donate_argnums=0)
+    compiled = compile_train_step(cfg, OptimizerConfig(warmup_steps=0), 1000, StepConfig(patch_size=patch_size), mesh)
+    holder = {"state": create_train_state(cfg, compiled.tx, mesh, 0, compiled.shardings)}
+    step = compiled.train_step
     batch = global_batch(batch_np, mesh)
 
     def one():

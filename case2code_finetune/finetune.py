@@ -9,7 +9,6 @@ fine-tuning). Multi-host flags are the trainer's (see `python -m patch_training.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Sequence
 
@@ -18,7 +17,7 @@ from patch_training.errors import UserError, run_cli
 
 def main(argv: Sequence[str] | None = None) -> int:
     from patch_training.gin_utils import add_gin_flags, call_configured, parse_gin, split_gin_bindings
-    from patch_training.train import add_runtime_flags, setup_runtime
+    from patch_training.main.runtime import add_runtime_flags, setup_logging, setup_runtime
 
     bindings, rest = split_gin_bindings(sys.argv[1:] if argv is None else list(argv))
     parser = argparse.ArgumentParser(prog="python -m case2code_finetune.finetune", description=__doc__,
@@ -28,8 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     if not args.gin_file:
         raise UserError("no --gin_file given (e.g. --gin_file=configs/experiments/case2code/direct_small_cpu.gin)")
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("patch_training").setLevel(logging.INFO)
+    setup_logging()
     setup_runtime(args)
     import case2code_finetune.configurables  # noqa: F401  (every name a fine-tuning gin file may bind)
     parse_gin(args.gin_file, bindings, args.gin_search_path)

@@ -75,7 +75,7 @@ def _build(factory: Any, vocab, what: str):
 def validation_loss(params, model_config, eval_sets: Mapping[str, Any], *, batch_size: int,
                     limit: int | None, mesh) -> dict[str, dict[str, float]]:
     """Answer-token loss of `params` on every validation set (the trainer's evaluation, standalone)."""
-    from patch_training import sharding as sharding_lib
+    from patch_training import partitioning as sharding_lib
     from patch_training.evaluation import evaluate
     from patch_training.model import Transformer, abstract_params
     from patch_training.train_step import make_eval_step
@@ -130,8 +130,8 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
     case2code_eval_limit > 0: afterwards, pass@1 on that many rows of `case2code_eval_data`.
     """
     from patch_training.checkpoint_manifest import latest_complete_step
-    from patch_training.gin_utils import write_operative_config
-    from patch_training.mesh import make_mesh
+    from patch_training.gin_utils import check_all_bindings_used, write_operative_config
+    from patch_training.partitioning import make_mesh
     from patch_training.optimizer import OptimizerConfig
     from patch_training.trainer import Trainer, TrainerConfig
 
@@ -154,6 +154,7 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
     evals = _build(eval_data, init.vocab, "eval_data")
     eval_sets = evals if isinstance(evals, Mapping) else ({"": evals} if evals is not None else {})
     mesh = make_mesh(mesh_shape)
+    check_all_bindings_used()  # a --gin flag that nothing above read is a mistake, not a no-op
 
     summary = _read_summary(run_dir)
     recorded = summary.get("init_checkpoint")

@@ -82,7 +82,7 @@ def open_init_checkpoint(path: str | os.PathLike | None, *, model_overrides: Map
 def load_init_params(init: InitCheckpoint, mesh) -> Any:
     """The checkpoint's params, placed directly in the run's parameter shardings."""
     import flax.linen as nn  # noqa: F401  (abstract params are boxed Linen partitioned arrays)
-    from patch_training import sharding as sharding_lib
+    from patch_training import partitioning as sharding_lib
     from patch_training.model import abstract_params
     from patch_training.params_io import load_params
 

@@ -24,6 +24,7 @@ import gin
 import numpy as np
 
 from patch_training.data.factory import one_line_errors
+from patch_training.data.walk import host_slice
 from patch_training.errors import UserError
 
 
@@ -47,7 +48,7 @@ def check_rates(names: Sequence[str], rates: Sequence[Any], where: str) -> np.nd
 
 
 class MixtureDataset:
-    """Deterministic mixed batches by step over member datasets with `rows_at(ids)` and `num_rows`."""
+    """Deterministic mixed batches by step over member datasets with `rows(ids)` and `num_rows`."""
 
     def __init__(self, members: Sequence[Any], rates: Sequence[float], *, names: Sequence[str] | None = None,
                  seed: int = 0, name: str = "mixture"):
@@ -122,15 +123,14 @@ class MixtureDataset:
 
     def host_batch(self, step: int, global_batch_size: int, process_index: int = 0,
                    process_count: int = 1) -> dict[str, np.ndarray]:
-        from patch_training.data.step_dataset import _per_host
-        per_host = _per_host(global_batch_size, process_index, process_count)
+        mine = host_slice(global_batch_size, process_index, process_count)
+        per_host = mine.stop - mine.start
         member, rows = self.global_rows(step, global_batch_size)
-        lo, hi = process_index * per_host, (process_index + 1) * per_host
-        member, rows = member[lo:hi], rows[lo:hi]
+        member, rows = member[mine], rows[mine]
         out: dict[str, np.ndarray] | None = None
         for m in np.unique(member):
             sel = np.nonzero(member == m)[0]
-            part = self.members[m].rows_at(rows[sel])
+            part = self.members[m].rows(rows[sel])
             if out is None:
                 out = {k: np.zeros((per_host,) + v.shape[1:], v.dtype) for k, v in part.items()}
             for k, v in part.items():

@@ -29,7 +29,7 @@ import numpy as np
 from case2code_finetune import tasks as tasks_lib
 from patch_training.data import vocab as vocab_lib
 from patch_training.data.corpora import RowReport
-from patch_training.data.factory import _build_lock, one_line_errors
+from patch_training.data.factory import build_lock, one_line_errors
 from patch_training.data.paths import default_cache_dir
 from patch_training.data.step_dataset import META_FILE, STORED, StepIndexedDataset
 from patch_training.errors import UserError
@@ -55,8 +55,9 @@ class PromptAnswerDataset(StepIndexedDataset):
     def num_loss_tokens(self) -> int:
         return int(self.meta["answer_tokens"])
 
-    def _assemble(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        batch = super()._assemble(ids)
+    def rows(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        ids = np.asarray(ids, np.int64)
+        batch = super().rows(ids)
         batch["decoder_loss_weights"] = self._weights[ids].astype(np.float32)
         return batch
 
@@ -108,7 +109,7 @@ def _make_prompt_answer_dataset(*, task: str, split: str = "train", sequence_len
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
     rows_dir = cache_root / "rows" / f"pa-{task}-{split}-L{sequence_length}-{key}"
     if not (rows_dir / META_FILE).is_file():
-        with _build_lock(cache_root / "locks" / f"{rows_dir.name}.lock"):
+        with build_lock(cache_root / "locks" / f"{rows_dir.name}.lock"):
             if not (rows_dir / META_FILE).is_file():
                 vocab_obj = vocab_obj if vocab_obj is not None else vocab_lib.vocab_from_spec(spec)
                 _build(task, split, vocab_obj, spec, vocab_fp, rows_dir, key_parts, key, sequence_length,

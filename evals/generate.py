@@ -33,17 +33,7 @@ def load_model(checkpoint: str | None, hf_dir: str | None) -> tuple[Any, Any, An
         return config, params, vocab_from_spec(spec, base_dir=checkpoint)
     from patch_training import hf_convert
     src = Path(hf_dir)
-    if not src.is_dir():
-        raise UserError(f"HF directory not found: {src}")
-    if not (src / "config.json").is_file():
-        raise UserError(f"{src}: no config.json")
-    try:
-        hf_config = json.loads((src / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{src / 'config.json'}: not valid JSON ({e})") from None
-    config = hf_convert.config_from_hf(hf_config, str(src / "config.json"))
-    hf_convert._check_tokenizer_files(src)
-    params = hf_convert.hf_to_params(hf_convert.read_hf_tensors(src, config), config)
+    config, params = hf_convert.load_hf_dir(src)
     vocab = None
     if (src / "tokenizer.model").is_file():
         vocab = vocab_from_spec({"kind": "sentencepiece", "model_path": str(src / "tokenizer.model")})

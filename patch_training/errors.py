@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, NoReturn
+from typing import Callable
 
 
 class UserError(Exception):
     """A mistake the user can fix; its message is the whole report."""
 
 
-def fail(message: str) -> NoReturn:
-    raise UserError(message)
+def squash(e: BaseException, limit: int = 200) -> str:
+    """A third-party exception's text on one line, cut to `limit` characters (orbax, gin and
+    SentencePiece raise multi-line messages)."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def one_line(e: BaseException) -> str:

@@ -7,10 +7,9 @@ import time
 from typing import Any, Callable, Iterator
 
 import jax
-import numpy as np
 from jax.sharding import Mesh
 
-from patch_training import sharding as sharding_lib
+from patch_training import partitioning as sharding_lib
 from patch_training.errors import UserError
 
 

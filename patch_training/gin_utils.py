@@ -17,7 +17,8 @@ from typing import Sequence
 
 import gin
 
-from patch_training.errors import UserError
+from patch_training.atomic import write_text_atomic
+from patch_training.errors import UserError, squash
 
 
 def _harden_gin_file_readers() -> None:
@@ -89,15 +90,18 @@ def _resolve_gin_file(name: str, search_path: Sequence[str]) -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
     # gin appends "In file X, line N" context: keep it, it says where.
-    return text if len(text) < 400 else text[:400] + " ..."
+    return squash(e, 400)
 
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
               search_path: Sequence[str] = (), finalize: bool = True) -> None:
     """Parse gin files and bindings; raise UserError (one line) on any misconfiguration."""
     gin.clear_config()
+    _FLAG_MACROS.clear()
+    _FLAG_BINDINGS.clear()
+    for b in bindings:
+        _record_flag(b)
     for p in [*search_path, str(REPO_ROOT), str(CONFIG_ROOT)]:
         gin.add_config_file_search_path(p)
     files = [_resolve_gin_file(f, search_path) for f in gin_files]
@@ -151,9 +155,70 @@ def call_configured(fn, **kwargs):
 
 def write_operative_config(run_dir: str | os.PathLike, name: str = "config.gin") -> Path:
     """Write gin's operative config (what was actually used) into the run directory."""
-    out = Path(run_dir) / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(gin.operative_config_str())
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(Path(run_dir) / name, gin.operative_config_str())
+
+
+# What `--gin.NAME=VALUE` flags bound in the last `parse_gin` (see `unused_bindings`): macro names
+# and (scope, selector as typed, parameter) triples.
+_FLAG_MACROS: set[str] = set()
+_FLAG_BINDINGS: set[tuple[str, str, str]] = set()
+
+
+def _record_flag(binding: str) -> None:
+    name = binding.split("=", 1)[0].strip()
+    scope, _, name = name.rpartition("/")
+    selector, dot, param = name.rpartition(".")
+    if not dot:
+        _FLAG_MACROS.add(name)
+    else:
+        _FLAG_BINDINGS.add((scope, selector, param))
+
+
+def _from_flags(scope: str, selector: str, param: str) -> bool:
+    return any(scope == s and param == p and (selector == sel or selector.endswith("." + sel))
+               for s, sel, p in _FLAG_BINDINGS)
+
+
+def unused_bindings() -> tuple[list[str], list[str]]:
+    """Bindings parsed into the config that no configured call has read (so far).
+
+    gin records every parameter a configurable actually received in its operative config; a parsed
+    binding missing from it went to a function this run never called (`trainer.TrainerConfig.*` in
+    a two-stage run before issue 8, a macro the run's files never reference, a misspelt scope).
+    Returns (set by command-line flags, set by gin files). File bindings can be dead on purpose: an
+    experiment that replaces `@train/factory.make_dataset()` with its own data leaves the run
+    file's `train/factory.make_dataset.*` unread; a macro whose only reference a later binding
+    overrode (EVAL_BATCHES once `TrainerConfig.eval_batches` is set directly) is unread too.
+    """
+    from gin import config as gin_config
+    parsed = getattr(gin_config, "_CONFIG", {})
+    used = getattr(gin_config, "_OPERATIVE_CONFIG", {})
+    by_flag, by_file = [], []
+    for (scope, selector), params in parsed.items():
+        got = used.get((scope, selector), {})
+        for param in params:
+            if param in got:
+                continue
+            if selector == "gin.macro":  # stored as (name, 'gin.macro') -> {'value': ...}
+                (by_flag if scope in _FLAG_MACROS else by_file).append(scope)
+            else:
+                name = f"{scope + '/' if scope else ''}{selector}.{param}"
+                (by_flag if _from_flags(scope, selector, param) else by_file).append(name)
+    return sorted(by_flag), sorted(by_file)
+
+
+def check_all_bindings_used() -> None:
+    """Refuse a `--gin.` flag that nothing in this run reads; log dead file bindings.
+
+    Call it once every configured object of the run is built (before training starts).
+    """
+    if not gin.config_is_locked():  # only runs parsed through `parse_gin` (finalized) are checked
+        return
+    by_flag, by_file = unused_bindings()
+    if by_file:
+        logging.getLogger(__name__).info("gin bindings from files that this run does not read: %s",
+                                         ", ".join(by_file))
+    if by_flag:
+        raise UserError(f"gin bindings that this run never reads: {', '.join(by_flag)} (a setting this kind "
+                        "of run does not use, or a misspelt name/scope); remove them or bind the name the "
+                        "run reads")

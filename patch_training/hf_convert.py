@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from patch_training.errors import UserError, run_cli
+from patch_training.errors import UserError, run_cli, squash
 
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json", "generation_config.json")
@@ -221,7 +221,7 @@ def read_hf_tensors(hf_dir: Path, config) -> dict[str, np.ndarray]:
         except UserError:
             raise
         except Exception as e:
-            raise UserError(f"{path}: cannot read safetensors file: {' '.join(str(e).split())[:200]}") from None
+            raise UserError(f"{path}: cannot read safetensors file: {squash(e, 200)}") from None
     missing = sorted(set(expected) - set(tensors))
     if missing:
         raise UserError(f"{hf_dir}: missing tensor(s) {', '.join(missing[:3])}"
@@ -243,7 +243,7 @@ def _check_tokenizer_files(src: Path) -> None:
         try:
             Tokenizer.from_file(str(tj))
         except Exception as e:
-            raise UserError(f"tokenizer file {tj} does not load: {' '.join(str(e).split())[:200]}") from None
+            raise UserError(f"tokenizer file {tj} does not load: {squash(e, 200)}") from None
 
 
 def _tokenizer_files(src: Path) -> list[Path]:
@@ -265,11 +265,10 @@ def _atomic_dir(target: Path, overwrite: bool):
     return tmp, commit, lambda: shutil.rmtree(tmp, ignore_errors=True)
 
 
-def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-              scan_layers: bool = True) -> Path:
-    """Write a params checkpoint (params_io layout) from an HF LLaMA directory."""
+def load_hf_dir(hf_dir: str | os.PathLike, *, scan_layers: bool | None = None) -> tuple[Any, dict[str, Any]]:
+    """(ModelConfig, our params) from an HF LLaMA directory: config.json, safetensors, tokenizer files
+    checked. The one reader of an HF directory (`import_hf`, `evals.generate --hf_dir`)."""
     import dataclasses
-    from patch_training.params_io import save_params
 
     src = Path(hf_dir)
     if not src.is_dir():
@@ -281,9 +280,20 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: b
         hf_config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"{cfg_path}: not valid JSON ({e})") from None
-    config = dataclasses.replace(config_from_hf(hf_config, str(cfg_path)), scan_layers=scan_layers)
+    config = config_from_hf(hf_config, str(cfg_path))
+    if scan_layers is not None:
+        config = dataclasses.replace(config, scan_layers=scan_layers)
     _check_tokenizer_files(src)
-    params = hf_to_params(read_hf_tensors(src, config), config)
+    return config, hf_to_params(read_hf_tensors(src, config), config)
+
+
+def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
+              scan_layers: bool = True) -> Path:
+    """Write a params checkpoint (params_io layout) from an HF LLaMA directory."""
+    from patch_training.params_io import save_params
+
+    src = Path(hf_dir)
+    config, params = load_hf_dir(src, scan_layers=scan_layers)
     extra = {p.name: p for p in _tokenizer_files(src)}
     if "tokenizer.model" in extra:
         vocab_spec = {"kind": "sentencepiece", "model_path": "tokenizer.model"}

@@ -29,8 +29,9 @@ def _dtype(name: str | Any) -> jnp.dtype:
     return jnp.dtype(name)
 
 
-def _param(module: nn.Module, name: str, init, shape: tuple[int, ...], axes: tuple[str, ...],
-           dtype) -> Array:
+def partitioned_param(module: nn.Module, name: str, init, shape: tuple[int, ...], axes: tuple[str, ...],
+                      dtype) -> Array:
+    """A parameter annotated with its logical axes (the partitioning rules map them to the mesh)."""
     return module.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
 
 
@@ -42,7 +43,7 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        scale = _param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("embed",),
+        scale = partitioned_param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("embed",),
                        _dtype(self.param_dtype))
         x32 = x.astype(jnp.float32)
         normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
@@ -80,10 +81,10 @@ class Attention(nn.Module):
         d, h, kvh, hd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.resolved_head_dim
         init = nn.initializers.normal(stddev=cfg.init_std)
         out_init = nn.initializers.normal(stddev=cfg.init_std / (2 * cfg.num_layers) ** 0.5)
-        wq = _param(self, "q_proj", init, (d, h, hd), ("embed", "heads", "kv"), pdtype)
-        wk = _param(self, "k_proj", init, (d, kvh, hd), ("embed", "kv_heads", "kv"), pdtype)
-        wv = _param(self, "v_proj", init, (d, kvh, hd), ("embed", "kv_heads", "kv"), pdtype)
-        wo = _param(self, "o_proj", out_init, (h, hd, d), ("heads", "kv", "embed"), pdtype)
+        wq = partitioned_param(self, "q_proj", init, (d, h, hd), ("embed", "heads", "kv"), pdtype)
+        wk = partitioned_param(self, "k_proj", init, (d, kvh, hd), ("embed", "kv_heads", "kv"), pdtype)
+        wv = partitioned_param(self, "v_proj", init, (d, kvh, hd), ("embed", "kv_heads", "kv"), pdtype)
+        wo = partitioned_param(self, "o_proj", out_init, (h, hd, d), ("heads", "kv", "embed"), pdtype)
 
         q = jnp.einsum("bld,dhk->blhk", x, wq.astype(dtype))
         k = jnp.einsum("bld,dhk->blhk", x, wk.astype(dtype))
@@ -134,9 +135,9 @@ class SwiGLU(nn.Module):
         d, f = cfg.hidden_size, cfg.intermediate_size
         init = nn.initializers.normal(stddev=cfg.init_std)
         out_init = nn.initializers.normal(stddev=cfg.init_std / (2 * cfg.num_layers) ** 0.5)
-        w_gate = _param(self, "gate_proj", init, (d, f), ("embed", "mlp"), pdtype)
-        w_up = _param(self, "up_proj", init, (d, f), ("embed", "mlp"), pdtype)
-        w_down = _param(self, "down_proj", out_init, (f, d), ("mlp", "embed"), pdtype)
+        w_gate = partitioned_param(self, "gate_proj", init, (d, f), ("embed", "mlp"), pdtype)
+        w_up = partitioned_param(self, "up_proj", init, (d, f), ("embed", "mlp"), pdtype)
+        w_down = partitioned_param(self, "down_proj", out_init, (f, d), ("mlp", "embed"), pdtype)
         gate = jnp.einsum("bld,df->blf", x, w_gate.astype(dtype))
         up = jnp.einsum("bld,df->blf", x, w_up.astype(dtype))
         hidden = nn.with_logical_constraint(nn.silu(gate) * up, ("batch", "length", "mlp"))

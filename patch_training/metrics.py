@@ -16,6 +16,8 @@ from typing import Mapping, TextIO
 
 import numpy as np
 
+from patch_training.atomic import write_text_atomic
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -60,9 +62,7 @@ def truncate_jsonl(path: str | os.PathLike, keep_through_step: int) -> int:
             continue  # a line cut by SIGKILL mid-write
         if int(rec.get("step", 0)) <= keep_through_step:
             kept.append(line)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(l + "\n" for l in kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(l + "\n" for l in kept))
     return len(kept)
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from patch_training.errors import UserError
-from patch_training.layers import DecoderLayer, RMSNorm, _param
+from patch_training.layers import DecoderLayer, RMSNorm, partitioned_param
 
 Array = jax.Array
 
@@ -108,16 +108,14 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: Array, *, positions: Array | None = None,
-                 segment_ids: Array | None = None, patch_size: int = 1, decode: bool = False,
-                 deterministic: bool = True) -> Array:
-        del deterministic  # no dropout in this model (the paper trains without it)
+                 segment_ids: Array | None = None, patch_size: int = 1, decode: bool = False) -> Array:
         cfg = self.config
         dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be [batch, length], got shape {tokens.shape}")
         batch, length = tokens.shape
 
-        embedding = _param(self, "embedding", nn.initializers.normal(stddev=cfg.init_std),
+        embedding = partitioned_param(self, "embedding", nn.initializers.normal(stddev=cfg.init_std),
                            (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), pdtype)
         x = jnp.take(embedding, tokens, axis=0)
         if patch_size > 1:
@@ -144,7 +142,7 @@ class Transformer(nn.Module):
             logits = jnp.einsum("bld,vd->blv", x, embedding.astype(dtype),
                                 preferred_element_type=jnp.float32)
         else:
-            head = _param(self, "lm_head", nn.initializers.normal(stddev=cfg.init_std),
+            head = partitioned_param(self, "lm_head", nn.initializers.normal(stddev=cfg.init_std),
                           (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pdtype)
             logits = jnp.einsum("bld,dv->blv", x, head.astype(dtype),
                                 preferred_element_type=jnp.float32)
@@ -231,11 +229,6 @@ def abstract_params(config: ModelConfig) -> Any:
     variables = jax.eval_shape(
         lambda: Transformer(config).init(jax.random.key(0), _dummy_tokens(1, 8)))
     return variables["params"]
-
-
-def param_logical_axes(config: ModelConfig) -> Any:
-    """PartitionSpecs of logical axis names, same tree as the params."""
-    return nn.get_partition_spec(abstract_params(config))
 
 
 def count_params(params: Any) -> int:

@@ -6,7 +6,7 @@ layers they are 2-D (`[layers, embed]`), so "ndim >= 2" alone would wrongly deca
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import gin
 import jax

@@ -24,7 +24,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from patch_training.errors import UserError
+from patch_training.checkpoint_manifest import latest_complete_step
+from patch_training.errors import UserError, squash
 from patch_training.model import ModelConfig, abstract_params
 
 MODEL_CONFIG_FILE = "model_config.json"
@@ -111,14 +112,14 @@ def _restore_item(item_dir: Path, config: ModelConfig, where: str,
             saved_tree = getattr(saved_tree, "tree", saved_tree)
         except Exception as e:
             raise UserError(f"{where}: cannot read params checkpoint metadata: "
-                            f"{' '.join(str(e).split())[:200]}") from None
+                            f"{squash(e, 200)}") from None
         check_params_match(jax.tree_util.tree_map(lambda m: np.empty(tuple(m.shape), np.uint8)
                                                   if hasattr(m, "shape") else m, saved_tree),
                            config, where)
         try:
             return ckptr.restore(item_dir, targets)
         except Exception as e:
-            raise UserError(f"{where}: cannot restore params: {' '.join(str(e).split())[:200]}") from None
+            raise UserError(f"{where}: cannot restore params: {squash(e, 200)}") from None
 
 
 def resolve_params_dir(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -130,7 +131,6 @@ def resolve_params_dir(path: str | os.PathLike) -> tuple[Path, Path]:
         return root, root / PARAMS_SUBDIR
     ckpt_dir = root / "checkpoints"
     if ckpt_dir.is_dir():
-        from patch_training.checkpoint_manifest import latest_complete_step
         step = latest_complete_step(ckpt_dir)
         if step is None:
             raise UserError(f"run directory {root} has no complete checkpoint under {ckpt_dir}")
@@ -166,3 +166,19 @@ def load_params(path: str | os.PathLike, shardings: Any = None) -> tuple[Any, Mo
             vocab_spec = {**vocab_spec, "model_path": str((root / model_path).resolve())}
     params = _restore_item(item, config, f"checkpoint {item}", shardings)
     return params, config, vocab_spec
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> int | None:
+    """The newest complete checkpoint step of a trainer run dir (None: none yet)."""
+    ckpt = Path(run_dir) / "checkpoints"
+    return latest_complete_step(ckpt) if ckpt.is_dir() else None
+
+
+def load_run_params(run_dir: str | os.PathLike, step: int, model_config: ModelConfig,
+                    shardings: Any = None, what: str = "run") -> Any:
+    """Params of a trainer run dir at `step`, checked against `model_config` (e.g. stage 1's final
+    params for stage 2, or a pretraining run's for fine-tuning). Host arrays unless `shardings`."""
+    item = Path(os.path.abspath(run_dir)) / "checkpoints" / str(step) / PARAMS_SUBDIR  # orbax: absolute only
+    if not item.is_dir():
+        raise UserError(f"{what} checkpoint {item} not found")
+    return _restore_item(item, model_config, f"{what} checkpoint {item}", shardings)

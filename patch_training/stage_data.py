@@ -14,11 +14,11 @@ patch rows, same corpus, vocabulary and `max_tokens`, so their streams coincide)
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
 
+from patch_training.data.walk import EpochWalk, host_slice, step_positions
 from patch_training.errors import UserError
 
 Batch = dict[str, np.ndarray]
@@ -30,51 +30,25 @@ class RowSource(Protocol):
     def rows(self, ids: np.ndarray) -> Batch: ...
 
 
-class _DatasetRows:
-    """`RowSource` view of a `StepIndexedDataset` (row ids -> the features the train step reads)."""
-
-    def __init__(self, dataset: Any):
-        self.dataset = dataset
-        self.num_rows = int(dataset.num_rows)
-
-    def rows(self, ids: np.ndarray) -> Batch:
-        # StepIndexedDataset has no public "rows by id" call yet; `_assemble` is exactly that.
-        return self.dataset._assemble(np.asarray(ids, np.int64))
-
-
 def dataset_rows(dataset: Any) -> RowSource:
-    return dataset if callable(getattr(dataset, "rows", None)) else _DatasetRows(dataset)
+    """A step dataset as a row source (`StepIndexedDataset.rows` is the public row API)."""
+    if not callable(getattr(dataset, "rows", None)):
+        raise TypeError(f"{type(dataset).__name__} has no rows(ids) method")
+    return dataset
 
 
-class BlockWalk:
-    """Walk position -> block id: concatenated epoch-wise permutations of `num_blocks` blocks."""
+class BlockWalk(EpochWalk):
+    """Walk position -> block id over `num_blocks` blocks (the walk both stages share)."""
 
     def __init__(self, num_blocks: int, seed: int):
         if num_blocks <= 0:
             raise UserError("the training corpus is shorter than one patch-stage row (K*T tokens)")
-        self.num_blocks = int(num_blocks)
-        self.seed = int(seed)
-        self._perm = lru_cache(maxsize=4)(self._permutation)
-
-    def _permutation(self, epoch: int) -> np.ndarray:
         # A distinct stream from the data package's own row shuffles (which use [seed, epoch]).
-        return np.random.default_rng([self.seed, 0x5747, epoch]).permutation(self.num_blocks)
+        super().__init__(num_blocks, (int(seed), 0x5747))
+        self.num_blocks, self.seed = int(num_blocks), int(seed)
 
     def block_ids(self, positions: np.ndarray) -> np.ndarray:
-        epochs, offsets = np.divmod(np.asarray(positions, np.int64), self.num_blocks)
-        out = np.empty_like(offsets)
-        for e in np.unique(epochs):
-            sel = epochs == e
-            out[sel] = self._perm(int(e))[offsets[sel]]
-        return out
-
-
-def _host_slice(global_batch_size: int, process_index: int, process_count: int) -> slice:
-    if global_batch_size % process_count:
-        raise UserError(f"global batch size {global_batch_size} is not divisible by the "
-                        f"process count {process_count}")
-    per_host = global_batch_size // process_count
-    return slice(process_index * per_host, (process_index + 1) * per_host)
+        return self.item_ids(positions)
 
 
 class PatchStageData:
@@ -85,8 +59,9 @@ class PatchStageData:
 
     def host_batch(self, step: int, global_batch_size: int, process_index: int = 0,
                    process_count: int = 1) -> Batch:
-        positions = np.arange(global_batch_size, dtype=np.int64) + int(step) * global_batch_size
-        ids = self.walk.block_ids(positions)[_host_slice(global_batch_size, process_index, process_count)]
+        positions = step_positions(step, global_batch_size)[host_slice(global_batch_size, process_index,
+                                                                      process_count)]
+        ids = self.walk.block_ids(positions)
         return self.source.rows(ids)
 
 
@@ -104,8 +79,7 @@ class TokenStageData:
 
     def host_batch(self, step: int, global_batch_size: int, process_index: int = 0,
                    process_count: int = 1) -> Batch:
-        p = np.arange(global_batch_size, dtype=np.int64) + int(step) * global_batch_size
-        p = p[_host_slice(global_batch_size, process_index, process_count)]
+        p = step_positions(step, global_batch_size)[host_slice(global_batch_size, process_index, process_count)]
         blocks = self.walk.block_ids(self.skip_blocks + p // self.rows_per_block)
         return self.source.rows(blocks * self.rows_per_block + p % self.rows_per_block)
 

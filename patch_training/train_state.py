@@ -7,9 +7,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
-from patch_training import sharding as sharding_lib
+from patch_training import partitioning as sharding_lib
 
 
 @flax.struct.dataclass
@@ -18,9 +18,6 @@ class TrainState:
     params: Any              # unboxed fp32 pytree (what checkpoints and params_io hold)
     opt_state: Any
     rng: jax.Array           # raw uint32 key data; per-step keys are fold_in(rng, step)
-
-    def replace_params(self, params: Any) -> "TrainState":
-        return self.replace(params=params)
 
 
 def state_shardings(model_config, tx: optax.GradientTransformation, mesh: Mesh) -> TrainState:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -28,21 +29,16 @@ class StepConfig:
     num_microbatches: int = 1
 
 
-def loss_and_stats(params: Any, batch: Batch, model, patch_size: int,
-                   rng: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """(summed loss, {"loss_sum", "weight_sum"}) for one (micro)batch. Pure."""
+def loss_and_stats(params: Any, batch: Batch, model, patch_size: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(summed loss, {"loss_sum", "weight_sum"}) for one (micro)batch. Pure; the model has no dropout."""
     from patch_training.patch_loss import next_token_loss, patch_loss
-    deterministic = rng is None
-    rngs = {} if deterministic else {"dropout": rng}
     if patch_size == 1:
         logits = model.apply({"params": params}, batch["decoder_input_tokens"],
                              positions=batch.get("decoder_positions"),
-                             segment_ids=batch.get("decoder_segment_ids"),
-                             deterministic=deterministic, rngs=rngs)
+                             segment_ids=batch.get("decoder_segment_ids"))
         _, stats = next_token_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"])
     else:
-        logits = model.apply({"params": params}, batch["decoder_target_tokens"], patch_size=patch_size,
-                             deterministic=deterministic, rngs=rngs)
+        logits = model.apply({"params": params}, batch["decoder_target_tokens"], patch_size=patch_size)
         _, stats = patch_loss(logits, batch["decoder_target_tokens"], patch_size,
                               batch.get("decoder_loss_weights"))
     stats = {"loss_sum": stats["loss_sum"].astype(jnp.float32),
@@ -60,31 +56,26 @@ def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
 
 
 def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable[[Any], Any],
-                    cfg: StepConfig, use_dropout: bool = False
-                    ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+                    cfg: StepConfig) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """Build the pure step. Jit it with shardings and `donate_argnums=0` (see trainer)."""
     grad_fn = jax.grad(loss_and_stats, has_aux=True)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
-        step_key = jax.random.fold_in(state.rng, state.step) if use_dropout else None
-
-        def micro(carry, xs):
+        def micro(carry, mb):
             grads_acc, loss_acc, weight_acc = carry
-            mb, idx = xs
-            key = None if step_key is None else jax.random.fold_in(step_key, idx)
-            grads, stats = grad_fn(state.params, mb, model, cfg.patch_size, key)
+            grads, stats = grad_fn(state.params, mb, model, cfg.patch_size)
             grads_acc = jax.tree_util.tree_map(jnp.add, grads_acc, grads)
             return (grads_acc, loss_acc + stats["loss_sum"], weight_acc + stats["weight_sum"]), None
 
         if cfg.num_microbatches == 1:
-            grads, stats = grad_fn(state.params, batch, model, cfg.patch_size, step_key)
+            grads, stats = grad_fn(state.params, batch, model, cfg.patch_size)
             loss_sum, weight_sum = stats["loss_sum"], stats["weight_sum"]
         else:
             zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
             mbs = _split_microbatches(batch, cfg.num_microbatches)
             (grads, loss_sum, weight_sum), _ = jax.lax.scan(
                 micro, (zeros, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)),
-                (mbs, jnp.arange(cfg.num_microbatches)))
+                mbs)
         denom = jnp.maximum(weight_sum, 1.0)
         grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
         grad_norm = optax.tree.norm(grads)
@@ -106,6 +97,42 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable[
 def make_eval_step(model, patch_size: int = 1) -> Callable[[Any, Batch], dict[str, jax.Array]]:
     """Pure eval step: summed loss and weight for one batch (for loss/perplexity over a pass)."""
     def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
-        _, stats = loss_and_stats(params, batch, model, patch_size, None)
+        _, stats = loss_and_stats(params, batch, model, patch_size)
         return stats
     return eval_step
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledSteps:
+    """Everything a run needs to step: optimizer, schedule, state shardings and the jitted functions."""
+    tx: optax.GradientTransformation
+    schedule: Callable[[Any], Any]
+    shardings: TrainState
+    train_step: Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]
+    eval_step: Callable[[Any, Batch], dict[str, jax.Array]]
+
+
+@functools.lru_cache(maxsize=16)
+def compile_train_step(model_config, optimizer_config, num_steps: int, cfg: StepConfig, mesh) -> CompiledSteps:
+    """The one place that builds the jitted, sharded, state-donating train step (and the eval step).
+
+    Used by the trainer, the benchmarks and the tests (MaxText's
+    `get_functional_train_with_signature`). Cached per (model, optimizer, steps, step config, mesh):
+    runs with the same shapes in one process (the stages of a resumed experiment, tests) reuse the
+    compiled executables instead of tracing and compiling again.
+    """
+    from patch_training import partitioning as sharding_lib
+    from patch_training.model import Transformer
+    from patch_training.optimizer import make_optimizer
+    from patch_training.train_state import state_shardings
+
+    tx, schedule = make_optimizer(optimizer_config, num_steps)
+    shardings = state_shardings(model_config, tx, mesh)
+    model = Transformer(model_config)
+    batch_sh = sharding_lib.batch_sharding(mesh)
+    rep = sharding_lib.replicated(mesh)
+    train_step = jax.jit(make_train_step(model, tx, schedule, cfg), in_shardings=(shardings, batch_sh),
+                         out_shardings=(shardings, rep), donate_argnums=0)
+    # Validation is always token level: the metric users compare is per-token perplexity.
+    eval_step = jax.jit(make_eval_step(model, 1), in_shardings=(shardings.params, batch_sh), out_shardings=rep)
+    return CompiledSteps(tx, schedule, shardings, train_step, eval_step)

@@ -7,45 +7,44 @@ run killed at any point and restarted repeats the uninterrupted run bit for bit 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import gin
 import jax
 import numpy as np
 
 from patch_training import mfu as mfu_lib
-from patch_training import sharding as sharding_lib
+from patch_training.atomic import write_json_atomic
+from patch_training import partitioning as sharding_lib
 from patch_training.errors import UserError
-from patch_training.gin_utils import write_operative_config
+from patch_training.gin_utils import check_all_bindings_used, write_operative_config
 from patch_training.evaluation import evaluate
-from patch_training.mesh import describe, make_mesh
+from patch_training.partitioning import describe, make_mesh
 from patch_training.metrics import MetricsWriter, ProgressLine, read_jsonl, truncate_jsonl, METRICS_FILE
-from patch_training.optimizer import OptimizerConfig, make_optimizer
+from patch_training.optimizer import OptimizerConfig
 from patch_training.preemption import PreemptionWatcher
-from patch_training.train_state import TrainState, abstract_train_state, create_train_state, state_shardings
-from patch_training.train_step import StepConfig, make_eval_step, make_train_step
+from patch_training.train_hooks import (  # noqa: F401  (TrainingDiverged: its public home was here)
+    CheckpointSaver, LoopState, MetricsLogger, NanStop, PeriodicEval, PreemptionStop, TrainingDiverged)
+from patch_training.train_state import TrainState, abstract_train_state, create_train_state
+from patch_training.train_step import StepConfig, compile_train_step
 from patch_training.checkpointing import CheckpointConfig, TrainCheckpointer
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(UserError):
-    """The loss became NaN or inf; the run stopped without saving the bad state."""
-
-
 @gin.configurable(module="trainer")
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-    num_steps: int = gin.REQUIRED
-    batch_size: int = gin.REQUIRED          # global rows per optimizer step
-    seq_len: int = gin.REQUIRED             # tokens per row (K·T in a patch stage)
+    # Shape and length of the run. A pretraining config binds them (to %gin.REQUIRED macros); a
+    # two-stage run leaves them unset and derives them per stage from its plan.
+    num_steps: int | None = None
+    batch_size: int | None = None           # global rows per optimizer step
+    seq_len: int | None = None              # tokens per row (K·T in a patch stage)
     patch_size: int = 1                     # K; 1 = token level
     num_microbatches: int = 1               # gradient accumulation
     seed: int = 0                           # every random stream derives from this
@@ -78,12 +77,6 @@ class TrainResult:
 
 def _is_primary() -> bool:
     return jax.process_index() == 0
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _compatibility_meta(model_config, cfg: TrainerConfig, vocab_spec: dict | None) -> dict:
@@ -131,26 +124,17 @@ class Trainer:
         if not _is_primary():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(self.run_dir / "model_config.json", self.model_config.to_dict())
+        write_json_atomic(self.run_dir / "model_config.json", self.model_config.to_dict())
         if self.vocab_spec is not None:
             from patch_training.data.vocab import write_vocab_json
             write_vocab_json(self.run_dir, self.vocab_spec)
 
     def _build(self):
-        from patch_training.model import Transformer
         cfg = self.cfg
-        self.tx, self.schedule = make_optimizer(self.optimizer_config, cfg.num_steps)
-        self.shardings = state_shardings(self.model_config, self.tx, self.mesh)
-        model = Transformer(self.model_config)
-        step_fn = make_train_step(model, self.tx, self.schedule,
-                                  StepConfig(cfg.patch_size, cfg.num_microbatches))
-        batch_sh = sharding_lib.batch_sharding(self.mesh)
-        rep = sharding_lib.replicated(self.mesh)
-        self.train_step = jax.jit(step_fn, in_shardings=(self.shardings, batch_sh),
-                                  out_shardings=(self.shardings, rep), donate_argnums=0)
-        # Validation is always token level: the metric users compare is per-token perplexity.
-        self.eval_step = jax.jit(make_eval_step(model, 1), in_shardings=(self.shardings.params, batch_sh),
-                                 out_shardings=rep)
+        steps = compile_train_step(self.model_config, self.optimizer_config, cfg.num_steps,
+                                   StepConfig(cfg.patch_size, cfg.num_microbatches), self.mesh)
+        self.tx, self.schedule, self.shardings = steps.tx, steps.schedule, steps.shardings
+        self.train_step, self.eval_step = steps.train_step, steps.eval_step
 
     def _state_from(self, restored) -> TrainState:
         rep = sharding_lib.replicated(self.mesh)
@@ -160,6 +144,8 @@ class Trainer:
         if (restored.data_state or {}).get("next_step", restored.step) != restored.step:
             raise UserError(f"checkpoint step {restored.step}: saved data position "
                             f"{restored.data_state} does not match its step")
+        window = (restored.data_state or {}).get("loss_window") or [0.0, 0]
+        self._restored_loss_window = (float(window[0]), int(window[1]))
         return TrainState(step=jax.device_put(np.asarray(restored.step, np.int32), rep),
                           params=restored.params, opt_state=restored.opt_state,
                           rng=jax.device_put(np.asarray(restored.rng), rep))
@@ -187,7 +173,6 @@ class Trainer:
             ckpt.close()
 
     def _run(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher) -> TrainResult:
-        cfg = self.cfg
         with sharding_lib.mesh_context(self.mesh):
             abstract = abstract_train_state(self.model_config, self.tx, self.shardings)
             restored = ckpt.restore_latest(abstract.params, abstract.opt_state)
@@ -208,102 +193,73 @@ class Trainer:
 
     def _train_loop(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher, writer: MetricsWriter,
                     state: TrainState, start: int, resumed: bool) -> TrainResult:
+        """Step until `num_steps`; logging, the NaN stop, checkpoints, evaluation and preemption are hooks."""
         cfg = self.cfg
-        progress = ProgressLine(cfg.num_steps, enabled=self.console)
+        loop = LoopState(step=start, state=state, last_good=start if resumed else None)
+        logger, metric_hooks, preemption, state_hooks = self._hooks(ckpt, watcher, writer, resumed)
+        pending: list[tuple[int, Any]] = []
+
+        def drain() -> None:
+            for done_step, metrics in pending:
+                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                for hook in metric_hooks:
+                    hook.on_metrics(loop, done_step, values)
+            pending.clear()
+
+        with sharding_lib.mesh_context(self.mesh):
+            while loop.step < cfg.num_steps:
+                host = self.train_data.host_batch(loop.step, cfg.batch_size, jax.process_index(),
+                                                  jax.process_count())
+                loop.state, metrics = self.train_step(loop.state, sharding_lib.global_batch(host, self.mesh))
+                loop.step += 1
+                logger.step_dispatched()
+                if loop.step == start + 1:
+                    jax.block_until_ready(metrics)  # the first step includes compilation: time from here
+                    logger.restart_timer()
+                drain()  # the previous step's metrics, read while this one runs
+                pending.append((loop.step, metrics))
+                loop.stop = preemption.due(loop)
+                due = [hook for hook in state_hooks if hook.due(loop)]
+                if due or logger.wants(loop.step):
+                    drain()  # never save or report a state whose loss was not checked
+                for hook in due:
+                    hook.run(loop)
+                if due:
+                    jax.block_until_ready(loop.state.step)  # keep saving/evaluating out of the step time
+                    logger.restart_timer()
+                if loop.stop:
+                    preemption.run(loop)
+                    break
+            drain()
+            ckpt.wait()
+            if loop.status == "completed" and self.eval_data is not None:
+                loop.eval_by_set = self._evaluate(loop.state, writer, loop.step)
+        if loop.status == "completed" and cfg.plot and _is_primary():
+            writer.flush()
+            plot_loss_curve(self.run_dir)
+        eval_metrics = next(iter(loop.eval_by_set.values()), None)
+        return TrainResult(self.run_dir, loop.step, loop.status, loop.last_metrics, eval_metrics, loop.state,
+                           loop.eval_by_set, self.eval_seconds)
+
+    def _hooks(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher, writer: MetricsWriter, resumed: bool):
+        """(logger, metric hooks, preemption hook, state hooks) for one run of the loop."""
+        cfg = self.cfg
         tokens_per_step = cfg.batch_size * cfg.seq_len
         flops_per_step = mfu_lib.training_flops_per_step(
             self.model_config, cfg.seq_len // cfg.patch_size, cfg.batch_size)
         peak, peak_source = mfu_lib.device_peak_tflops(self.model_config.dtype)
         self._say(f"mesh {describe(self.mesh)}; {tokens_per_step} tokens/step; "
                   f"{flops_per_step / 1e9:.2f} GFLOP/step; peak {peak:.2f} TFLOP/s/device ({peak_source})")
-        last_good = start if resumed else None
-        last_metrics: dict[str, float] = {}
-        eval_by_set: dict[str, dict[str, float]] = {}
-        status = "completed"
-        window_start, window_steps = None, 0
-        pending: list[tuple[int, dict]] = []
-
-        def drain() -> None:
-            """Read finished steps' metrics: stop on NaN/inf, log every `log_every` steps."""
-            nonlocal window_start, window_steps, last_metrics
-            for done_step, metrics in pending:
-                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                if not math.isfinite(values["loss"]):
-                    writer.write(done_step, {"loss": values["loss"]})
-                    writer.flush()
-                    where = (f"the last good checkpoint is step {last_good} in {ckpt.directory}"
-                             if last_good is not None else "no checkpoint was saved yet")
-                    raise TrainingDiverged(
-                        f"loss is {values['loss']} at step {done_step}; stopping the run ({where}; "
-                        f"nothing after it was saved)")
-                last_metrics = values
-                if done_step % cfg.log_every == 0 or done_step == cfg.num_steps:
-                    now = time.perf_counter()
-                    if window_start is None or window_steps == 0:
-                        step_time = float("nan")
-                    else:
-                        step_time = (now - window_start) / window_steps
-                    row = dict(values)
-                    extra = f"gnorm {values['grad_norm']:.3f}"
-                    if math.isfinite(step_time) and step_time > 0:
-                        # Timing needs a window of steps after compilation; the first log has none.
-                        row["tokens_per_s"] = tokens_per_step / step_time
-                        row["step_time_s"] = step_time
-                        row["tflops_per_s_per_device"] = flops_per_step / step_time / 1e12 / self.mesh.devices.size
-                        row[mfu_lib.MFU_METRIC] = mfu_lib.mfu(flops_per_step, step_time, peak,
-                                                              self.mesh.devices.size)
-                        extra += f" MFU {100 * row[mfu_lib.MFU_METRIC]:.1f}%"
-                    writer.write(done_step, row)
-                    progress.show(done_step, values["loss"], values["learning_rate"],
-                                  row.get("tokens_per_s", 0.0), row.get("step_time_s", 0.0), extra=extra)
-                    window_start, window_steps = now, 0
-            pending.clear()
-
-        step = start
-        with sharding_lib.mesh_context(self.mesh):
-            while step < cfg.num_steps:
-                host = self.train_data.host_batch(step, cfg.batch_size, jax.process_index(), jax.process_count())
-                batch = sharding_lib.global_batch(host, self.mesh)
-                state, metrics = self.train_step(state, batch)
-                step += 1
-                window_steps += 1
-                if step == start + 1:
-                    jax.block_until_ready(metrics)  # first step includes compilation: time from here
-                    window_start, window_steps = time.perf_counter(), 0
-                # Keep one step in flight: read the previous step's metrics while this one runs.
-                if pending:
-                    drain()
-                pending.append((step, metrics))
-                preempted = watcher.should_stop(step) and step < cfg.num_steps
-                must_save = step == cfg.num_steps or preempted or ckpt.should_save(step)
-                must_eval = (self.eval_data is not None and cfg.eval_every and step % cfg.eval_every == 0
-                             and step != cfg.num_steps)
-                if must_save or must_eval or step % cfg.log_every == 0:
-                    drain()  # never save or report a state whose loss was not checked
-                if must_save:
-                    ckpt.save(step, state.params, state.opt_state, rng=state.rng,
-                              data_state={"next_step": step}, force=True)
-                    last_good = step
-                if must_eval:
-                    eval_by_set = self._evaluate(state, writer, step)
-                if must_eval or must_save:
-                    # Keep eval and checkpoint hand-off out of the step-time window.
-                    jax.block_until_ready(state.step)
-                    window_start, window_steps = time.perf_counter(), 0
-                if preempted:
-                    status = "preempted"
-                    self._say(f"preemption requested: saved step {step}, exiting cleanly")
-                    break
-            drain()
-            ckpt.wait()
-            if status == "completed" and self.eval_data is not None:
-                eval_by_set = self._evaluate(state, writer, step)
-        if status == "completed" and cfg.plot and _is_primary():
-            writer.flush()
-            plot_loss_curve(self.run_dir)
-        eval_metrics = next(iter(eval_by_set.values()), None)
-        return TrainResult(self.run_dir, step, status, last_metrics, eval_metrics, state, eval_by_set,
-                           self.eval_seconds)
+        logger = MetricsLogger(writer, ProgressLine(cfg.num_steps, enabled=self.console), log_every=cfg.log_every,
+                               num_steps=cfg.num_steps, tokens_per_step=tokens_per_step,
+                               flops_per_step=flops_per_step, peak_tflops=peak, num_devices=self.mesh.devices.size,
+                               window=self._restored_loss_window if resumed else (0.0, 0))
+        state_hooks = [CheckpointSaver(ckpt, cfg.num_steps, logger)]
+        if self.eval_data is not None:
+            state_hooks.append(PeriodicEval(lambda st, step: self._evaluate(st, writer, step), cfg.eval_every,
+                                            cfg.num_steps))
+        return (logger, [NanStop(writer, ckpt.directory), logger],
+                PreemptionStop(watcher, cfg.num_steps, self._say), state_hooks)
 
     def _evaluate(self, state: TrainState, writer: MetricsWriter, step: int) -> dict[str, dict[str, float]]:
         """One pass over every validation set; returns {set name: {"loss", "perplexity", "tokens"}}."""
@@ -381,6 +337,7 @@ def run_training(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUI
                         f"{vocab_size} tokens")
     trainer_config = trainer_config or TrainerConfig()
     mesh = make_mesh(mesh_shape)
+    check_all_bindings_used()
     run_dir = Path(model_dir)
     if jax.process_index() == 0:
         write_operative_config(run_dir)

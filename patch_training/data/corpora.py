@@ -42,12 +42,6 @@ class RowReport:
         if len(self.examples) < 5:
             self.examples.append(f"{where}: {why}")
 
-    def merge(self, other: "RowReport") -> None:
-        self.total += other.total
-        self.malformed += other.malformed
-        self.empty += other.empty
-        self.examples.extend(other.examples[: max(0, 5 - len(self.examples))])
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

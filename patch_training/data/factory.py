@@ -97,7 +97,7 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
     rows_dir = cache_root / "rows" / f"{task}-{split}-{mode}{patch_size}-L{sequence_length}-{key}"
     if not (rows_dir / META_FILE).is_file():
         # Several processes on one machine (local multi-host runs) may ask at once: one builds.
-        with _build_lock(cache_root / "locks" / f"{rows_dir.name}.lock"):
+        with build_lock(cache_root / "locks" / f"{rows_dir.name}.lock"):
             if not (rows_dir / META_FILE).is_file():
                 _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts,
                        int(sequence_length), mode, int(patch_size), key)
@@ -110,7 +110,8 @@ make_dataset = one_line_errors(_make_dataset)
 
 
 @contextlib.contextmanager
-def _build_lock(path: Path):
+def build_lock(path: Path):
+    """An exclusive file lock around building a shared cache entry (processes wait, then reuse it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -148,7 +149,7 @@ def _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_par
             raise UserError(f"TFDS dataset {builder.name} is not prepared in {builder.data_dir}; "
                             f"prepare it first (e.g. `tfds build {builder.name} --data_dir ...`)")
     else:
-        with _build_lock(rows_dir.parent.parent / "locks" / f"tfds-{builder.name}-{builder.builder_config.name}.lock"):
+        with build_lock(rows_dir.parent.parent / "locks" / f"tfds-{builder.name}-{builder.builder_config.name}.lock"):
             reports = tfds_builders.prepare(builder)
     report = reports.get(tfds_split)
     materialize.materialize(

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from patch_training.data.walk import EpochWalk, host_slice, step_positions
 from patch_training.errors import UserError
 
 FEATURES = ("decoder_target_tokens", "decoder_input_tokens", "decoder_segment_ids",
             "decoder_positions", "decoder_loss_weights")
 META_FILE = "meta.json"
-# Arrays stored per row; inputs and loss weights are derived (see `_assemble`).
+# Arrays stored per row; inputs and loss weights are derived (see `rows`).
 STORED = ("targets", "segment_ids", "positions")
 
 
@@ -52,8 +52,7 @@ class StepIndexedDataset:
         self.patch_size: int = self.meta["patch_size"]
         self.mode: str = self.meta["mode"]
         self.vocab_spec: dict = self.meta["vocab_spec"]
-        # Per-instance cache of epoch permutations (an lru_cache on a bound method would pin self).
-        self._permutation = lru_cache(maxsize=4)(self._make_permutation)
+        self._walk = EpochWalk(self.num_rows, (self.seed,), shuffle=self.shuffle)
 
     def __repr__(self) -> str:
         return (f"StepIndexedDataset({self.meta['task']}/{self.meta['split']}, rows={self.num_rows}, "
@@ -69,31 +68,17 @@ class StepIndexedDataset:
     def num_tokens(self) -> int:
         return int(self.meta["num_tokens"])
 
-    def _make_permutation(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(self.num_rows, dtype=np.int64)
-        return np.random.default_rng([self.seed, epoch]).permutation(self.num_rows)
-
     def global_row_ids(self, step: int, global_batch_size: int) -> np.ndarray:
         """Row ids of the whole global batch at `step`: a walk through epoch-wise permutations."""
         if self.num_rows == 0:
             raise UserError(f"dataset {self.directory} has no rows")
-        start = int(step) * int(global_batch_size)
-        flat = np.arange(start, start + global_batch_size, dtype=np.int64)
-        epochs, offsets = np.divmod(flat, self.num_rows)
-        out = np.empty_like(flat)
-        for e in np.unique(epochs):
-            sel = epochs == e
-            out[sel] = self._permutation(int(e))[offsets[sel]]
-        return out
+        return self._walk.item_ids(step_positions(step, global_batch_size))
 
     def host_batch(self, step: int, global_batch_size: int, process_index: int = 0,
                    process_count: int = 1) -> dict[str, np.ndarray]:
         """This host's contiguous slice of the global batch at `step` (a pure function of step)."""
-        per_host = _per_host(global_batch_size, process_index, process_count)
-        ids = self.global_row_ids(step, global_batch_size)[process_index * per_host:
-                                                           (process_index + 1) * per_host]
-        return self._assemble(ids)
+        part = host_slice(global_batch_size, process_index, process_count)
+        return self.rows(self.global_row_ids(step, global_batch_size)[part])
 
     def eval_batches(self, global_batch_size: int, process_index: int = 0,
                      process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
@@ -102,11 +87,12 @@ class StepIndexedDataset:
         Every host yields the same number of batches (padding rows are all zeros), so collective
         evaluation steps stay in lock-step across hosts.
         """
-        per_host = _per_host(global_batch_size, process_index, process_count)
+        part = host_slice(global_batch_size, process_index, process_count)
+        per_host = part.stop - part.start
         for start in range(0, self.num_rows, global_batch_size):
             lo = start + process_index * per_host
             ids = np.arange(lo, min(lo + per_host, self.num_rows), dtype=np.int64)
-            batch = self._assemble(ids)
+            batch = self.rows(ids)
             if len(ids) < per_host:
                 batch = {k: np.concatenate([v, np.zeros((per_host - len(ids),) + v.shape[1:], v.dtype)])
                          for k, v in batch.items()}
@@ -115,11 +101,9 @@ class StepIndexedDataset:
     def num_eval_batches(self, global_batch_size: int) -> int:
         return -(-self.num_rows // global_batch_size)
 
-    def rows_at(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        """The model features of rows `ids` (in that order): what mixtures of row caches read."""
-        return self._assemble(np.asarray(ids, dtype=np.int64))
-
-    def _assemble(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+    def rows(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The model-ready arrays of rows `ids` (in that order): the public row API (`RowSource`)."""
+        ids = np.asarray(ids, np.int64)
         # Sorted reads are friendlier to the page cache; restore the requested order afterwards.
         order = np.argsort(ids, kind="stable")
         inverse = np.empty_like(order)
@@ -143,17 +127,6 @@ class StepIndexedDataset:
             "decoder_positions": positions,
             "decoder_loss_weights": (targets != 0).astype(np.float32),
         }
-
-
-def _per_host(global_batch_size: int, process_index: int, process_count: int) -> int:
-    if global_batch_size <= 0:
-        raise UserError(f"global batch size must be positive, got {global_batch_size}")
-    if not 0 <= process_index < process_count:
-        raise UserError(f"process_index {process_index} is outside [0, {process_count})")
-    if global_batch_size % process_count:
-        raise UserError(f"global batch size {global_batch_size} is not divisible by the "
-                        f"process count {process_count}")
-    return global_batch_size // process_count
 
 
 def measure_pipeline_tokens_per_s(dataset: StepIndexedDataset, global_batch_size: int, steps: int,

@@ -19,6 +19,7 @@ from patch_training.tf_quiet import ensure_tensorflow_imported
 ensure_tensorflow_imported()
 import tensorflow_datasets as tfds
 
+from patch_training.atomic import write_json_atomic
 from patch_training.data import corpora
 from patch_training.errors import UserError
 
@@ -103,9 +104,7 @@ def prepare(builder: tfds.core.DatasetBuilder) -> dict[str, corpora.RowReport]:
             raise UserError(f"corpus for {builder.name}/{builder.builder_config.name}: {e}") from None
         reports = getattr(builder, "row_reports", {})
         payload = {split: r.to_dict() for split, r in reports.items()}
-        tmp = report_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        os.replace(tmp, report_path)
+        write_json_atomic(report_path, payload, sort_keys=False)
     saved = json.loads(report_path.read_text())
     return {split: corpora.RowReport.from_dict(d) for split, d in saved.items()}
 

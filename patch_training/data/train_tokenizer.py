@@ -19,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from patch_training.atomic import copy_file_atomic
 from patch_training.data import corpora
 from patch_training.data.paths import default_cache_dir
-from patch_training.errors import UserError, run_cli
+from patch_training.errors import UserError, run_cli, squash
 
 TOKENIZER_FILE = "tokenizer.model"
 INFO_FILE = "tokenizer_info.json"
@@ -104,8 +105,7 @@ def train_sentencepiece(corpus: str | os.PathLike, *, vocab_size: int, out_dir: 
     info = out / INFO_FILE
     if not ((out / TOKENIZER_FILE).is_file() and info.is_file()
             and json.loads(info.read_text()).get("hash") == key):
-        shutil.copyfile(cached, out / (TOKENIZER_FILE + ".tmp"))
-        os.replace(out / (TOKENIZER_FILE + ".tmp"), out / TOKENIZER_FILE)
+        copy_file_atomic(cached, out / TOKENIZER_FILE)
         shutil.copyfile(cached.parent / INFO_FILE, info)
     return out / TOKENIZER_FILE
 
@@ -137,7 +137,7 @@ def _train_into(final_dir: Path, docs, root: Path, options: dict, key: str, spm)
                 num_threads=os.cpu_count() or 1,
                 hard_vocab_limit=False, minloglevel=2)
         except RuntimeError as e:
-            raise UserError(f"SentencePiece training on {root} failed: {' '.join(str(e).split())[:300]}") from None
+            raise UserError(f"SentencePiece training on {root} failed: {squash(e, 300)}") from None
         info = {"hash": key, "corpus": str(root.resolve()), "files": len(docs), "lines": n_lines,
                 "malformed_rows": report.malformed, "train_seconds": round(time.time() - start, 2),
                 **options}

@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
 import gin
 
-from patch_training.errors import UserError
+from patch_training.atomic import copy_file_atomic, write_json_atomic
+from patch_training.errors import UserError, squash
 
 BYTE_SPEC: dict[str, Any] = {"kind": "byte"}
 
@@ -43,7 +43,7 @@ def check_sentencepiece_model(path: str | os.PathLike) -> None:
     try:
         proc = spm.SentencePieceProcessor(model_file=str(p))
     except Exception as e:  # sentencepiece raises RuntimeError/OSError with multi-line text
-        reason = " ".join(str(e).split())[:200]
+        reason = squash(e)
         raise UserError(f"tokenizer file {p} does not load as a SentencePiece model: {reason}") from None
     if proc.get_piece_size() <= 0:
         raise UserError(f"tokenizer file {p} has an empty vocabulary")
@@ -136,13 +136,9 @@ def write_vocab_json(directory: str | os.PathLike, vocab_or_spec, copy_model: bo
         check_sentencepiece_model(src)
         dst = out.parent / "tokenizer.model"
         if src.resolve() != dst.resolve():
-            shutil.copyfile(src, dst.with_suffix(".model.tmp"))
-            os.replace(dst.with_suffix(".model.tmp"), dst)
+            copy_file_atomic(src, dst)
         spec = {**spec, "model_path": "tokenizer.model"}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(spec, indent=2) + "\n")
-    os.replace(tmp, out)
-    return out
+    return write_json_atomic(out, spec, sort_keys=False)
 
 
 def read_vocab_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def stolen_test_function() -> str:
@@ -44,7 +42,7 @@ def settings(out: Path, src: Path, **kw):
 
 @pytest.fixture(scope="session")
 def planted(tmp_path_factory):
-    from tree import write_tree
+    from tests.case2code_synthesis.tree import write_tree
 
     root = tmp_path_factory.mktemp("c2c_tree")
     return write_tree(root, stolen_test_function())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 
-from tree import EXPECTED_DROPS, EXPECTED_KEPT
+from tests.case2code_synthesis.tree import EXPECTED_DROPS, EXPECTED_KEPT
 
 from case2code_finetune.jsonl_io import read_jsonl
 

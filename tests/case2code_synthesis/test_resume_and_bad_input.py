@@ -6,7 +6,7 @@ import shutil
 from collections import Counter
 
 import pytest
-from conftest import settings
+from tests.case2code_synthesis.conftest import settings
 
 from case2code_finetune.jsonl_io import read_jsonl
 from patch_training.errors import UserError

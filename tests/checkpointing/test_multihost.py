@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from ckpt_helpers import start_worker
+from tests.support.checkpoints import start_worker
 from patch_training import checkpoint_manifest as manifest_lib
 from patch_training import multihost
 from patch_training.checkpointing import TrainCheckpointer

@@ -7,7 +7,7 @@ import signal
 import jax
 import numpy as np
 
-from ckpt_helpers import start_worker
+from tests.support.checkpoints import start_worker
 from patch_training import checkpoint_manifest as manifest_lib
 from patch_training.checkpointing import TrainCheckpointer
 from patch_training.preemption import PreemptionWatcher

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from ckpt_helpers import abstract, make_params, start_worker, trained_state, trees_equal
+from tests.support.checkpoints import abstract, make_params, start_worker, trained_state, trees_equal
 from patch_training import checkpoint_manifest as manifest_lib
 from patch_training.checkpointing import (CheckpointConfig, TrainCheckpointer, key_from_json,
                                           key_to_json)

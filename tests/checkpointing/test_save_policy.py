@@ -3,7 +3,7 @@ import pytest
 
 from patch_training.checkpoint_policy import SavePolicy
 from patch_training.checkpointing import CheckpointConfig, TrainCheckpointer
-from ckpt_helpers import make_params
+from tests.support.checkpoints import make_params
 
 
 def test_step_policy_saves_on_multiples_only():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from data_helpers import write_code_corpus
+from tests.support.corpora import write_code_corpus
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

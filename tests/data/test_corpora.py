@@ -9,7 +9,7 @@ import pytest
 from patch_training.data import corpora
 from patch_training.errors import UserError
 
-from data_helpers import write_jsonl
+from tests.support.corpora import write_jsonl
 
 
 def _fake_files(root: Path, n: int) -> list[Path]:

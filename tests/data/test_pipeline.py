@@ -10,7 +10,7 @@ from patch_training.data import FEATURES, make_dataset, measure_pipeline_tokens_
 from patch_training.data import corpora
 from patch_training.errors import UserError
 
-from data_helpers import write_jsonl
+from tests.support.corpora import write_jsonl
 
 BYTE = {"kind": "byte"}
 L = 64
@@ -33,7 +33,7 @@ def _train_docs(code_root) -> list[bytes]:
 
 
 def _all_rows(ds):
-    return ds._assemble(np.arange(ds.num_rows))
+    return ds.rows(np.arange(ds.num_rows))
 
 
 def test_packed_rows_follow_the_seqio_contract(packed, code_root):

@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 SEQ_LEN = 128
 TINY = dict(vocab_size=384, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import LONG_PROMPT_BYTES, SEQ_LEN, write_jsonl
+from tests.finetune.conftest import LONG_PROMPT_BYTES, SEQ_LEN, write_jsonl
 from patch_training.errors import UserError, one_line
 
 
@@ -36,7 +36,7 @@ def test_truncate_prompts_cuts_the_prompt_from_the_left_and_keeps_the_answer(c2c
     ds = make_prompt_answer_dataset(task=name, split="train", sequence_length=64, vocab={"kind": "byte"},
                                     cache_dir=str(cache_dir), truncate_prompts=True)
     assert ds.meta["truncated"] == 1 and ds.num_rows == 1
-    row = ds.rows_at(np.array([0]))
+    row = ds.rows(np.array([0]))
     weights, targets = row["decoder_loss_weights"][0], row["decoder_target_tokens"][0]
     assert bytes(int(t) - 3 for t in targets[weights == 1][:-1]).decode() == answer
     assert np.all(targets[weights == 0] == ord("b") + 3)  # only the prompt's tail is left
@@ -59,7 +59,7 @@ def test_missing_split_file_and_unknown_task_are_one_line(tmp_path):
 
 def test_init_checkpoint_problems_are_one_line(init_ckpt, tmp_path):
     from case2code_finetune.init_checkpoint import load_init_params, open_init_checkpoint
-    from patch_training.mesh import make_mesh
+    from patch_training.partitioning import make_mesh
 
     for path in (None, tmp_path / "missing"):
         with pytest.raises(UserError) as e:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from tests.finetune.conftest import REPO
 from patch_training.gin_utils import CONFIG_ROOT
 
 EXPERIMENTS = sorted((CONFIG_ROOT / "experiments" / "case2code").glob("*_cpu.gin")) + \

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SEQ_LEN
+from tests.finetune.conftest import REPO, SEQ_LEN
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import SEQ_LEN
+from tests.finetune.conftest import SEQ_LEN
 
 
 def _segments(batch: dict, r: int):
@@ -18,7 +18,7 @@ def _decode(tokens: np.ndarray) -> str:
 
 def test_every_segment_is_prompt_then_answer_with_weight_on_the_answer_only(train_rows, good_train_rows):
     by_prompt = {r["prompt"]: r["output"] for r in good_train_rows}
-    batch = train_rows.rows_at(np.arange(train_rows.num_rows))
+    batch = train_rows.rows(np.arange(train_rows.num_rows))
     seen = 0
     for r in range(train_rows.num_rows):
         for pos in _segments(batch, r):
@@ -79,6 +79,6 @@ def test_rows_have_the_configured_length_and_report_packing(train_rows):
     assert train_rows.sequence_length == SEQ_LEN
     meta = train_rows.meta
     assert 0 < meta["packing_efficiency"] <= 1
-    seg = train_rows.rows_at(np.arange(train_rows.num_rows))["decoder_segment_ids"]
+    seg = train_rows.rows(np.arange(train_rows.num_rows))["decoder_segment_ids"]
     assert np.count_nonzero(seg) == meta["num_tokens"]
     assert abs(meta["packing_efficiency"] - np.count_nonzero(seg) / seg.size) < 1e-9

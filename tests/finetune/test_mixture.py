@@ -15,7 +15,7 @@ class Rows:
         self.tag, self.num_rows, self.sequence_length, self.patch_size = tag, num_rows, length, 1
         self.meta = {"task": f"m{tag}"}
 
-    def rows_at(self, ids):
+    def rows(self, ids):
         ids = np.asarray(ids)
         t = np.repeat(ids[:, None], self.sequence_length, axis=1).astype(np.int32)
         return {"decoder_target_tokens": t, "decoder_segment_ids": np.full_like(t, self.tag),

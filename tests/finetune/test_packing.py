@@ -5,7 +5,7 @@ import numpy as np
 
 
 def _packed_row(train_rows):
-    batch = train_rows.rows_at(np.arange(train_rows.num_rows))
+    batch = train_rows.rows(np.arange(train_rows.num_rows))
     for r in range(train_rows.num_rows):
         if batch["decoder_segment_ids"][r].max() >= 2:
             return {k: v[r:r + 1] for k, v in batch.items()}

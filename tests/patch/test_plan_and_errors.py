@@ -12,8 +12,8 @@ import pytest
 from patch_training import patch_cost
 from patch_training import stage_data as sd
 from patch_training.errors import UserError
-from patch_training.two_stage import TwoStageConfig, check_stage_request
-from stream import StreamRows
+from patch_training.two_stage_training import TwoStageConfig, check_stage_request
+from tests.support.stream import StreamRows
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,6 @@ schedule, disjoint data, cost accounting, patch-length MFU, resume across the st
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -15,14 +13,16 @@ from patch_training import mfu as mfu_lib
 from patch_training import stage_data as sd
 from patch_training.checkpointing import CheckpointConfig
 from patch_training.optimizer import OptimizerConfig
-from patch_training.two_stage import StageSources, TwoStageConfig, load_stage_params, run_two_stage
-from stream import EvalRows, StreamRows, micro_model
+from patch_training.trainer import TrainerConfig
+from patch_training.two_stage_training import StageSources, TwoStageConfig, load_stage_params, run_two_stage
+from tests.support.stream import EvalRows, StreamRows, micro_model
 
 REPO = Path(__file__).resolve().parents[2]
 T, K, B = 16, 4, 4
 # 2/3 of 1920 tokens: 5 steps of 4 rows x 64 tokens; 1/3: 10 steps of 4 rows x 16 tokens.
 CFG = TwoStageConfig(token_budget=1920, seq_len=T, batch_size=B, patch_size=K, patch_fraction="2/3",
-                     log_every=1, evals_per_stage=2, eval_batches=None)
+                     evals_per_stage=2)
+TRAINER = TrainerConfig(seed=0, log_every=1, eval_batches=None)   # what both stages share
 OPT = OptimizerConfig(learning_rate=1e-2, warmup_steps=3)
 CKPT = CheckpointConfig(save_every_steps=1, save_every_seconds=None, keep=None)
 STAGE1, STAGE2 = "stage1_patch_k4", "stage2_token"
@@ -36,8 +36,8 @@ def make_sources():
 def run(run_dir: Path, stage=None, sources=None):
     sources = sources or make_sources()[2]
     evals = {"code": EvalRows(T, 8, seed=5), "wikitext": EvalRows(T, 8, seed=9)}
-    return run_two_stage(run_dir, model_config=micro_model(), cfg=CFG, sources=sources, eval_sets=evals,
-                         optimizer_config=OPT, checkpoint_config=CKPT, stage=stage, console=False)
+    return run_two_stage(run_dir, model_config=micro_model(), cfg=CFG, sources=sources, trainer_config=TRAINER,
+                         eval_sets=evals, optimizer_config=OPT, checkpoint_config=CKPT, stage=stage, console=False)
 
 
 def saved_params(stage_dir: Path, step: int) -> dict[str, np.ndarray]:
@@ -78,25 +78,23 @@ def test_both_stages_run_in_their_own_dirs_and_validate_on_both_sets(full):
 def test_stage2_starts_from_stage1_params_with_fresh_optimizer_and_schedule(full):
     """Stage 2's first step equals one step from stage-1's final params with a new optimizer state."""
     run_dir = full[0]
-    from patch_training.mesh import make_mesh
-    from patch_training.model import Transformer
-    from patch_training.optimizer import make_optimizer
-    from patch_training.sharding import replicated
-    from patch_training.train_state import create_train_state, state_shardings
-    from patch_training.train_step import StepConfig, make_train_step
+    from patch_training.partitioning import make_mesh
+    from patch_training.partitioning import replicated
+    from patch_training.train_state import create_train_state
+    from patch_training.train_step import StepConfig, compile_train_step
 
     model = micro_model()
     mesh = make_mesh((1, 1, 1))
-    tx, schedule = make_optimizer(OPT, 10)             # stage 2's own schedule: 10 steps
-    shardings = state_shardings(model, tx, mesh)
-    state = create_train_state(model, tx, mesh, CFG.seed, shardings)
+    # Stage 2's own schedule (10 steps): the same compiled step the trainer used.
+    compiled = compile_train_step(model, OPT, 10, StepConfig(1, 1), mesh)
+    state = create_train_state(model, compiled.tx, mesh, TRAINER.seed, compiled.shardings)
     stage1_params = load_stage_params(run_dir / STAGE1, 5, model)
     state = state.replace(params=jax.tree_util.tree_map(lambda p, s: jax.device_put(np.asarray(p), s),
-                                                        stage1_params, shardings.params))
+                                                        stage1_params, compiled.shardings.params))
     _, tokens, _ = make_sources()
-    walk = sd.BlockWalk(100, CFG.seed)
+    walk = sd.BlockWalk(100, TRAINER.seed)
     data = sd.TokenStageData(tokens, walk, K, skip_blocks=5 * B)
-    step = jax.jit(make_train_step(Transformer(model), tx, schedule, StepConfig(1, 1)))
+    step = compiled.train_step
     start = {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(stage1_params)[0]}
     # Two steps: the first has lr = schedule(0) = 0, the second shows Adam's moments started from zero.
     for i in (0, 1):

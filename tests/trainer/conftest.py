@@ -1,6 +1,4 @@
 import os
-import sys
 
 # Keep the shared 2-core machine usable: one intra-op thread for in-process JAX tests.
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, losses, subprocess_env, train_cmd
+from tests.support.trainer_runs import REPO, losses, subprocess_env, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -18,10 +18,9 @@ EQUIVALENCE_SCRIPT = r'''
 import json, sys
 import jax
 jax.config.update("jax_num_cpu_devices", 8)
-sys.path.insert(0, sys.argv[2])
-from synthetic import SyntheticData
+from tests.support.synthetic import SyntheticData
 from patch_training.checkpointing import CheckpointConfig
-from patch_training.mesh import make_mesh
+from patch_training.partitioning import make_mesh
 from patch_training.model import ModelConfig
 from patch_training.trainer import Trainer, TrainerConfig
 
@@ -43,7 +42,7 @@ print("RESULT " + json.dumps(out))
 
 
 def test_one_device_and_eight_fake_devices_give_same_losses(tmp_path: Path):
-    r = subprocess.run([sys.executable, "-c", EQUIVALENCE_SCRIPT, str(tmp_path), str(Path(__file__).parent)],
+    r = subprocess.run([sys.executable, "-c", EQUIVALENCE_SCRIPT, str(tmp_path)],
                        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.split("RESULT ", 1)[1])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import REPO, error_lines, final_params, losses, run_train, subprocess_env, train_cmd
+from tests.support.trainer_runs import REPO, error_lines, final_params, losses, run_train, subprocess_env, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path: Path):
     from patch_training.checkpoint_manifest import complete_steps
     from patch_training.checkpointing import CheckpointConfig
-    from patch_training.mesh import make_mesh
+    from patch_training.partitioning import make_mesh
     from patch_training.model import ModelConfig
     from patch_training.trainer import Trainer, TrainerConfig, TrainingDiverged
-    from synthetic import SyntheticData
+    from tests.support.synthetic import SyntheticData
 
     cfg = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                       num_kv_heads=2)

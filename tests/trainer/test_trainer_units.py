@@ -1,6 +1,7 @@
 """Unit tests of the trainer's pieces on one CPU device (tiny model, compiled once per module)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -12,15 +13,15 @@ import pytest
 
 from patch_training import mfu as mfu_lib
 from patch_training.errors import UserError
-from patch_training.mesh import make_mesh, resolve_axis_sizes
+from patch_training.partitioning import make_mesh, resolve_axis_sizes
 from patch_training.metrics import MetricsWriter, truncate_jsonl
 from patch_training.model import ModelConfig, Transformer, forward_flops_per_token, init_params
 from patch_training.optimizer import OptimizerConfig, decay_mask, learning_rate_schedule, make_optimizer
-from patch_training.sharding import check_batch_divisible, global_batch
-from patch_training.train_state import create_train_state, state_shardings
-from patch_training.train_step import StepConfig, make_train_step
+from patch_training.partitioning import check_batch_divisible, global_batch
+from patch_training.train_state import create_train_state
+from patch_training.train_step import StepConfig, compile_train_step
 
-from synthetic import SyntheticData
+from tests.support.synthetic import SyntheticData
 
 TINY = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                    num_kv_heads=2)
@@ -86,6 +87,17 @@ def test_adamw_hyperparameters_and_clipping():
     updates, _ = tx.update(grads, tx.init(params), params)
     # Adam's first step is sign-like: -lr * g_hat/(|g_hat|+eps) = -1 for every element.
     np.testing.assert_allclose(np.asarray(updates["w"]), -1.0, rtol=1e-5)
+    # That first step is the sign of the gradient with or without clipping, so it cannot show the
+    # clip. With eps comparable to the clipped gradient it can: the global norm is 200, clipped to 1,
+    # so each element becomes 0.5 and the update is -0.5/(0.5 + 1) (unclipped: -100/101).
+    tx, _ = make_optimizer(dataclasses.replace(cfg, eps=1.0), 10)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["w"]), -1.0 / 3.0, rtol=1e-5)
+    # Decoupled weight decay on matrices: lr * wd * w is subtracted on top of the Adam step.
+    tx, _ = make_optimizer(dataclasses.replace(cfg, eps=1.0, weight_decay=0.1), 10)
+    ones = {"w": jnp.ones((2, 2))}
+    updates, _ = tx.update(grads, tx.init(ones), ones)
+    np.testing.assert_allclose(np.asarray(updates["w"]), -1.0 / 3.0 - 0.1, rtol=1e-5)
 
 
 # -- MFU --------------------------------------------------------------------------------------
@@ -123,11 +135,10 @@ def test_metrics_jsonl_full_precision_and_truncation(tmp_path: Path):
 # -- train step -------------------------------------------------------------------------------
 def _step_fn(num_microbatches: int, patch_size: int = 1):
     mesh = make_mesh((1, 1, 1))
-    tx, sched = make_optimizer(OptimizerConfig(learning_rate=1e-3, warmup_steps=0), 10)
-    shardings = state_shardings(TINY, tx, mesh)
-    state = create_train_state(TINY, tx, mesh, 0, shardings)
-    step = make_train_step(Transformer(TINY), tx, sched, StepConfig(patch_size, num_microbatches))
-    return mesh, state, jax.jit(step)
+    compiled = compile_train_step(TINY, OptimizerConfig(learning_rate=1e-3, warmup_steps=0), 10,
+                                  StepConfig(patch_size, num_microbatches), mesh)
+    state = create_train_state(TINY, compiled.tx, mesh, 0, compiled.shardings)
+    return mesh, state, compiled.train_step
 
 
 def test_gradient_accumulation_matches_full_batch():

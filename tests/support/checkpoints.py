@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKER = Path(__file__).with_name("ckpt_workers.py")
+WORKER = REPO_ROOT / "tests" / "checkpointing" / "ckpt_workers.py"
 
 
 def make_params(seed: int = 0) -> dict:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNER = Path(__file__).with_name("run_synthetic.py")
-SYNTHETIC_GIN = Path(__file__).with_name("synthetic.gin")
+RUNNER = REPO / "tests" / "trainer" / "run_synthetic.py"
+SYNTHETIC_GIN = REPO / "tests" / "trainer" / "synthetic.gin"
 
 
 # One persistent XLA compilation cache for every subprocess of this test session: the runs share
