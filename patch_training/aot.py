@@ -77,7 +77,10 @@ def _engine_mesh(devices: Sequence[Any]):
 
 
 def _engine_lower(model_config, optimizer_config, stage: StageSpec, mesh):
-    """Lower the trainer's jitted, sharded, donating train step against abstract inputs."""
+    """Lower the trainer's jitted, sharded, donating train step against abstract inputs.
+
+    Returns (lowered, (abstract state, abstract batch)); the abstract leaves carry their shardings.
+    """
     import jax
     import jax.numpy as jnp
     from patch_training import sharding as sharding_lib
@@ -101,7 +104,7 @@ def _engine_lower(model_config, optimizer_config, stage: StageSpec, mesh):
     batch["decoder_loss_weights"] = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=batch_sh)
     with sharding_lib.mesh_context(mesh):
         state = abstract_train_state(model_config, tx, shardings)
-        return jitted.lower(state, batch)
+        return jitted.lower(state, batch), (state, batch)
 
 
 def _engine_analytic_flops(model_config, stage: StageSpec, causal_halved: bool = True) -> float:
@@ -157,8 +160,26 @@ def _parse_engine_gin(gin_files: Sequence[str], bindings: Sequence[str], search_
 # -- compiling and measuring ---------------------------------------------------------------------
 
 _OOM = re.compile(r"RESOURCE_EXHAUSTED|[Oo]ut of memory|Ran out of memory")
-_USED = re.compile(r"Used ([\d.]+)([KMGT]) of ([\d.]+)([KMGT]) hbm")
-_UNITS = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+# XLA's TPU message: "... memory required for HLO temporaries (198.34G) exceeds available HBM (95.73G)".
+_TEMPS = re.compile(r"HLO temporaries \(([\d.]+)([KMGT]?)\)")
+_AVAILABLE = re.compile(r"available HBM \(([\d.]+)([KMGT]?)\)")
+_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}   # XLA prints binary units
+
+
+def _bytes_in(pattern: re.Pattern, text: str) -> int | None:
+    m = pattern.search(text)
+    return int(float(m.group(1)) * _UNITS[m.group(2)]) if m else None
+
+
+def argument_bytes_per_device(abstract_args: Any) -> int:
+    """Bytes of one device's shards of the (abstract, sharded) step inputs."""
+    import jax
+    import numpy as np
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(abstract_args):
+        shard = leaf.sharding.shard_shape(leaf.shape)
+        total += int(np.prod(shard, dtype=np.int64)) * np.dtype(leaf.dtype).itemsize
+    return total
 
 
 def _flat(text: str, limit: int = 240) -> str:
@@ -190,21 +211,31 @@ def _counting_config(model_config, num_layers: int):
 
 
 def xla_flops_whole_slice(model_config, optimizer_config, stage: StageSpec, mesh, mode: str) -> dict:
-    """XLA's FLOPs for one step on the whole slice, from unrolled compiles (see the module docstring)."""
-    chips = mesh.devices.size
-    one_pass = dataclasses.replace(stage, num_microbatches=1)
+    """XLA's FLOPs for one step on the whole slice, from unrolled compiles (see the module docstring).
 
-    def per_device(layers: int) -> float:
-        lowered = _engine_lower(_counting_config(model_config, layers), optimizer_config, one_pass, mesh)
+    `extrapolate`: compiles at depth 1 and 2 with one row per data-parallel shard (small enough to
+    fit any slice), extrapolated to the real depth (exact: unrolled, the count is affine in the
+    layers) and to the real batch (the rows' work is linear in rows; the optimizer's per-parameter
+    work, about 1e-6 of a step, is scaled with it). `exact`: the full depth and batch, unrolled.
+    """
+    chips = mesh.devices.size
+    dp = mesh.shape["data"] * mesh.shape["fsdp"]
+    depth = model_config.num_layers
+
+    def per_device(layers: int, rows: int) -> float:
+        counting = dataclasses.replace(stage, num_microbatches=1, batch_size=rows)
+        lowered, _ = _engine_lower(_counting_config(model_config, layers), optimizer_config, counting, mesh)
         return xla_flops_per_device(lowered.compile())
 
-    depth = model_config.num_layers
-    if mode == "exact" or depth <= 2:
-        return {"xla_flops": per_device(depth) * chips, "xla_flops_method": f"unrolled compile of {depth} layers"}
-    f1, f2 = per_device(1), per_device(2)
-    total = f1 + (depth - 1) * (f2 - f1)
-    return {"xla_flops": total * chips,
-            "xla_flops_method": f"unrolled compiles of 1 and 2 layers, extrapolated to {depth} layers, x {chips} chips"}
+    if mode == "exact":
+        return {"xla_flops": per_device(depth, stage.batch_size) * chips,
+                "xla_flops_method": f"unrolled compile of all {depth} layers at the full batch, x {chips} chips"}
+    f1 = per_device(1, dp)
+    f2 = per_device(2, dp) if depth > 1 else f1
+    per_dp_rows = f1 + (depth - 1) * (f2 - f1)
+    return {"xla_flops": per_dp_rows * chips * stage.batch_size / dp,
+            "xla_flops_method": f"unrolled compiles of 1 and 2 layers at {dp} rows (1 per data shard), "
+                                f"extrapolated to {depth} layers and {stage.batch_size} rows, x {chips} chips"}
 
 
 def compile_stage(model_config, optimizer_config, stage: StageSpec, mesh, topology: TopologySpec,
@@ -215,15 +246,19 @@ def compile_stage(model_config, optimizer_config, stage: StageSpec, mesh, topolo
                            "tokens_per_row": stage.tokens_per_row, "num_microbatches": stage.num_microbatches,
                            "hbm_capacity_bytes": capacity}
     t0 = time.perf_counter()
-    lowered = _engine_lower(model_config, optimizer_config, stage, mesh)
+    lowered, abstract_args = _engine_lower(model_config, optimizer_config, stage, mesh)
     try:
         compiled = lowered.compile()
-    except Exception as e:  # the TPU compiler refuses a program that cannot fit in HBM
+    except Exception as e:  # the TPU compiler refuses a program whose buffers cannot fit in HBM
         if not _OOM.search(str(e)):
             raise
-        used = _USED.search(str(e))
-        row.update(hbm_bytes_per_chip=(int(float(used.group(1)) * _UNITS[used.group(2)]) if used else None),
-                   fits=False, compile_error=_flat(e))
+        # No memory plan comes back; its message gives the temporaries. Outputs alias the donated
+        # state, so arguments + temporaries is the same sum as for a program that compiles.
+        temps = _bytes_in(_TEMPS, str(e))
+        args = argument_bytes_per_device(abstract_args)
+        row.update(hbm_bytes_per_chip=None if temps is None else args + temps, fits=False,
+                   argument_bytes=args, temp_bytes=temps,
+                   xla_hbm_available_bytes=_bytes_in(_AVAILABLE, str(e)), compile_error=_flat(e))
         compiled = None
     row["compile_s"] = round(time.perf_counter() - t0, 2)
     if compiled is not None:
