@@ -16,8 +16,10 @@ setup-hf:
 demo: setup
 	@scripts/demo.sh $(RUN_DIR)
 
-## Full test suite (includes HF parity tests, so it installs the optional torch/transformers extra).
-test: setup-hf
+## Full test suite (includes HF parity tests and the TPU ahead-of-time compiles, so it installs the
+## optional torch/transformers and libtpu extras).
+test:
+	@scripts/setup.sh --hf --tpu
 	@$(PY) -m pytest tests $(PYTEST_ARGS)
 
 ## Quick loop while developing: skip the slow end-to-end tests.
