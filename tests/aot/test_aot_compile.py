@@ -25,6 +25,7 @@ def _run_main(capsys, argv):
     return code, json.loads(out[-1])
 
 
+@pytest.mark.slow   # two TPU compiles: ~10-15 s of CPU
 def test_two_stage_experiment_compiles_each_stage(capsys):
     code, report = _run_main(capsys, [f"--gin_file={f}" for f in TINY_PATCH] + ["--topology=v5p-8", "--flops=none"])
     assert code == 0
@@ -41,6 +42,7 @@ def test_two_stage_experiment_compiles_each_stage(capsys):
     assert patch["analytic_flops"] == token["analytic_flops"]
 
 
+@pytest.mark.slow   # three TPU compiles: ~15-25 s of CPU
 def test_xla_flops_agree_with_the_analytic_count():
     """Small unrolled compiles, extrapolated, equal the full unrolled count and match our formula."""
     aot._parse_engine_gin(TINY_TOKEN, ["model.ModelConfig.num_layers = 3"], [])
@@ -87,7 +89,7 @@ def test_cli_unknown_topology_is_one_line_and_exit_2():
     assert lines[-1].startswith("error: unknown TPU topology 'v7-64'") and len(lines) == 1, proc.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # the real 370M step: ~2 min of CPU per stage (see WORKSPACE.md, "Pod configs")
 @pytest.mark.parametrize("config", ["370m_baseline_v5p-128.gin", "370m_patch_v5p-128.gin"])
 def test_paper_370m_configs_compile_and_fit_their_slice(capsys, config):
     flops = "extrapolate" if "patch" in config else "none"
