@@ -4,16 +4,19 @@
 #   scripts/setup.sh            core dependencies + dev tools
 #   scripts/setup.sh --hf       also the optional torch/transformers extra (HF parity, reference benchmarks)
 #   scripts/setup.sh --browser  also a headless browser (Debian's chromium; the report test renders report.html)
+#   scripts/setup.sh --tpu      also libtpu (ahead-of-time compilation for TPU slices: patch_training.aot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_hf=0
 want_browser=0
+want_tpu=0
 for arg in "$@"; do
   case "$arg" in
     --hf) want_hf=1 ;;
     --browser) want_browser=1 ;;
-    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --browser)" >&2; exit 2 ;;
+    --tpu) want_tpu=1 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --browser, --tpu)" >&2; exit 2 ;;
   esac
 done
 
@@ -101,7 +104,10 @@ args=(--frozen --python "$py" --group dev)
 [ "$want_hf" = 1 ] && args+=(--extra hf)
 # Keep an already-installed hf extra instead of uninstalling it when only the core is asked for.
 if [ "$want_hf" = 0 ] && [ -f .venv/.hf-extra ]; then args+=(--extra hf); fi
+[ "$want_tpu" = 1 ] && args+=(--extra tpu)
+if [ "$want_tpu" = 0 ] && [ -f .venv/.tpu-extra ]; then args+=(--extra tpu); fi
 log "syncing .venv with uv.lock ($py)"
 UV_PYTHON_DOWNLOADS=never uv sync "${args[@]}" -q
 [ "$want_hf" = 1 ] && touch .venv/.hf-extra
+[ "$want_tpu" = 1 ] && touch .venv/.tpu-extra
 log "ready: .venv ($(.venv/bin/python --version))"

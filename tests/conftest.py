@@ -17,3 +17,10 @@ if "triton" not in sys.modules:
 # loaded 2-core machine). Writing the .pyc files once makes every later import read them.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+# The suite runs on CPU. With the optional libtpu extra installed, JAX would otherwise try (and loudly
+# fail) to start a TPU backend in every process; the AOT tests ask libtpu for compile-only devices
+# explicitly and need no TPU backend.
+import os  # noqa: E402
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
