@@ -21,6 +21,4 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # The suite runs on CPU. With the optional libtpu extra installed, JAX would otherwise try (and loudly
 # fail) to start a TPU backend in every process; the AOT tests ask libtpu for compile-only devices
 # explicitly and need no TPU backend.
-import os  # noqa: E402
-
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
