@@ -61,6 +61,15 @@ def test_pretraining_table_shows_the_runs_numbers(run_dir):
     # the latest run of a stage replaces the earlier line
     assert "| 10_pretrain | done | 7 |" in md and "| 100 |" not in md
     assert (run_dir / "report_figures" / "pretraining_loss_vs_flops.png").stat().st_size > 1000
+    assert "code: patch run 4.250 vs token-only 4.000 at equal tokens (+0.250 nats)" in md
+
+
+def test_equal_compute_reading_interpolates_the_baseline_curve():
+    from evals.report.pretraining import _interpolate
+    curve = [(100.0, 5.0), (300.0, 4.0), (200.0, 4.6)]
+    assert _interpolate(curve, 250.0) == pytest.approx(4.3)
+    assert _interpolate(curve, 300.0) == 4.0
+    assert _interpolate(curve, 50.0) is None and _interpolate(curve, 400.0) is None
 
 
 def test_missing_inputs_are_named_and_a_broken_section_is_contained(run_dir, monkeypatch):
