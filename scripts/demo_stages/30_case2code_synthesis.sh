@@ -7,7 +7,7 @@
 set -euo pipefail
 run_dir="$1"
 PY="${PY:-.venv/bin/python}"
-MAX_FUNCTIONS="${C2C_DEMO_MAX_FUNCTIONS:-300}"
+MAX_FUNCTIONS="${C2C_DEMO_MAX_FUNCTIONS:-800}"
 echo "== Case2Code synthesis (typed inputs, at most $MAX_FUNCTIONS harvested functions) -> $run_dir/case2code_data" >&2
 "$PY" -m case2code_finetune.synthesize --out "$run_dir/case2code_data" --inputs typed \
   --max_functions "$MAX_FUNCTIONS" --min_test 50
