@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 RUN_DIR ?= runs/demo
 
-.PHONY: setup setup-hf setup-test demo test test-fast bench clean
+.PHONY: setup setup-hf setup-test demo test test-pod test-fast bench clean
 
 setup:
 	@scripts/setup.sh
@@ -23,6 +23,10 @@ demo: setup
 ## compiles, so it installs the optional torch/transformers and libtpu extras and a headless chromium).
 test: setup-test
 	@$(PY) -m pytest tests $(PYTEST_ARGS)
+
+## The paper-scale TPU compiles (370M baseline and patch configs on v5p-128; ~6 min of CPU).
+test-pod: setup-test
+	@AOT_POD_TESTS=1 $(PY) -m pytest tests/aot $(PYTEST_ARGS)
 
 ## Quick loop while developing: skip the slow end-to-end tests.
 test-fast: setup

@@ -6,7 +6,7 @@ import pytest
 from patch_training.shared_data import shared_data_path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pool():
     from evals.case2code.judge import JUDGE_LIMITS
     from evals.execution import SandboxPool
@@ -14,7 +14,7 @@ def pool():
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def official_rows(pool):
     path = shared_data_path("case2code", "test.jsonl")
     if not path.is_file():

@@ -92,7 +92,7 @@ def test_splits_do_not_leak_and_train_prompts_vary(synthesis):
 
 
 def test_finished_run_is_skipped(synthesis, planted):
-    from conftest import settings
+    from tests.case2code_synthesis.conftest import settings
 
     from case2code_finetune.pipeline import synthesize
 

@@ -7,7 +7,7 @@ import pytest
 from patch_training.shared_data import shared_data_dir
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sl_pool():
     from evals.execution import Limits, SandboxPool
 
@@ -16,7 +16,7 @@ def sl_pool():
     p.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def data_dir():
     d = shared_data_dir()
     if not (d / "counterfactual").is_dir() or not (d / "wikitext").is_dir():
@@ -24,7 +24,7 @@ def data_dir():
     return d
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bank(data_dir):
     from evals.solverlearner.tasks import ProblemBank, make_tasks
 
