@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import gin
 
-from patch_training.data.corpora import RowReport, check_jsonl_files, fingerprint_files
+from patch_training.data.corpora import RowReport, check_jsonl_files, fingerprint_files, iter_jsonl_objects
 from patch_training.errors import UserError
 
 SPLITS = ("train", "validation", "test")
@@ -104,36 +103,19 @@ def iter_prompt_answer_rows(source: PromptAnswerSource, split: str,
     """(where, prompt, answer) for every usable row; the rest is counted in `report`."""
     pk, ok = source.prompt_key, source.output_key
     for path in source.split_files(split):
-        try:
-            f = open(path, "rb")
-        except OSError as e:
-            raise UserError(f"cannot open JSONL file {path}: {e.strerror}") from None
-        with f:
-            for lineno, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                report.total += 1
-                where = f"{path}:{lineno}"
-                try:
-                    row = json.loads(raw)
-                except (ValueError, UnicodeDecodeError) as e:
-                    report.bad(where, f"invalid JSON ({str(e)[:80]})")
-                    continue
-                if not isinstance(row, dict):
-                    report.bad(where, "not a JSON object")
-                    continue
-                missing = [k for k in (pk, ok) if k not in row]
-                if missing:
-                    report.bad(where, f"no {' or '.join(repr(k) for k in missing)} field")
-                    continue
-                prompt, answer = row[pk], row[ok]
-                if not isinstance(prompt, str) or not isinstance(answer, str):
-                    report.bad(where, f"{pk!r} and {ok!r} must be strings")
-                    continue
-                if not answer.strip():
-                    report.bad(where, f"empty {ok!r}")
-                    continue
-                yield where, prompt, answer
+        for where, _, row in iter_jsonl_objects(Path(path), report):
+            missing = [k for k in (pk, ok) if k not in row]
+            if missing:
+                report.bad(where, f"no {' or '.join(repr(k) for k in missing)} field")
+                continue
+            prompt, answer = row[pk], row[ok]
+            if not isinstance(prompt, str) or not isinstance(answer, str):
+                report.bad(where, f"{pk!r} and {ok!r} must be strings")
+                continue
+            if not answer.strip():
+                report.bad(where, f"empty {ok!r}")
+                continue
+            yield where, prompt, answer
 
 
 def seqio_task_for(source_name: str, vocab, vocab_fingerprint: str, reports: dict[str, RowReport]):

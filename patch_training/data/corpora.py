@@ -165,7 +165,9 @@ def iter_jsonl_texts(path: Path, report: RowReport, text_key: str = "text") -> I
         yield text
 
 
-def iter_jsonl_rows(path: Path, report: RowReport, text_key: str = "text") -> Iterator[tuple[str, str]]:
+def iter_jsonl_objects(path: Path, report: RowReport) -> Iterator[tuple[str, int, dict]]:
+    """(where, line number, object) for each JSON-object line; blank lines are skipped, bad JSON and
+    non-objects are counted in `report`. An unreadable file is one line."""
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -181,14 +183,22 @@ def iter_jsonl_rows(path: Path, report: RowReport, text_key: str = "text") -> It
             except (ValueError, UnicodeDecodeError) as e:
                 report.bad(where, f"invalid JSON ({str(e)[:80]})")
                 continue
-            if not isinstance(row, dict) or text_key not in row:
-                report.bad(where, f"no {text_key!r} field")
+            if not isinstance(row, dict):
+                report.bad(where, "not a JSON object")
                 continue
-            text = row[text_key]
-            if not isinstance(text, str):
-                report.bad(where, f"{text_key!r} is {type(text).__name__}, not a string")
-                continue
-            if not text.strip():
-                report.empty += 1
-                continue
-            yield f"{path.name}:{lineno}", text
+            yield where, lineno, row
+
+
+def iter_jsonl_rows(path: Path, report: RowReport, text_key: str = "text") -> Iterator[tuple[str, str]]:
+    for where, lineno, row in iter_jsonl_objects(path, report):
+        if text_key not in row:
+            report.bad(where, f"no {text_key!r} field")
+            continue
+        text = row[text_key]
+        if not isinstance(text, str):
+            report.bad(where, f"{text_key!r} is {type(text).__name__}, not a string")
+            continue
+        if not text.strip():
+            report.empty += 1
+            continue
+        yield f"{path.name}:{lineno}", text
