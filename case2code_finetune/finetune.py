@@ -8,25 +8,22 @@ fine-tuning). Multi-host flags are the trainer's (see `python -m patch_training.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from patch_training.errors import UserError, run_cli
+from patch_training.errors import run_cli
+
+PROG = "python -m case2code_finetune.finetune"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from patch_training.gin_utils import add_gin_flags, call_configured, parse_gin, split_gin_bindings
+    from patch_training.gin_utils import call_configured, parse_gin
+    from patch_training.main.cli import parse_gin_command_line
     from patch_training.main.runtime import add_runtime_flags, setup_logging, setup_runtime
 
-    bindings, rest = split_gin_bindings(sys.argv[1:] if argv is None else list(argv))
-    parser = argparse.ArgumentParser(prog="python -m case2code_finetune.finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_gin_flags(parser)
-    add_runtime_flags(parser)
-    args = parser.parse_args(rest)
-    if not args.gin_file:
-        raise UserError("no --gin_file given (e.g. --gin_file=configs/experiments/case2code/direct_small_cpu.gin)")
+    args, bindings = parse_gin_command_line(
+        sys.argv[1:] if argv is None else list(argv), prog=PROG, doc=__doc__, add_flags=add_runtime_flags,
+        example_gin_file="configs/experiments/case2code/direct_small_cpu.gin")
     setup_logging()
     setup_runtime(args)
     import case2code_finetune.configurables  # noqa: F401  (every name a fine-tuning gin file may bind)
@@ -37,4 +34,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main, prog="python -m case2code_finetune.finetune")
+    run_cli(main, prog=PROG)

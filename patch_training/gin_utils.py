@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -51,32 +50,6 @@ _harden_gin_file_readers()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ROOT = REPO_ROOT / "configs"
-
-
-def add_gin_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gin_file", action="append", default=[],
-                        help="gin file to parse (repeatable); later files override earlier ones")
-    parser.add_argument("--gin_search_path", action="append", default=[],
-                        help="extra directory to search for gin files and their includes")
-
-
-def split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separate `--gin.NAME=VALUE` flags (gin bindings) from the rest of argv."""
-    bindings, rest = [], []
-    it = iter(argv)
-    for arg in it:
-        if arg.startswith("--gin."):
-            body = arg[len("--gin."):]
-            if "=" not in body:
-                try:
-                    body = f"{body}={next(it)}"
-                except StopIteration:
-                    raise UserError(f"flag {arg}: expected --gin.NAME=VALUE") from None
-            name, value = body.split("=", 1)
-            bindings.append(f"{name} = {value}")
-        else:
-            rest.append(arg)
-    return bindings, rest
 
 
 def _resolve_gin_file(name: str, search_path: Sequence[str]) -> str:

@@ -7,6 +7,7 @@ import patch_training.configurables  # noqa: F401  (registers everything gin fil
 from patch_training.gin_utils import parse_gin
 
 
-def parse_run_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_path: Sequence[str] = ()) -> None:
+def parse_run_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_path: Sequence[str] = (),
+                  finalize: bool = True) -> None:
     """`parse_gin` after every configurable is registered, so an unknown name fails with one line."""
-    parse_gin(gin_files, bindings, search_path)
+    parse_gin(gin_files, bindings, search_path, finalize=finalize)

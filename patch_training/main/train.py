@@ -10,23 +10,16 @@ import argparse
 import sys
 from typing import Sequence
 
-from patch_training.errors import UserError
-from patch_training.gin_utils import add_gin_flags, call_configured, split_gin_bindings
+from patch_training.gin_utils import call_configured
+from patch_training.main.cli import parse_gin_command_line
 from patch_training.main.runtime import add_runtime_flags, setup_logging, setup_runtime
 
 PROG = "python -m patch_training.train"
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    bindings, rest = split_gin_bindings(argv)
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_gin_flags(parser)
-    add_runtime_flags(parser)
-    args = parser.parse_args(rest)
-    if not args.gin_file:
-        raise UserError("no --gin_file given (e.g. --gin_file=configs/experiments/tiny_cpu.gin)")
-    return args, bindings
+    return parse_gin_command_line(argv, prog=PROG, doc=__doc__, add_flags=add_runtime_flags,
+                                  example_gin_file="configs/experiments/tiny_cpu.gin")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

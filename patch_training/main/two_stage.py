@@ -9,8 +9,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from patch_training.errors import UserError
-from patch_training.gin_utils import add_gin_flags, call_configured, split_gin_bindings
+from patch_training.gin_utils import call_configured
+from patch_training.main.cli import parse_gin_command_line
 from patch_training.main.runtime import add_runtime_flags, setup_logging, setup_runtime
 
 PROG = "python -m patch_training.two_stage"
@@ -24,16 +24,14 @@ def parse_experiment_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    bindings, rest = split_gin_bindings(sys.argv[1:] if argv is None else list(argv))
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_gin_flags(parser)
-    parser.add_argument("--stage", type=int, choices=(1, 2), default=None,
-                        help="run only this stage (default: both, resuming what exists)")
-    add_runtime_flags(parser)
-    args = parser.parse_args(rest)
-    if not args.gin_file:
-        raise UserError("no --gin_file given (e.g. --gin_file=configs/experiments/patch/small_cpu_patch.gin)")
+    def add_flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--stage", type=int, choices=(1, 2), default=None,
+                            help="run only this stage (default: both, resuming what exists)")
+        add_runtime_flags(parser)
+
+    args, bindings = parse_gin_command_line(
+        sys.argv[1:] if argv is None else list(argv), prog=PROG, doc=__doc__, add_flags=add_flags,
+        example_gin_file="configs/experiments/patch/small_cpu_patch.gin")
     setup_logging()
     setup_runtime(args)
     parse_experiment_gin(args.gin_file, bindings, args.gin_search_path)

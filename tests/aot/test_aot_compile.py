@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from patch_training import aot
+from patch_training import aot_compile as aot
+from patch_training.main import aot as aot_cli
 from patch_training.errors import UserError
 from patch_training.gin_utils import REPO_ROOT
 from patch_training.tpu_topologies import parse_topology, topology_devices
@@ -21,7 +22,7 @@ CONTRACT = {"stage", "hbm_bytes_per_chip", "hbm_capacity_bytes", "fits", "xla_fl
 
 
 def _run_main(capsys, argv):
-    code = aot.main(argv)
+    code = aot_cli.main(argv)
     out = capsys.readouterr().out.strip().splitlines()
     return code, json.loads(out[-1])
 
@@ -46,7 +47,7 @@ def test_two_stage_experiment_compiles_each_stage(capsys):
 @pytest.mark.slow   # three TPU compiles: ~15-25 s of CPU
 def test_xla_flops_agree_with_the_analytic_count():
     """Small unrolled compiles, extrapolated, equal the full unrolled count and match our formula."""
-    aot._parse_engine_gin(TINY_TOKEN, ["model.ModelConfig.num_layers = 3"], [])
+    aot_cli.parse_engine_gin(TINY_TOKEN, ["model.ModelConfig.num_layers = 3"], [])
     model_config, optimizer_config, (stage,) = aot._engine_configs()
     mesh = aot._engine_mesh(topology_devices(parse_topology("v5p-8")))
     approx = aot.xla_flops_whole_slice(model_config, optimizer_config, stage, mesh, "extrapolate")
@@ -74,7 +75,7 @@ def test_a_config_that_does_not_fit_reports_and_exits_1(capsys):
 
 
 def test_mesh_that_does_not_divide_the_chips_fails_with_one_line():
-    aot._parse_engine_gin(TINY_TOKEN, ["mesh.mesh_shape.tensor = 3"], [])
+    aot_cli.parse_engine_gin(TINY_TOKEN, ["mesh.mesh_shape.tensor = 3"], [])
     with pytest.raises(UserError) as e:
         aot.compile_experiment(parse_topology("v5p-8"), "none")
     msg = str(e.value)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # CLI shims kept at their old `python -m` paths; they import the entry points on purpose.
-CLI_SHIMS = {"patch_training.train", "patch_training.two_stage"}
+CLI_SHIMS = {"patch_training.train", "patch_training.two_stage", "patch_training.aot"}
 
 
 def module_name(path: Path) -> str:
