@@ -22,3 +22,13 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # fail) to start a TPU backend in every process; the AOT tests ask libtpu for compile-only devices
 # explicitly and need no TPU backend.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# One persistent XLA compilation cache for the whole suite, this process and every subprocess it starts
+# (they inherit the environment): the suite compiles the same tiny models' init, train, eval and decode
+# functions in dozens of processes, and a compile of even a tiny model costs 1-5 s on CPU (the seeded
+# parameter init alone ~4 s) while a cache hit costs ~0.1 s. Entries are keyed by the HLO, the compile
+# options, the devices and the jax/jaxlib versions, so a stale entry is never used. Opt out with
+# JAX_COMPILATION_CACHE_DIR="" (an empty value disables the cache).
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".cache", "jax-test-compilations"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
