@@ -3,6 +3,9 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 RUN_DIR ?= runs/demo
+# Test workers (pytest-xdist): one per core, at most 4 (each holds TF, JAX and torch: ~3 GB).
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: setup setup-hf setup-test demo test test-pod test-fast bench clean
 
@@ -22,7 +25,7 @@ demo: setup
 ## Full test suite (includes HF parity tests, the report's browser check and the TPU ahead-of-time
 ## compiles, so it installs the optional torch/transformers and libtpu extras and a headless chromium).
 test: setup-test
-	@$(PY) -m pytest tests $(PYTEST_ARGS)
+	@$(PY) -m pytest tests $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 ## The paper-scale TPU compiles (370M baseline and patch configs on v5p-128; ~6 min of CPU).
 test-pod: setup-test
@@ -30,7 +33,7 @@ test-pod: setup-test
 
 ## Quick loop while developing: skip the slow end-to-end tests.
 test-fast: setup
-	@$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+	@$(PY) -m pytest tests -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

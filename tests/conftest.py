@@ -8,6 +8,8 @@ ImportError as "no triton", which is all these CPU tests need.
 import os
 import sys
 
+import pytest
+
 if "triton" not in sys.modules:
     sys.modules["triton"] = None  # makes `import triton` raise ImportError
 
@@ -32,3 +34,34 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".cache", "jax-test-compilations"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+# Parallel runs (`make test` uses pytest-xdist with --dist loadgroup): a test file stays on one worker, so
+# its module-scoped fixtures (compiled steps, trained tiny runs) are built once; and every test that starts
+# sandboxed programs runs on the same worker, because concurrent sandbox pools share the per-worker
+# sandbox uids and with them one RLIMIT_NPROC budget.
+_SANDBOX_TEST_DIRS = {"execution", "case2code_eval", "case2code_synthesis", "solverlearner"}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        path = os.path.relpath(str(item.path), tests_dir)
+        top = path.split(os.sep)[0]
+        group = "sandbox" if top in _SANDBOX_TEST_DIRS else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _clear_gin_config():
+    gin = sys.modules.get("gin")
+    if gin is not None:
+        gin.clear_config()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gin_config():
+    """Every test starts and ends with an empty gin config: one test's bindings (e.g. a mesh shape) never
+    leak into the next one, whatever order a worker runs them in."""
+    _clear_gin_config()
+    yield
+    _clear_gin_config()
