@@ -12,7 +12,7 @@ Public API:
     run_program(source, entry, calls, limits=None) -> ProgramResult   (one-off, starts a small pool)
 """
 from evals.execution.canonical import BadExpected, outputs_match, parse_expected, to_case2code
-from evals.execution.limits import Limits
+from evals.execution.protocol import Limits
 from evals.execution.pool import Program, ProgramResult, SandboxPool
 from evals.execution.probe import SandboxUnavailable, probe_tier, require_tier, resolve_tier
 from evals.execution.case2code import case2code_program

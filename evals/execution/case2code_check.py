@@ -31,7 +31,7 @@ import warnings
 
 from evals.execution.canonical import EXCEPTION_MARKER, _literal, outputs_match, parse_expected
 from evals.execution.case2code import case2code_program
-from evals.execution.limits import Limits
+from evals.execution.protocol import Limits
 from evals.execution.pool import SandboxPool
 
 _ADDR = re.compile(r" at 0x[0-9a-f]+")
