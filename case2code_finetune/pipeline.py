@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from evals.execution import Limits, Program
+from evals.execution import Limits, Program, SandboxPool
 from case2code_finetune import execute as ex
 from case2code_finetune.decontaminate import Decontaminator, default_test_set
 from case2code_finetune.dedup import behaviour_key
@@ -24,7 +24,6 @@ from case2code_finetune.input_values import kwargs_source, parse_kwargs_source
 from case2code_finetune.llm_inputs import build_prompt
 from case2code_finetune.jsonl_io import AppendJournal, read_jsonl, write_atomic, write_json_atomic
 from case2code_finetune.progress import Progress
-from case2code_finetune.sandbox_env import sandbox_pool
 from case2code_finetune.splits import assign_splits, official_row, training_rows
 from case2code_finetune.typed_inputs import TypedInputs
 from patch_training.errors import UserError
@@ -184,11 +183,11 @@ def _execute(cfg: SynthesisConfig, rows: list[dict], inputs: dict, work: Path) -
     limits = Limits(wall_s=cfg.wall_s, program_wall_s=max(10.0, 4 * cfg.wall_s))
     programs = ex.programs_for(rows, inputs)
     by_id = {r["id"]: r for r in rows}
-    # Pool A serves pass A, the final re-run and the behavioural probe; pool B (another hash seed) only
-    # pass B, while pool A sits idle (so the changed launch environment cannot reach one of A's restarts).
-    with sandbox_pool(cfg.num_workers, limits) as pool:
+    # Pool A (the default hash seed) serves pass A, the final re-run and the behavioural probe; pool B's
+    # interpreters hash strings with another seed, so output that depends on set order disagrees between passes.
+    with SandboxPool(cfg.num_workers, limits=limits) as pool:
         res_a = ex.run_pass(pool, programs, str(work / "pass_a.jsonl"), "sandbox pass A")
-        with sandbox_pool(cfg.num_workers, limits, hash_seed=SECOND_PASS_HASH_SEED) as pool_b:
+        with SandboxPool(cfg.num_workers, limits=limits, hash_seed=SECOND_PASS_HASH_SEED) as pool_b:
             res_b = ex.run_pass(pool_b, programs, str(work / "pass_b.jsonl"), "sandbox pass B (other hash seed)")
         rule = ex.KeepRule(official=cfg.official_filter)
         records, decisions = [], []

@@ -10,7 +10,7 @@ from patch_training.errors import UserError, run_cli
 
 def _check(args) -> int:
     from evals.execution.canonical import BadExpected, outputs_match
-    from evals.execution.limits import Limits
+    from evals.execution.protocol import Limits
     from evals.execution.pool import Program, SandboxPool
 
     # Start the sandbox before reading any expected outputs (they must never be inherited by it).

@@ -12,6 +12,8 @@ import json
 import math
 import re
 
+from evals.execution.protocol import ERROR, MEMORY, OK
+
 EXCEPTION_MARKER = "<|EXCEPTION|> "
 MAX_LITERAL_CHARS = 100_000
 MAX_NESTING = 50
@@ -86,9 +88,9 @@ def parse_expected(expected: object) -> tuple[str, str]:
 
 
 def outcome_kind(status: str, exc: str | None) -> str | None:
-    if status == "ok":
+    if status == OK:
         return "return"
-    if status in ("error", "memory") and exc is not None:
+    if status in (ERROR, MEMORY) and exc is not None:
         return "error"
     return None
 

@@ -31,7 +31,7 @@ import warnings
 
 from evals.execution.canonical import EXCEPTION_MARKER, _literal, outputs_match, parse_expected
 from evals.execution.case2code import case2code_program
-from evals.execution.limits import Limits
+from evals.execution.protocol import ERROR, MEMORY, OK, Limits
 from evals.execution.pool import SandboxPool
 
 _ADDR = re.compile(r" at 0x[0-9a-f]+")
@@ -75,7 +75,7 @@ def classify_call(call: dict, gold: dict, code: str) -> str:
     """Name the reason one call's outcome differs from the recorded one (see the module docstring)."""
     want_kind, want = parse_expected(gold)
     got = call.get("output")
-    if call["status"] not in ("ok", "error", "memory") or got is None:
+    if call["status"] not in (OK, ERROR, MEMORY) or got is None:
         return "unexplained"
     if want_kind == "error":
         if "object is not callable" in want and "not callable" not in got:
@@ -84,7 +84,7 @@ def classify_call(call: dict, gold: dict, code: str) -> str:
         if call.get("exc") and gcls and gcls.group(1) == call["exc"]:
             return "py_message"
         return "unexplained"
-    if call["status"] != "ok":
+    if call["status"] != OK:
         return "unexplained"
     if _ADDR.search(got) and _ADDR.sub("", got) == _ADDR.sub("", want):
         return "address"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from evals.execution.pool import Program, ProgramResult, SandboxPool
+from evals.execution.protocol import OK
 
 
 def run_twice_results(pool: SandboxPool, programs: list[Program]) -> dict[str, tuple[ProgramResult, ProgramResult]]:
@@ -38,6 +39,6 @@ def run_twice(pool: SandboxPool, programs: list[Program]) -> dict[str, list[bool
     """-> task_id -> per-call flag: True when both runs returned (status ok) the same output."""
     agreed = {}
     for tid, (a, b) in run_twice_results(pool, programs).items():
-        agreed[tid] = [x["status"] == y["status"] == "ok" and x["output"] == y["output"]
+        agreed[tid] = [x["status"] == y["status"] == OK and x["output"] == y["output"]
                        for x, y in zip(a.calls, b.calls)]
     return agreed

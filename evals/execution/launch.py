@@ -14,15 +14,17 @@ import shutil
 import stat
 import sys
 import tempfile
+import types
 from pathlib import Path
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
 SANDBOX_UID_BASE = 61000  # per-worker uids: 61000 + worker index (never a real account)
-SANDBOX_ENV = {
+# Read-only: a pool's own settings (its hash seed) go through `sandbox_env`, never by editing this table.
+SANDBOX_ENV = types.MappingProxyType({
     "PYTHONHASHSEED": "0", "TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp",
     "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-}
+})
 PREIMPORT = ["math", "re", "collections", "itertools", "functools", "string", "heapq", "bisect", "operator",
              "datetime", "decimal", "fractions", "statistics", "copy", "typing", "dataclasses", "numpy"]
 TMPFS_SIZE = 64 << 20
@@ -52,6 +54,12 @@ def python_executable() -> str:
     return str(Path(sys.prefix) / "bin" / "python") if sys.prefix != sys.base_prefix else sys.executable
 
 
+def sandbox_env(hash_seed: int = 0, **overrides: str) -> dict[str, str]:
+    """The whole environment of a zygote (it never inherits the harness's): SANDBOX_ENV with this pool's
+    string-hash seed, plus `overrides` (e.g. HOME)."""
+    return dict(SANDBOX_ENV, PYTHONHASHSEED=str(int(hash_seed)), **overrides)
+
+
 def zygote_config(*, seccomp: bool, kill_all: bool, drop_uid: int | None, tmp: str,
                   fd_paths: list[str] | None = None) -> str:
     return json.dumps({"seccomp": seccomp, "kill_all": kill_all, "drop_uid": drop_uid, "tmp": tmp,
@@ -69,7 +77,7 @@ class Launch:
             shutil.rmtree(self.stage, ignore_errors=True)
 
 
-def t1_launch(worker_index: int, *, seccomp: bool = True) -> Launch:
+def t1_launch(worker_index: int, *, seccomp: bool = True, hash_seed: int = 0) -> Launch:
     """bubblewrap: no network, own pid/ipc/uts/mount namespaces, tmpfs /tmp, read-only narrow filesystem."""
     bwrap = shutil.which("bwrap")
     if not bwrap:
@@ -104,7 +112,7 @@ def t1_launch(worker_index: int, *, seccomp: bool = True) -> Launch:
     for src, dst in binds:
         argv += ["--ro-bind", src, dst]
     argv += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--hostname", "sandbox"]
-    for k, v in SANDBOX_ENV.items():
+    for k, v in sandbox_env(hash_seed).items():
         argv += ["--setenv", k, v]
     argv += [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
              zygote_config(seccomp=seccomp, kill_all=True, drop_uid=None, tmp="/tmp")]
@@ -118,7 +126,7 @@ def t1_launch(worker_index: int, *, seccomp: bool = True) -> Launch:
     return Launch(argv, env={"PATH": "/usr/bin:/bin"}, stage=stage)
 
 
-def t2_launch(worker_index: int) -> Launch:
+def t2_launch(worker_index: int, *, hash_seed: int = 0) -> Launch:
     """No namespaces: the zygote (root) forks children that drop to a private uid, in a private 0700 cwd.
 
     Interpreter directories that uid cannot traverse (a pyenv under /root) are reached through fds the
@@ -133,22 +141,22 @@ def t2_launch(worker_index: int) -> Launch:
     hidden = [str(d) for d in interpreter_dirs() + [ZYGOTE.parent.resolve()] if not _world_traversable(d)]
     argv = [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
             zygote_config(seccomp=True, kill_all=False, drop_uid=uid, tmp=home, fd_paths=hidden)]
-    return Launch(argv, env=dict(SANDBOX_ENV, HOME=home), cwd=home, stage=home)
+    return Launch(argv, env=sandbox_env(hash_seed, HOME=home), cwd=home, stage=home)
 
 
-def t3_launch(worker_index: int, *, seccomp: bool) -> Launch:
+def t3_launch(worker_index: int, *, seccomp: bool, hash_seed: int = 0) -> Launch:
     """Opt-in only: rlimits (+ seccomp when it loads) as the harness's own uid."""
     home = tempfile.mkdtemp(prefix=f"sbx-t3-{worker_index}-")
     argv = [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
             zygote_config(seccomp=seccomp, kill_all=False, drop_uid=None, tmp=home)]
-    return Launch(argv, env=dict(SANDBOX_ENV, HOME=home), cwd=home, stage=home)
+    return Launch(argv, env=sandbox_env(hash_seed, HOME=home), cwd=home, stage=home)
 
 
-def launch_for(tier: str, worker_index: int, *, seccomp: bool = True) -> Launch:
+def launch_for(tier: str, worker_index: int, *, seccomp: bool = True, hash_seed: int = 0) -> Launch:
     if tier == "T1":
-        return t1_launch(worker_index, seccomp=seccomp)
+        return t1_launch(worker_index, seccomp=seccomp, hash_seed=hash_seed)
     if tier == "T2":
-        return t2_launch(worker_index)
+        return t2_launch(worker_index, hash_seed=hash_seed)
     if tier == "T3":
-        return t3_launch(worker_index, seccomp=seccomp)
+        return t3_launch(worker_index, seccomp=seccomp, hash_seed=hash_seed)
     raise ValueError(f"unknown tier {tier!r}")

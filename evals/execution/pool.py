@@ -17,14 +17,15 @@ import threading
 import time
 from typing import Iterable, Iterator
 
+from evals.execution import protocol
 from evals.execution.journal import Journal
-from evals.execution.limits import Limits
+from evals.execution.protocol import PROTOCOL_ERROR, WORKER_DIED, Limits
 from evals.execution.probe import resolve_tier
 from evals.execution.worker import Worker, validate_calls
+from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
-PROGRAM_STATUS_ORDER = ("worker_died", "protocol_error", "crash", "memory", "timeout", "output_too_large",
-                        "error", "ok")
+MAX_HASH_SEED = 4294967295  # the largest PYTHONHASHSEED the interpreter accepts
 
 
 @dataclasses.dataclass
@@ -61,9 +62,9 @@ class Program:
                 calls.append({"kwargs": c.get("kwargs")})
             else:
                 calls.append({"kwargs": None})
-        return {"id": f"{self.task_id}#{self.attempt}", "source": self.source, "entry": self.entry or "",
-                "calls": calls, "calls_src": self.calls_src, "n_calls": int(n or 0), "mode": self.mode,
-                "limits": lim.to_wire(), "compat": self.compat}
+        return protocol.task_wire(f"{self.task_id}#{self.attempt}", self.source, self.entry or "", calls,
+                                  limits=lim, n_calls=int(n or 0), calls_src=self.calls_src, mode=self.mode,
+                                  compat=self.compat)
 
 
 @dataclasses.dataclass
@@ -89,13 +90,8 @@ class ProgramResult:
 
 
 def program_status(calls: list[dict], script: dict | None) -> str:
-    statuses = {c["status"] for c in calls}
-    if script is not None:
-        statuses.add(script["status"])
-    for s in PROGRAM_STATUS_ORDER:
-        if s in statuses:
-            return s
-    return "ok"
+    statuses = [c["status"] for c in calls] + ([script["status"]] if script is not None else [])
+    return protocol.worst_status(statuses)
 
 
 def _script_from_frame(frame: dict) -> dict | None:
@@ -103,11 +99,19 @@ def _script_from_frame(frame: dict) -> dict | None:
     if not isinstance(s, dict):
         return None
     out = s.get("stdout") if isinstance(s.get("stdout"), str) else ""
-    return {"status": s.get("status") if s.get("status") in PROGRAM_STATUS_ORDER else "protocol_error",
+    return {"status": s.get("status") if s.get("status") in protocol.STATUSES else PROTOCOL_ERROR,
             "exit": s.get("exit") if isinstance(s.get("exit"), int) else None,
             "exc": s.get("exc") if isinstance(s.get("exc"), str) else None,
             "error": s.get("error") if isinstance(s.get("error"), str) else None,
             "stdout": out, "stdout_truncated": bool(s.get("stdout_truncated"))}
+
+
+def _checked_hash_seed(seed: int | None) -> int:
+    if seed is None:
+        return 0
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_HASH_SEED:
+        raise UserError(f"SandboxPool(hash_seed={seed!r}): expected an int in [0, {MAX_HASH_SEED}] or None")
+    return seed
 
 
 class _Jobs:
@@ -133,17 +137,22 @@ class _Jobs:
 
 
 class SandboxPool:
-    """N pre-forked zygotes (default: one per core), each driven by its own harness thread."""
+    """N pre-forked zygotes (default: one per core), each driven by its own harness thread.
+
+    `hash_seed`: the PYTHONHASHSEED of every interpreter of this pool, restarts included (None: 0). Two pools
+    with different seeds order sets of strings differently, which is what the run-twice rule needs to catch
+    output that depends on it."""
 
     def __init__(self, num_workers: int | None = None, *, tier: str | None = None,
-                 limits: Limits | None = None, batch_size: int = 16):
+                 limits: Limits | None = None, batch_size: int = 16, hash_seed: int | None = None):
+        self.hash_seed = _checked_hash_seed(hash_seed)
         # A named tier (or $EXECUTOR_TIER) must pass its own probe; T3 needs EXECUTOR_ALLOW_WEAK=1.
         self.tier_info = resolve_tier(tier)
         self.tier = self.tier_info["tier"]
         self.limits = limits or Limits()
         self.batch_size = batch_size
         n = num_workers or len(os.sched_getaffinity(0))
-        self.workers = [Worker(self.tier, i) for i in range(n)]
+        self.workers = [Worker(self.tier, i, hash_seed=self.hash_seed) for i in range(n)]
         self._inbox = _Jobs()
         self._started = threading.Barrier(n + 1)
         self._errors: list[BaseException] = []
@@ -155,7 +164,7 @@ class SandboxPool:
         if self._errors:
             self.close()
             raise self._errors[0]
-        log.info("sandbox pool: %d workers at tier %s", n, self.tier)
+        log.info("sandbox pool: %d workers at tier %s, hash seed %d", n, self.tier, self.hash_seed)
 
     # Each worker is started and restarted by the same long-lived thread: bwrap's --die-with-parent
     # follows the thread that spawned it.
@@ -192,18 +201,18 @@ class SandboxPool:
         lim = p.limits or self.limits
         script = None
         if frame is None:
-            calls = [{"status": "worker_died", "output": None, "exc": None, "note": "sandbox worker restarted"}
+            calls = [{"status": WORKER_DIED, "output": None, "exc": None, "note": "sandbox worker restarted"}
                      for _ in range(n)]
             if p.mode == "script":
-                script = {"status": "worker_died", "exit": None, "exc": None, "error": None, "stdout": "",
+                script = {"status": WORKER_DIED, "exit": None, "exc": None, "error": None, "stdout": "",
                           "stdout_truncated": False}
         else:
-            calls = validate_calls(frame, n, lim) if "zygote_error" not in frame else None
+            calls = validate_calls(frame, n, lim) if protocol.ZYGOTE_ERROR not in frame else None
             if calls is None:
-                calls = [{"status": "protocol_error", "output": None, "exc": None,
+                calls = [{"status": PROTOCOL_ERROR, "output": None, "exc": None,
                           "note": "invalid result frame"} for _ in range(n)]
             if p.mode == "script":
-                script = _script_from_frame(frame) or {"status": "protocol_error", "exit": None, "exc": None,
+                script = _script_from_frame(frame) or {"status": PROTOCOL_ERROR, "exit": None, "exc": None,
                                                        "error": None, "stdout": "", "stdout_truncated": False}
         return ProgramResult(p.task_id, p.attempt, program_status(calls, script), calls, script, worker, wall)
 

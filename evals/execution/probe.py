@@ -14,6 +14,10 @@ import shutil
 import socket
 import time
 
+from evals.execution import protocol
+from evals.execution.canonical import _literal
+from evals.execution.protocol import Limits
+from evals.execution.worker import Worker, validate_calls
 from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -66,10 +70,6 @@ class SandboxUnavailable(UserError):
 
 
 def _try_tier(tier: str) -> tuple[bool, dict]:
-    from evals.execution.canonical import _literal
-    from evals.execution.limits import Limits
-    from evals.execution.worker import Worker, validate_calls
-
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -80,11 +80,11 @@ def _try_tier(tier: str) -> tuple[bool, dict]:
     try:
         w.start()
         lim = Limits(wall_s=5.0)
-        wire = {"id": "probe#0", "source": PROBE_SOURCE, "entry": "probe", "calls": [{"kwargs": {"port": port}}],
-                "calls_src": None, "n_calls": 1, "mode": "calls", "limits": lim.to_wire()}
+        wire = protocol.task_wire("probe#0", PROBE_SOURCE, "probe", [{"kwargs": {"port": port}}], limits=lim,
+                                  n_calls=1)
         frame = next(w.run_batch([wire], [lim.task_budget_s(1)]))[1]
         calls = validate_calls(frame or {}, 1, lim)
-        if not calls or calls[0]["status"] != "ok":
+        if not calls or calls[0]["status"] != protocol.OK:
             return False, dict(facts, reason=f"probe program failed: {calls or frame}"[:300])
         facts.update(_literal(json.loads(calls[0]["output"])))
     except Exception as e:  # noqa: BLE001 - any failure means "this tier is not available"

@@ -7,22 +7,18 @@ marked `worker_died`.
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
-import struct
 import subprocess
 import time
 
+from evals.execution import protocol
 from evals.execution.launch import Launch, launch_for
-from evals.execution.limits import Limits
+from evals.execution.protocol import Limits
 
-_LEN = struct.Struct(">I")
-MAX_FRAME = 64 << 20
 GRACE_S = 1.0
 START_TIMEOUT_S = 30.0
-STATUSES = ("ok", "error", "timeout", "memory", "crash", "output_too_large", "protocol_error", "worker_died")
 
 
 class WorkerDied(Exception):
@@ -32,8 +28,8 @@ class WorkerDied(Exception):
 class Worker:
     """One long-lived sandboxed zygote. Not thread-safe: one thread drives one worker."""
 
-    def __init__(self, tier: str, index: int, *, seccomp: bool = True):
-        self.tier, self.index, self.seccomp = tier, index, seccomp
+    def __init__(self, tier: str, index: int, *, seccomp: bool = True, hash_seed: int = 0):
+        self.tier, self.index, self.seccomp, self.hash_seed = tier, index, seccomp, hash_seed
         self.proc: subprocess.Popen | None = None
         self.launch: Launch | None = None
         self.info: dict = {}
@@ -41,12 +37,12 @@ class Worker:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self.launch = launch_for(self.tier, self.index, seccomp=self.seccomp)
+        self.launch = launch_for(self.tier, self.index, seccomp=self.seccomp, hash_seed=self.hash_seed)
         self.proc = subprocess.Popen(self.launch.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env=self.launch.env, cwd=self.launch.cwd,
                                      close_fds=True, start_new_session=True)
         hello = self._read_frame(time.monotonic() + START_TIMEOUT_S)
-        if not isinstance(hello, dict) or not hello.get("ready"):
+        if not isinstance(hello, dict) or not hello.get(protocol.READY):
             self.stop()
             raise WorkerDied(f"zygote {self.index} ({self.tier}) did not start: {hello!r}"[:300])
         self.info = hello
@@ -95,18 +91,15 @@ class Worker:
         return bytes(buf)
 
     def _read_frame(self, deadline: float):
-        (n,) = _LEN.unpack(self._read_exact(4, deadline))
-        if n > MAX_FRAME:
-            raise WorkerDied("oversized frame")
         try:
-            return json.loads(self._read_exact(n, deadline))
-        except ValueError:
-            raise WorkerDied("malformed frame") from None
+            return protocol.read_frame(lambda n: self._read_exact(n, deadline))
+        except protocol.FrameError as e:
+            raise WorkerDied(str(e)) from None
 
     def _send(self, obj) -> None:
-        data = json.dumps(obj).encode()
+        data = protocol.encode_frame(obj)
         try:
-            self.proc.stdin.write(_LEN.pack(len(data)) + data)
+            self.proc.stdin.write(data)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError) as e:
             raise WorkerDied(f"cannot write to zygote: {e}") from None
@@ -119,10 +112,10 @@ class Worker:
             if self.proc is None:
                 self.start()
             try:
-                self._send({"tasks": [wires[i] for i in pending]})
+                self._send({protocol.TASKS: [wires[i] for i in pending]})
             except WorkerDied:
                 self.restart()
-                self._send({"tasks": [wires[i] for i in pending]})
+                self._send({protocol.TASKS: [wires[i] for i in pending]})
             while pending:
                 i = pending[0]
                 try:
@@ -145,7 +138,7 @@ def validate_calls(frame: dict, n_calls: int, limits: Limits) -> list[dict] | No
         return None
     out = []
     for c in calls:
-        if not isinstance(c, dict) or c.get("status") not in STATUSES:
+        if not isinstance(c, dict) or c.get("status") not in protocol.STATUSES:
             return None
         output, exc, note = c.get("output"), c.get("exc"), c.get("note")
         if output is not None and (not isinstance(output, str) or len(output) > limits.output_cap + 64):

@@ -2,12 +2,15 @@
 
 This file runs *inside* the sandbox (bubblewrap at T1), never in the harness. It uses only the standard
 library and `pyseccomp`, reads length-prefixed JSON task batches on fd 0, and answers one length-prefixed
-JSON frame per task on fd 1. The expected outputs never come here: the zygote only reports what each
-call produced, and the trusted parent does the comparing.
+JSON frame per task on fd 1 (the format: protocol.py). The expected outputs never come here: the zygote only
+reports what each call produced, and the trusted parent does the comparing.
 
 Each child: own process group, every fd closed but its result pipe, stdio on /dev/null (or a capped pipe in
 script mode), rlimits, a seccomp filter, `random.seed(0)`, then the candidate. It writes one JSON line per
 call through serializers bound before the candidate ran, so monkeypatching `repr`/`json` cannot forge them.
+
+Layout: framing; child hardening (seccomp, rlimits); the child after fork (`_fork_child` .. `_run_*`);
+cleaning up after a child; the zygote reading a child's results and deciding each status (`run_task`); main.
 """
 import builtins
 import ctypes
@@ -22,15 +25,15 @@ import stat
 import struct
 import sys
 import time
+import types
 
-MAX_FRAME = 64 << 20
-_LEN = struct.Struct(">I")
-PROTO_IN, PROTO_OUT = 200, 201
+if __package__:  # imported by the harness (a test, a tool): the package's copy
+    from evals.execution import protocol
+else:  # started as a script in the sandbox: this directory is sys.path[0], the `evals` package is not there
+    import protocol
 
-# Bound before any candidate runs: the child serialises with these, not with whatever the program patched.
-_repr, _str, _type, _len, _isinstance = builtins.repr, builtins.str, builtins.type, builtins.len, builtins.isinstance
-_dumps, _write, _exit = json.dumps, os.write, os._exit
-_BaseException, _MemoryError, _dict = BaseException, MemoryError, dict
+PROTO_IN, PROTO_OUT = 200, 201  # the zygote's private copies of its harness pipes (fds 0/1 go to /dev/null)
+FIRST_PATH_FD = 50  # T2 import-path fds (see _reroute_imports): below NOFILE (64); children keep these open
 _SIZED_BUILTINS = frozenset({str, bytes, bytearray, list, tuple, dict, set, frozenset})
 
 
@@ -46,19 +49,11 @@ def _read_exact(fd, n):
 
 
 def read_frame(fd):
-    head = _read_exact(fd, 4)
-    if head is None:
-        return None
-    (n,) = _LEN.unpack(head)
-    if n > MAX_FRAME:
-        raise ValueError("frame too large")
-    body = _read_exact(fd, n)
-    return None if body is None else json.loads(body)
+    return protocol.read_frame(lambda n: _read_exact(fd, n))
 
 
 def write_frame(fd, obj):
-    data = json.dumps(obj).encode()
-    data = _LEN.pack(len(data)) + data
+    data = protocol.encode_frame(obj)
     while data:
         data = data[os.write(fd, data):]
 
@@ -157,17 +152,112 @@ def _set_limits(lim, n_calls):
     for what, value in pairs:
         resource.setrlimit(what, value)
 
+# ---------------------------------------------------------------- the child, after fork
+# Whatever the child does after the candidate's code has run goes through names bound *before* it ran:
+# locals, closures made by the `_child_*` factories, never this module's globals or `json`/`builtins`
+# attributes looked up late. A program that patches those can still break its own report (it could also
+# just exit), but not make a patched `repr`/`json` pass for its real output, and the next program is forked
+# from the untouched zygote.
+def _fork_child(task, start, cfg, workdir):
+    """Fork a child for calls `start`..; -> (pid, result pipe, stdout pipe or None), read ends."""
+    r, w = os.pipe()
+    out_r = out_w = None
+    if task.get("mode") == "script":
+        out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _exit, _BaseException = os._exit, BaseException
+        try:
+            _harden_child(task, start, cfg, workdir, w, out_w)
+            _child_main(task, start, protocol.RESULT_FD)
+        except _BaseException:
+            pass
+        _exit(0)
+    os.close(w)
+    if out_w is not None:
+        os.close(out_w)
+    return pid, r, out_r
 
-def _child_main(task, start, wfd, cfg):
-    """Runs in the forked child: harden, exec the candidate, call it, stream one JSON line per call."""
-    cap = task["limits"]["output_cap"]
-    # Locals, not module globals: a program that patches this module's names cannot reach these bindings.
-    _dumps, _write, _exit, _repr, _len, _type, _str = (json.dumps, os.write, os._exit, builtins.repr,
-                                                       builtins.len, builtins.type, builtins.str)
-    _BaseException, _isinstance, _dict = BaseException, builtins.isinstance, dict
+
+def _harden_child(task, start, cfg, workdir, result_w, stdout_w):
+    """Between fork and the candidate: own process group and cwd, stdio, fds, uid, rlimits, seccomp."""
+    os.setpgid(0, 0)
+    os.chdir(workdir)
+    _child_stdio(result_w, stdout_w)
+    _close_other_fds(len(cfg.get("fd_paths") or ()))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if cfg.get("drop_uid") is not None:  # T2: the zygote itself may still be root
+        _drop_to_uid(cfg["drop_uid"])
+    _set_limits(task["limits"], task["n_calls"] - start)
+    if cfg.get("seccomp"):
+        _install_seccomp()
+    sys.argv = ["<program>"]
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", closefd=False)
+    sys.stdin = open(0, "r", closefd=False)
+
+
+def _child_stdio(result_w, stdout_w):
+    """stdin/stderr on /dev/null, stdout on /dev/null or the capped script pipe, the result pipe on RESULT_FD."""
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(stdout_w if stdout_w is not None else null, 1)
+    os.dup2(null, 2)
+    os.dup2(result_w, protocol.RESULT_FD)
+
+
+def _close_other_fds(n_path_fds):
+    """Close every fd above RESULT_FD, except the T2 import-path fds when there are any."""
+    first = protocol.RESULT_FD + 1
+    if n_path_fds:
+        os.closerange(first, FIRST_PATH_FD)
+        os.closerange(FIRST_PATH_FD + n_path_fds, 1 << 16)
+    else:
+        os.closerange(first, 1 << 16)
+
+
+def _drop_to_uid(uid):
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
+def _child_main(task, start, wfd):
+    """The hardened child's job: load the candidate, run calls `start`.. and report each on `wfd`."""
+    out = _child_reporter(wfd, task["limits"]["output_cap"])
+    load = _child_loader(task, out)
+    call = _child_caller(task["entry"], out)
+    _exit = os._exit
+    random.seed(0)
+    if task.get("compat") == "case2code":
+        _case2code_environment()
+    src = task.get("calls_src")
+    if task.get("mode", "calls") == "script":
+        _run_script(load, out)
+    elif src is None:
+        _run_listed_calls(task, start, load, call, out)
+    else:
+        # Case2Code `example_str`: source that defines `examples` (a list of kwargs dicts) and may use the
+        # program's own names (`dict(x=formatr)`), so it runs *after* the program in the program's namespace.
+        # A list means generation rounds: each round runs in a fresh namespace with a freshly loaded program,
+        # as the original data pipeline did (one process per round).
+        rounds = [src] if isinstance(src, str) else list(src)
+        _run_example_rounds(task, start, rounds, not isinstance(src, str), load, _child_examples(out), call, out)
+    _exit(0)
+
+
+def _child_reporter(wfd, cap):
+    """-> the child's only way to write result lines (their format: protocol.py), bound now."""
+    _dumps, _write, _repr, _len, _type, _str = (json.dumps, os.write, builtins.repr, builtins.len, builtins.type,
+                                                builtins.str)
+    _BaseException, _SystemExit, _isinstance, _int, _sys = BaseException, SystemExit, builtins.isinstance, int, sys
     _sized = _SIZED_BUILTINS
+    RETURN, ERROR_, TOO_LARGE, BAD_INPUT = (protocol.KIND_RETURN, protocol.KIND_ERROR, protocol.KIND_TOO_LARGE,
+                                            protocol.KIND_BAD_INPUT)
+    LOADED, LOAD_ERROR, FATAL, SCRIPT_EXIT = protocol.LOADED, protocol.LOAD_ERROR, protocol.FATAL, protocol.SCRIPT_EXIT
 
-    def _exc_text(e):
+    def exc_text(e):
         try:
             msg = _str(e)
         except _BaseException:
@@ -179,173 +269,164 @@ def _child_main(task, start, wfd, cfg):
         while data:
             data = data[_write(wfd, data):]
 
-    def outcome(i, thunk):
+    def call_outcome(i, thunk):
+        """Run one call and report its return value's repr, or the exception it raised."""
         try:
             value = thunk()
             # A builtin sequence/mapping of n items prints as at least n characters: refuse before building
             # a huge repr (`'x' * 10**8` would otherwise cost seconds and hundreds of MiB).
             if _type(value) in _sized and _len(value) > cap:
-                send({"i": i, "kind": "too_large", "value": None, "exc": None})
+                send({"i": i, "kind": TOO_LARGE, "value": None, "exc": None})
                 return
             try:
                 text = _dumps(_repr(value))
             except _BaseException as e:  # a __repr__ that raises or returns a non-str
-                send({"i": i, "kind": "error", "value": _dumps(_exc_text(e)), "exc": _type(e).__name__})
+                send({"i": i, "kind": ERROR_, "value": _dumps(exc_text(e)), "exc": _type(e).__name__})
                 return
             if _len(text) > cap:
-                send({"i": i, "kind": "too_large", "value": None, "exc": None})
+                send({"i": i, "kind": TOO_LARGE, "value": None, "exc": None})
             else:
-                send({"i": i, "kind": "return", "value": text, "exc": None})
+                send({"i": i, "kind": RETURN, "value": text, "exc": None})
         except _BaseException as e:
-            text = _dumps(_exc_text(e))
-            send({"i": i, "kind": "error", "value": text if _len(text) <= cap else None,
-                  "exc": _type(e).__name__})
+            text = _dumps(exc_text(e))
+            send({"i": i, "kind": ERROR_, "value": text if _len(text) <= cap else None, "exc": _type(e).__name__})
 
-    random.seed(0)
-    if task.get("compat") == "case2code":
-        _case2code_environment()
-    mode = task.get("mode", "calls")
-    calls = task.get("calls") or []
-    src = task.get("calls_src")
-    # Case2Code `example_str`: source that defines `examples` (a list of kwargs dicts) and may use the
-    # program's own names (`dict(x=formatr)`), so it runs *after* the program in the program's namespace.
-    # A list means generation rounds: each round runs in a fresh namespace with a freshly loaded program,
-    # as the original data pipeline did (one process per round).
-    rounds = [src] if _isinstance(src, _str) else (list(src) if src is not None else None)
-    fresh_rounds = not _isinstance(src, _str)
-    loaded_sent = [False]
+    def bad_input(i, text):
+        send({"i": i, "kind": BAD_INPUT, "value": text, "exc": None})
 
-    def load_program():
-        """-> a fresh namespace with the program executed in it (or reports why not and exits)."""
-        ns = {"__builtins__": builtins, "__name__": "__main__"}
+    def loaded():
+        send({LOADED: True})
+
+    def load_error(e, note=None):
+        msg = {LOAD_ERROR: _dumps(exc_text(e)), "exc": _type(e).__name__}
+        if note is not None:
+            msg["note"] = note
+        send(msg)
+
+    def script_exit(e=None):
+        """Script mode: it ran to the end (e is None) or stopped on `e` (sys.exit's code, else 1)."""
         try:
-            code = compile(task["source"], "<program>", "exec")
-            exec(code, ns)
+            _sys.stdout.flush()
+        except _BaseException:
+            pass
+        if e is None:
+            send({SCRIPT_EXIT: 0})
+            return
+        code = e.code if _isinstance(e, _SystemExit) else 1
+        send({SCRIPT_EXIT: code if _isinstance(code, _int) else 1, "exc": _type(e).__name__,
+              "value": _dumps(exc_text(e))[:cap]})
+
+    def fatal(text):
+        send({FATAL: text})
+
+    return types.SimpleNamespace(exc_text=exc_text, call_outcome=call_outcome, bad_input=bad_input, loaded=loaded,
+                                 load_error=load_error, script_exit=script_exit, fatal=fatal)
+
+
+def _child_loader(task, out):
+    """-> load(): a fresh namespace with the program run in it; if the program fails, report and exit."""
+    source, script = task["source"], task.get("mode", "calls") == "script"
+    _exec, _compile, _builtins, _BaseException, _exit = exec, compile, builtins, BaseException, os._exit
+    first = [True]
+
+    def load():
+        ns = {"__builtins__": _builtins, "__name__": "__main__"}
+        try:
+            _exec(_compile(source, "<program>", "exec"), ns)
         except _BaseException as e:
-            if mode == "script":
-                try:
-                    sys.stdout.flush()
-                except _BaseException:
-                    pass
-                code_ = e.code if _isinstance(e, SystemExit) else 1
-                send({"script_exit": code_ if _isinstance(code_, int) else 1, "exc": _type(e).__name__,
-                      "value": _dumps(_exc_text(e))[:cap]})
-                _exit(0)
-            send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__})
+            if script:
+                out.script_exit(e)
+            else:
+                out.load_error(e)
             _exit(0)
-        if not loaded_sent[0]:
-            loaded_sent[0] = True
-            if mode != "script":
-                send({"loaded": True})
+        if first[0]:
+            first[0] = False
+            if not script:
+                out.loaded()
         return ns
 
-    def run_examples(ns, text, preset):
-        if preset:
+    return load
+
+
+def _child_caller(entry, out):
+    """-> call(i, kwargs, ns): call the program's entry point and report the outcome."""
+    _isinstance, _dict, _type, _NameError = isinstance, dict, type, NameError
+
+    def call(i, kw, ns):
+        if not _isinstance(kw, _dict):
+            out.bad_input(i, "kwargs are not a dict: %s" % _type(kw).__name__)
+            return
+        fn = ns.get(entry)  # looked up per call, as the reference harness did
+        if fn is None:
+            out.call_outcome(i, lambda: (_ for _ in ()).throw(_NameError("name %r is not defined" % entry)))
+            return
+        out.call_outcome(i, lambda: fn(**kw))
+
+    return call
+
+
+def _child_examples(out):
+    """-> examples(ns, text, reset): run example source in the program's namespace -> its `examples` list;
+    if that fails (it may name something the program lacks), report and exit."""
+    _exec, _compile, _isinstance, _list, _type = exec, compile, isinstance, list, type
+    _TypeError, _BaseException, _exit = TypeError, BaseException, os._exit
+
+    def examples(ns, text, reset):
+        if reset:
             ns["examples"] = []  # later rounds extend with `examples += [...]`
         try:
-            exec(compile(text, "<examples>", "exec"), ns)
+            _exec(_compile(text, "<examples>", "exec"), ns)
             got = ns["examples"]
-            if not _isinstance(got, list):
-                raise TypeError("`examples` is %s, not a list" % _type(got).__name__)
+            if not _isinstance(got, _list):
+                raise _TypeError("`examples` is %s, not a list" % _type(got).__name__)
             return got
-        except _BaseException as e:  # e.g. the examples name a function the program does not define
-            send({"load_error": _dumps(_exc_text(e)), "exc": _type(e).__name__, "note": "examples failed"})
+        except _BaseException as e:
+            out.load_error(e, note="examples failed")
             _exit(0)
 
-    def call_one(i, kw, ns):
-        if not _isinstance(kw, _dict):
-            send({"i": i, "kind": "bad_input", "value": "kwargs are not a dict: %s" % _type(kw).__name__,
-                  "exc": None})
-            return
-        fn = ns.get(task["entry"])  # looked up per call, as the reference harness did
-        if fn is None:
-            outcome(i, lambda: (_ for _ in ()).throw(NameError("name %r is not defined" % task["entry"])))
-            return
-        outcome(i, lambda: fn(**kw))
+    return examples
 
+
+def _run_script(load, out):
+    load()
+    out.script_exit()
+
+
+def _run_listed_calls(task, start, load, call, out):
+    """Calls listed in the task: `kwargs` as sent, or `kwargs_src` evaluated here, in the sandbox."""
+    calls, n = task.get("calls") or [], task["n_calls"]
+    _range, _eval, _builtins, _BaseException = range, eval, builtins, BaseException
+    ns = load()
+    for i in _range(start, n):
+        if "kwargs_src" in calls[i]:
+            try:
+                kw = _eval(calls[i]["kwargs_src"], {"__builtins__": _builtins})
+            except _BaseException as e:
+                out.bad_input(i, "kwargs_src failed: " + out.exc_text(e)[:300])
+                continue
+        else:
+            kw = calls[i]["kwargs"]
+        call(i, kw, ns)
+
+
+def _run_example_rounds(task, start, rounds, fresh, load, examples_of, call, out):
+    """Calls defined by example source, round by round (a fresh namespace per round when `fresh`)."""
     n = task["n_calls"]
-    if mode == "script":
-        load_program()
-        try:
-            sys.stdout.flush()
-        except _BaseException:
-            pass
-        send({"script_exit": 0})
-        _exit(0)
-    if rounds is None:
-        ns = load_program()
-        for i in range(start, n):
-            if "kwargs_src" in calls[i]:
-                try:
-                    kw = eval(calls[i]["kwargs_src"], {"__builtins__": builtins})
-                except _BaseException as e:
-                    send({"i": i, "kind": "bad_input", "value": "kwargs_src failed: " + _exc_text(e)[:300],
-                          "exc": None})
-                    continue
-            else:
-                kw = calls[i]["kwargs"]
-            call_one(i, kw, ns)
-        _exit(0)
-    offset = 0
-    ns = None
-    for k, text in enumerate(rounds):
-        if ns is None or fresh_rounds:
-            ns = load_program()
-        examples = run_examples(ns, text, fresh_rounds and k > 0)
+    _len, _range, _max, _enumerate = len, range, max, enumerate
+    offset, ns = 0, None
+    for k, text in _enumerate(rounds):
+        if ns is None or fresh:
+            ns = load()
+        examples = examples_of(ns, text, fresh and k > 0)
         m = _len(examples)
         if offset + m > n:
-            send({"fatal": "examples define more than the expected %d calls" % n})
-            _exit(0)
-        for j in range(max(0, start - offset), m):
-            call_one(offset + j, examples[j], ns)
+            out.fatal("examples define more than the expected %d calls" % n)
+            return
+        for j in _range(_max(0, start - offset), m):
+            call(offset + j, examples[j], ns)
         offset += m
     if offset != n:
-        send({"fatal": "examples define %d calls, expected %d" % (offset, n)})
-    _exit(0)
-
-
-def _fork_child(task, start, cfg, workdir):
-    r, w = os.pipe()
-    out_r = out_w = None
-    if task.get("mode") == "script":
-        out_r, out_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setpgid(0, 0)
-            os.chdir(workdir)
-            null = os.open("/dev/null", os.O_RDWR)
-            os.dup2(null, 0)
-            os.dup2(out_w if out_w is not None else null, 1)
-            os.dup2(null, 2)
-            keep = os.dup2(w, 3)
-            n_path = _len(cfg.get("fd_paths") or ())
-            if n_path:  # keep the import-path fds (T2); everything else goes
-                os.closerange(4, FIRST_PATH_FD)
-                os.closerange(FIRST_PATH_FD + n_path, 1 << 16)
-            else:
-                os.closerange(4, 1 << 16)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            if cfg.get("drop_uid") is not None:  # T2: the zygote itself may still be root
-                os.setgroups([])
-                os.setresgid(cfg["drop_uid"], cfg["drop_uid"], cfg["drop_uid"])
-                os.setresuid(cfg["drop_uid"], cfg["drop_uid"], cfg["drop_uid"])
-            _set_limits(task["limits"], task["n_calls"] - start)
-            if cfg.get("seccomp"):
-                _install_seccomp()
-            sys.argv = ["<program>"]
-            sys.stdout = open(1, "w", closefd=False)
-            sys.stderr = open(2, "w", closefd=False)
-            sys.stdin = open(0, "r", closefd=False)
-            _child_main(task, start, keep, cfg)
-        except _BaseException:
-            pass
-        os._exit(0)
-    os.close(w)
-    if out_w is not None:
-        os.close(out_w)
-    return pid, r, out_r
+        out.fatal("examples define %d calls, expected %d" % (offset, n))
 
 
 def _kill_everything(pid, cfg, lim):
@@ -437,10 +518,10 @@ def _reap(pid):
             break
     return status
 
-
-SIG_STATUS = {signal.SIGXCPU: "timeout", signal.SIGKILL: "timeout", signal.SIGSEGV: "crash",
-              signal.SIGBUS: "crash", signal.SIGABRT: "crash", signal.SIGILL: "crash", signal.SIGFPE: "crash",
-              signal.SIGSYS: "crash", signal.SIGXFSZ: "error"}
+# How a child that was killed by a signal ended (SIGKILL is ours, at a deadline).
+SIGNAL_STATUS = {signal.SIGXCPU: protocol.TIMEOUT, signal.SIGKILL: protocol.TIMEOUT, signal.SIGSEGV: protocol.CRASH,
+                 signal.SIGBUS: protocol.CRASH, signal.SIGABRT: protocol.CRASH, signal.SIGILL: protocol.CRASH,
+                 signal.SIGFPE: protocol.CRASH, signal.SIGSYS: protocol.CRASH, signal.SIGXFSZ: protocol.ERROR}
 
 
 def _fresh_workdir(path, cfg):
@@ -463,164 +544,246 @@ def _fresh_workdir(path, cfg):
     if cfg.get("drop_uid") is not None:  # T2: the child's private cwd, writable by it alone
         os.chown(path, owner, owner)
 
+# ---------------------------------------------------------------- the zygote: reading a child's results
+# Why the zygote stopped listening to a child before both its pipes closed.
+_STOP_TIMEOUT, _STOP_PROTOCOL, _STOP_TOO_LARGE = "timeout", "protocol", "too_large"
+
+
+class _CapturedStdout:
+    """Script mode: the child's stdout, kept up to the cap."""
+
+    def __init__(self, cap):
+        self.cap, self.chunks, self.size, self.over = cap, [], 0, False
+
+    def add(self, chunk):
+        """-> True once more than the cap has arrived."""
+        self.chunks.append(chunk[:max(self.cap - self.size, 0)])
+        self.size += len(chunk)
+        if self.size > self.cap:
+            self.over = True
+        return self.over
+
+    def text(self):
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+class _Program:
+    """One task as the zygote tracks it across the children it forks for it."""
+
+    def __init__(self, task):
+        self.task, self.lim, self.n = task, task["limits"], task["n_calls"]
+        self.script = task.get("mode") == "script"
+        self.results = [None] * self.n
+        self.next_call = 0        # the first call without a result: where a fresh child starts
+        self.script_end = None    # script mode: the child's script_exit line
+        self.stdout = _CapturedStdout(self.lim["stdout_cap"])
+        self.deadline = time.monotonic() + self.lim["program_wall_s"]
+
+    def finished(self):
+        return self.next_call >= self.n and not (self.script and self.script_end is None)
+
+    def load_deadline(self):
+        return min(time.monotonic() + self.lim["load_wall_s"], self.deadline)
+
+    def call_deadline(self):
+        return min(time.monotonic() + self.lim["wall_s"], self.deadline)
+
+    def settle(self, result):
+        """Give the next call `result` and move on."""
+        self.results[self.next_call] = result
+        self.next_call += 1
+
+    def settle_rest(self, result):
+        """Every call still without a result shares `result` (a copy each)."""
+        for i in range(self.next_call, self.n):
+            self.results[i] = dict(result)
+        self.next_call = self.n
+
+
+class _Child:
+    """One forked child as the zygote sees it."""
+
+    def __init__(self, pid, result_fd, stdout_fd, deadline):
+        self.pid, self.result_fd, self.stdout_fd, self.deadline = pid, result_fd, stdout_fd, deadline
+        self.loaded = False       # its program's top level finished: call deadlines from now on
+        self.pending = b""        # the start of a result line not yet complete
+        self.read_total = 0
+        self.stop_reason = None   # None: both pipes closed; else one of _STOP_*
+        self.signal = None        # what killed it, once reaped
+
+
+def _start_child(prog, cfg, workdir):
+    pid, r, out_r = _fork_child(prog.task, prog.next_call, cfg, workdir)
+    return _Child(pid, r, out_r, prog.load_deadline())
+
+
+def _end_child(child, cfg, lim):
+    """Kill whatever the child left, reap it (recording its signal) and close our ends of its pipes."""
+    _kill_everything(child.pid, cfg, lim)
+    status = _reap(child.pid)
+    os.close(child.result_fd)
+    if child.stdout_fd is not None:
+        os.close(child.stdout_fd)
+    child.signal = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+
+
+def _listen(prog, child):
+    """Take the child's result lines (and script stdout) until both pipes close or a reason to stop."""
+    fds = [child.result_fd] + ([child.stdout_fd] if child.stdout_fd is not None else [])
+    while fds:
+        left = child.deadline - time.monotonic()
+        if left <= 0:
+            child.stop_reason = _STOP_TIMEOUT
+            return
+        ready, _, _ = select.select(fds, [], [], left)
+        if child.stdout_fd is not None and child.stdout_fd in ready:
+            chunk = os.read(child.stdout_fd, 65536)
+            if not chunk:
+                fds.remove(child.stdout_fd)
+            elif prog.stdout.add(chunk):
+                child.stop_reason = _STOP_TOO_LARGE
+                return
+        if child.result_fd not in ready:
+            continue
+        chunk = os.read(child.result_fd, 1 << 20)
+        if not chunk:
+            fds.remove(child.result_fd)
+            if child.stdout_fd in fds:
+                child.deadline = min(child.deadline, time.monotonic() + 0.2)  # let the last stdout arrive
+            continue
+        child.stop_reason = _take_lines(prog, child, chunk)
+        if child.stop_reason:
+            return
+
+
+def _take_lines(prog, child, chunk):
+    """Apply every complete line in `chunk`; -> a _STOP_* reason or None."""
+    child.read_total += len(chunk)
+    if child.read_total > prog.lim["task_output_cap"] + 65536:
+        return _STOP_PROTOCOL
+    child.pending += chunk
+    while b"\n" in child.pending:
+        line, child.pending = child.pending.split(b"\n", 1)
+        try:
+            msg = protocol.decode_line(line)
+        except ValueError:
+            return _STOP_PROTOCOL
+        reason = _apply_line(prog, child, msg)
+        if reason:
+            return reason
+    return None
+
+
+def _apply_line(prog, child, msg):
+    """One result line from the child; -> _STOP_PROTOCOL when it breaks the protocol, else None."""
+    if prog.script:  # only how the script ended matters; its output is the stdout pipe
+        if protocol.SCRIPT_EXIT in msg and prog.script_end is None:
+            prog.script_end = msg
+        return None
+    if protocol.FATAL in msg:
+        prog.settle_rest({"status": protocol.PROTOCOL_ERROR, "output": None, "exc": None,
+                          "note": str(msg[protocol.FATAL])[:500]})
+        return None
+    if protocol.LOAD_ERROR in msg:
+        prog.settle_rest({"status": protocol.ERROR, "output": msg[protocol.LOAD_ERROR], "exc": msg.get("exc"),
+                          "note": str(msg.get("note") or "program failed at import")[:200]})
+        return None
+    if msg.get(protocol.LOADED):
+        child.loaded = True
+        child.deadline = prog.call_deadline()
+        return None
+    kind, value = msg.get("kind"), msg.get("value")
+    if not child.loaded or msg.get("i") != prog.next_call or kind not in protocol.CALL_KINDS:
+        return _STOP_PROTOCOL
+    if value is not None and (not isinstance(value, str) or len(value) > prog.lim["output_cap"] + 64):
+        return _STOP_PROTOCOL
+    prog.settle(_reported_call(kind, value, msg.get("exc")))
+    child.deadline = prog.call_deadline()
+    return None
+
+
+# ---------------------------------------------------------------- the zygote: deciding the status
+def _reported_call(kind, value, exc):
+    """The result of a call the child reported itself."""
+    if kind == protocol.KIND_RETURN:
+        return {"status": protocol.OK, "output": value, "exc": None}
+    if kind == protocol.KIND_TOO_LARGE:
+        return {"status": protocol.OUTPUT_TOO_LARGE, "output": None, "exc": "OutputTooLarge"}
+    if kind == protocol.KIND_BAD_INPUT:
+        return {"status": protocol.ERROR, "output": None, "exc": None, "note": value}
+    exc = exc if isinstance(exc, str) else None
+    return {"status": protocol.MEMORY if exc == "MemoryError" else protocol.ERROR, "output": value, "exc": exc}
+
+
+def _killed_status(child):
+    """A timeout (our deadline, SIGXCPU or our SIGKILL), another signal's status, or None if neither."""
+    if child.stop_reason == _STOP_TIMEOUT or SIGNAL_STATUS.get(child.signal) == protocol.TIMEOUT:
+        return protocol.TIMEOUT
+    if child.signal is not None:
+        return SIGNAL_STATUS.get(child.signal, protocol.CRASH)
+    return None
+
+
+def _unanswered_call(child):
+    """The result of the call the child was on when it stopped without answering."""
+    status = _killed_status(child)
+    if child.stop_reason == _STOP_PROTOCOL:
+        status, note = protocol.PROTOCOL_ERROR, "malformed or out-of-order result line"
+    elif status is None:
+        status, note = protocol.ERROR, "exited without a result"
+    elif status == protocol.TIMEOUT:
+        note = None
+    else:
+        note = "killed by signal %d" % child.signal
+    return {"status": status, "output": None, "exc": None, "note": note}
+
+
+def _after_child(prog, child):
+    """Record what the ended child left unanswered; -> True when a fresh child should take over."""
+    if prog.script:
+        if prog.script_end is None:
+            prog.script_end = {protocol.SCRIPT_EXIT: None}
+        return False
+    if prog.finished():
+        return False
+    result = _unanswered_call(child)
+    if not child.loaded:  # died before the program finished importing: every remaining call shares the fate
+        prog.settle_rest(result)
+        return False
+    prog.settle(result)
+    if time.monotonic() >= prog.deadline:
+        prog.settle_rest({"status": protocol.TIMEOUT, "output": None, "exc": None, "note": "program wall cap"})
+        return False
+    return True
+
+
+def _script_result(prog, child):
+    end = prog.script_end
+    if prog.stdout.over:
+        status = protocol.OUTPUT_TOO_LARGE
+    else:
+        status = _killed_status(child) or (protocol.OK if end.get(protocol.SCRIPT_EXIT) == 0 else protocol.ERROR)
+    return {"status": status, "exit": end.get(protocol.SCRIPT_EXIT), "exc": end.get("exc"), "error": end.get("value"),
+            "stdout": prog.stdout.text(), "stdout_truncated": prog.stdout.over}
+
 
 def run_task(task, cfg):
-    """Run one program on all its calls; restart the child after a call that times out or crashes."""
-    n = task["n_calls"]
-    lim = task["limits"]
-    results = [None] * n
-    program_deadline = time.monotonic() + lim["program_wall_s"]
+    """Run one program on all its calls; fork a fresh child after a call that times out or crashes."""
+    prog = _Program(task)
     workdir = os.path.join(cfg["tmp"], "task")
-    stdout_chunks, stdout_len, stdout_over = [], 0, False
-    script = task.get("mode") == "script"
-    start = 0
-    script_result = None
-    while start < n or (script and script_result is None):
+    child = None
+    while not prog.finished():
         _fresh_workdir(workdir, cfg)
-        pid, r, out_r = _fork_child(task, start, cfg, workdir)
-        buf = b""
-        read_total = 0
-        loaded = False
-        deadline = min(time.monotonic() + lim["load_wall_s"], program_deadline)
-        stop_reason = None  # why we stopped listening: None (EOF), "timeout", "protocol", "too_large"
-        fds = [r] + ([out_r] if out_r is not None else [])
-        while fds:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                stop_reason = "timeout"
-                break
-            ready, _, _ = select.select(fds, [], [], left)
-            if out_r is not None and out_r in ready:
-                chunk = os.read(out_r, 65536)
-                if not chunk:
-                    fds.remove(out_r)
-                else:
-                    room = lim["stdout_cap"] - stdout_len
-                    stdout_chunks.append(chunk[:max(room, 0)])
-                    stdout_len += len(chunk)
-                    if stdout_len > lim["stdout_cap"]:
-                        stdout_over = True
-                        stop_reason = "too_large"
-                        break
-            if r not in ready:
-                continue
-            chunk = os.read(r, 1 << 20)
-            if not chunk:
-                fds.remove(r)
-                if out_r is not None and out_r in fds:
-                    deadline = min(deadline, time.monotonic() + 0.2)  # let the last stdout arrive
-                continue
-            read_total += len(chunk)
-            if read_total > lim["task_output_cap"] + 65536:
-                stop_reason = "protocol"
-                break
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                try:
-                    msg = json.loads(line)
-                    if not isinstance(msg, dict):
-                        raise ValueError
-                except ValueError:
-                    stop_reason = "protocol"
-                    break
-                if script:
-                    if "script_exit" in msg and script_result is None:
-                        script_result = msg
-                    continue
-                if "fatal" in msg:
-                    for i in range(start, n):
-                        results[i] = {"status": "protocol_error", "output": None, "exc": None,
-                                      "note": str(msg["fatal"])[:500]}
-                    start = n
-                    continue
-                if "load_error" in msg:
-                    for i in range(start, n):
-                        results[i] = {"status": "error", "output": msg["load_error"], "exc": msg.get("exc"),
-                                      "note": str(msg.get("note") or "program failed at import")[:200]}
-                    start = n
-                    continue
-                if msg.get("loaded"):
-                    loaded = True
-                    deadline = min(time.monotonic() + lim["wall_s"], program_deadline)
-                    continue
-                i = msg.get("i")
-                if not loaded or i != start or msg.get("kind") not in ("return", "error", "too_large",
-                                                                      "bad_input"):
-                    stop_reason = "protocol"
-                    break
-                kind = msg["kind"]
-                value = msg.get("value")
-                if value is not None and (not isinstance(value, str) or len(value) > lim["output_cap"] + 64):
-                    stop_reason = "protocol"
-                    break
-                if kind == "return":
-                    results[i] = {"status": "ok", "output": value, "exc": None}
-                elif kind == "too_large":
-                    results[i] = {"status": "output_too_large", "output": None, "exc": "OutputTooLarge"}
-                elif kind == "bad_input":
-                    results[i] = {"status": "error", "output": None, "exc": None, "note": value}
-                else:
-                    exc = msg.get("exc") if isinstance(msg.get("exc"), str) else None
-                    results[i] = {"status": "memory" if exc == "MemoryError" else "error", "output": value,
-                                  "exc": exc}
-                start += 1
-                deadline = min(time.monotonic() + lim["wall_s"], program_deadline)
-            if stop_reason:
-                break
-        _kill_everything(pid, cfg, lim)
-        status = _reap(pid)
-        os.close(r)
-        if out_r is not None:
-            os.close(out_r)
-        sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
-        if script:
-            if script_result is None:
-                script_result = {"script_exit": None}
-            break
-        if start >= n:
-            break
-        # The child stopped before answering call `start`: say why, for that call only.
-        if stop_reason == "protocol":
-            st, note = "protocol_error", "malformed or out-of-order result line"
-        elif stop_reason == "timeout" or (sig is not None and SIG_STATUS.get(sig) == "timeout"):
-            st, note = "timeout", None
-        elif sig is not None:
-            st, note = SIG_STATUS.get(sig, "crash"), "killed by signal %d" % sig
-        else:
-            st, note = "error", "exited without a result"
-        if not loaded:  # died before the program finished importing: every remaining call shares the fate
-            for i in range(start, n):
-                results[i] = {"status": st, "output": None, "exc": None, "note": note}
-            break
-        results[start] = {"status": st, "output": None, "exc": None, "note": note}
-        start += 1
-        if time.monotonic() >= program_deadline:
-            for i in range(start, n):
-                results[i] = {"status": "timeout", "output": None, "exc": None, "note": "program wall cap"}
+        child = _start_child(prog, cfg, workdir)
+        _listen(prog, child)
+        _end_child(child, cfg, prog.lim)
+        if not _after_child(prog, child):
             break
     _fresh_workdir(workdir, cfg)  # nothing a program wrote outlives it
-    frame = {"id": task["id"], "calls": results}
-    if script:
-        sr = script_result
-        code = sr.get("script_exit")
-        if stdout_over:
-            st = "output_too_large"
-        elif stop_reason == "timeout" or (sig is not None and SIG_STATUS.get(sig) == "timeout"):
-            st = "timeout"
-        elif sig is not None:
-            st = SIG_STATUS.get(sig, "crash")
-        elif code == 0:
-            st = "ok"
-        else:
-            st = "error"
-        frame.update(script={"status": st, "exit": code, "exc": sr.get("exc"), "error": sr.get("value"),
-                             "stdout": b"".join(stdout_chunks).decode("utf-8", "replace"),
-                             "stdout_truncated": stdout_over})
+    frame = {"id": task["id"], "calls": prog.results}
+    if prog.script:
+        frame["script"] = _script_result(prog, child)
     return frame
-
-
-FIRST_PATH_FD = 50  # below NOFILE (64) so the numbers stay stable; children keep these open
 
 
 def _reroute_imports(dirs):
@@ -660,7 +823,6 @@ def _preimport(names):
         except Exception:
             pass
 
-
 def main():
     cfg = json.loads(sys.argv[1])
     os.dup2(0, PROTO_IN)
@@ -679,17 +841,17 @@ def main():
         _BPF_TEMPLATE = _build_seccomp_template()  # fail here, loudly, rather than in every child
     if cfg.get("fd_paths"):
         _reroute_imports(cfg["fd_paths"])
-    write_frame(PROTO_OUT, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
+    write_frame(PROTO_OUT, {protocol.READY: True, "pid": os.getpid(), "uid": os.getuid(),
                             "python": sys.version.split()[0]})
     while True:
         batch = read_frame(PROTO_IN)
         if batch is None:
             return
-        for task in batch["tasks"]:
+        for task in batch[protocol.TASKS]:
             try:
                 frame = run_task(task, cfg)
             except Exception as e:  # a zygote bug must not look like a program's verdict
-                frame = {"id": task.get("id"), "zygote_error": repr(e)[:500]}
+                frame = {"id": task.get("id"), protocol.ZYGOTE_ERROR: repr(e)[:500]}
             write_frame(PROTO_OUT, frame)
 
 
