@@ -8,6 +8,7 @@ then exec bwrap. Nothing is mounted in the host's namespace and nothing on disk 
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -18,7 +19,10 @@ import types
 from pathlib import Path
 
 ZYGOTE = Path(__file__).with_name("zygote.py")
-SANDBOX_UID_BASE = 61000  # per-worker uids: 61000 + worker index (never a real account)
+SANDBOX_UID_BASE = 61000  # sandbox uids: 61000 .. 61000 + SANDBOX_UID_COUNT - 1 (never a real account)
+SANDBOX_UID_COUNT = 1000
+# Leases on sandbox uids, shared by every harness process on the machine (root only: only root drops to them).
+UID_LEASE_DIR = "/tmp/evals-sandbox-uid-leases"
 # Read-only: a pool's own settings (its hash seed) go through `sandbox_env`, never by editing this table.
 SANDBOX_ENV = types.MappingProxyType({
     "PYTHONHASHSEED": "0", "TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp",
@@ -66,15 +70,68 @@ def zygote_config(*, seccomp: bool, kill_all: bool, drop_uid: int | None, tmp: s
                        "preimport": PREIMPORT, "fd_paths": fd_paths or []})
 
 
-class Launch:
-    """A command line plus the staging directory it needs (removed by `cleanup`)."""
+class UidLease:
+    """Exclusive use of one sandbox uid by this process, across every harness process on the machine.
 
-    def __init__(self, argv: list[str], env: dict, cwd: str | None = None, stage: str | None = None):
-        self.argv, self.env, self.cwd, self.stage = argv, env, cwd, stage
+    A uid is a sandbox's identity: its RLIMIT_NPROC budget, the processes a sweep kills, the files it may
+    own. Two pools (two eval runs, two test workers) must never share one, so each zygote start takes a
+    uid whose lock file it can flock; the kernel drops the lock when the holder exits, however it exits,
+    so a killed harness never leaves a uid taken. `preferred` (base + worker index) is tried first.
+    """
+
+    def __init__(self, preferred: int):
+        _check_lease_dir()
+        span = range(SANDBOX_UID_COUNT)
+        start = min(max(preferred - SANDBOX_UID_BASE, 0), SANDBOX_UID_COUNT - 1)
+        for offset in span:
+            uid = SANDBOX_UID_BASE + (start + offset) % SANDBOX_UID_COUNT
+            fd = os.open(os.path.join(UID_LEASE_DIR, str(uid)), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            return
+        raise PermissionError(f"all {SANDBOX_UID_COUNT} sandbox uids from {SANDBOX_UID_BASE} are leased "
+                              f"(lock files in {UID_LEASE_DIR})")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _check_lease_dir() -> None:
+    """The lease directory must be root's own (fail closed: anyone else could hand out uids)."""
+    try:
+        os.mkdir(UID_LEASE_DIR, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(UID_LEASE_DIR)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{UID_LEASE_DIR} is not a private directory of uid {os.geteuid()}; "
+                              "refusing to lease sandbox uids through it")
+
+
+class Launch:
+    """A command line plus what it holds: a staging directory and a uid lease (both let go by `cleanup`)."""
+
+    def __init__(self, argv: list[str], env: dict, cwd: str | None = None, stage: str | None = None,
+                 lease: UidLease | None = None):
+        self.argv, self.env, self.cwd, self.stage, self.lease = argv, env, cwd, stage, lease
+
+    @property
+    def uid(self) -> int | None:
+        """The sandbox uid this launch runs programs as (None when it runs as the harness's own uid)."""
+        return self.lease.uid if self.lease is not None else None
 
     def cleanup(self) -> None:
         if self.stage:
             shutil.rmtree(self.stage, ignore_errors=True)
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
 
 
 def t1_launch(worker_index: int, *, seccomp: bool = True, hash_seed: int = 0) -> Launch:
@@ -83,7 +140,8 @@ def t1_launch(worker_index: int, *, seccomp: bool = True, hash_seed: int = 0) ->
     if not bwrap:
         raise FileNotFoundError("bwrap not found")
     is_root = os.geteuid() == 0
-    uid = SANDBOX_UID_BASE + worker_index if is_root else os.getuid()
+    lease = UidLease(SANDBOX_UID_BASE + worker_index) if is_root else None
+    uid = lease.uid if lease is not None else os.getuid()
     binds: list[tuple[str, str]] = []
     mounts: list[tuple[str, str]] = []  # (source, staging point) done as root in a private mount ns
     stage = None
@@ -123,7 +181,7 @@ def t1_launch(worker_index: int, *, seccomp: bool = True, hash_seed: int = 0) ->
         argv = (["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sbx"] + flat +
                 ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
                  "--bounding-set=-all"] + argv)
-    return Launch(argv, env={"PATH": "/usr/bin:/bin"}, stage=stage)
+    return Launch(argv, env={"PATH": "/usr/bin:/bin"}, stage=stage, lease=lease)
 
 
 def t2_launch(worker_index: int, *, hash_seed: int = 0) -> Launch:
@@ -133,7 +191,8 @@ def t2_launch(worker_index: int, *, hash_seed: int = 0) -> Launch:
     zygote opens as root (see zygote._reroute_imports), so nothing on disk changes mode."""
     if os.geteuid() != 0:
         raise PermissionError("tier T2 needs root (to drop each child to a private uid)")
-    uid = SANDBOX_UID_BASE + worker_index
+    lease = UidLease(SANDBOX_UID_BASE + worker_index)
+    uid = lease.uid
     # Root-owned and traverse-only: the zygote makes a fresh 0700 dir owned by `uid` inside it per task, and
     # the sweep of files `uid` leaves in /tmp never touches the worker's own home.
     home = tempfile.mkdtemp(prefix=f"sbx-t2-{worker_index}-")
@@ -141,7 +200,7 @@ def t2_launch(worker_index: int, *, hash_seed: int = 0) -> Launch:
     hidden = [str(d) for d in interpreter_dirs() + [ZYGOTE.parent.resolve()] if not _world_traversable(d)]
     argv = [python_executable(), "-s", "-B", str(ZYGOTE.resolve()),
             zygote_config(seccomp=True, kill_all=False, drop_uid=uid, tmp=home, fd_paths=hidden)]
-    return Launch(argv, env=sandbox_env(hash_seed, HOME=home), cwd=home, stage=home)
+    return Launch(argv, env=sandbox_env(hash_seed, HOME=home), cwd=home, stage=home, lease=lease)
 
 
 def t3_launch(worker_index: int, *, seccomp: bool, hash_seed: int = 0) -> Launch:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from evals.execution import Limits, Program, outputs_match
-from evals.execution.launch import SANDBOX_UID_BASE
+from evals.execution.launch import SANDBOX_UID_BASE, SANDBOX_UID_COUNT
 SECRET = os.environ["SBX_FAKE_SECRET_TOKEN"]  # planted by conftest before the pool starts
 
 WALL = 1.0
@@ -59,12 +59,18 @@ def _real_uid(pid: str) -> int | None:
     return None
 
 
-def _sandbox_procs() -> set[int]:
+def _pool_uids(pool) -> set[int]:
+    """The sandbox uids this pool's zygotes hold (other pools on the machine lease other uids)."""
+    uids = {w.launch.uid for w in pool.workers if w.launch is not None and w.launch.uid is not None}
+    return uids or set(range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UID_COUNT))
+
+
+def _sandbox_procs(uids: set[int]) -> set[int]:
     out = set()
     for e in os.listdir("/proc"):
         if e.isdigit():
             uid = _real_uid(e)
-            if uid is not None and SANDBOX_UID_BASE <= uid < SANDBOX_UID_BASE + 100:
+            if uid is not None and uid in uids:
                 out.add(int(e))
     return out
 
@@ -86,7 +92,8 @@ def run_contained(pool, host, source, *, entry="f", calls=None, mode="calls", li
     """Run `source` between two benign programs and check invariants b-i; return its result for (a)."""
     calls = [{"kwargs": {}}] if calls is None else calls
     before_hash = _hash_dir(host["dir"])
-    before_procs = _sandbox_procs()
+    uids = _pool_uids(pool)
+    before_procs = _sandbox_procs(uids)
     lim = limits or Limits(wall_s=WALL, program_wall_s=10.0)
     prog = Program("adv", source, entry, calls, mode=mode, limits=lim)
     t0 = time.monotonic()
@@ -108,9 +115,10 @@ def run_contained(pool, host, source, *, entry="f", calls=None, mode="calls", li
         host["listener"].accept()
     # (g): no stray sandbox process survives (zygotes may have been restarted, so compare counts)
     deadline = time.monotonic() + 3
-    while len(_sandbox_procs()) > len(before_procs) and time.monotonic() < deadline:
+    uids |= _pool_uids(pool)   # a zygote restarted on this program may hold a new lease
+    while len(_sandbox_procs(uids)) > len(before_procs) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(_sandbox_procs()) <= len(before_procs), (_sandbox_procs(), before_procs)
+    assert len(_sandbox_procs(uids)) <= len(before_procs), (_sandbox_procs(uids), before_procs)
     # (h): bounded wall time
     n = max(1, len(calls))
     assert elapsed <= lim.task_budget_s(n) + GRACE, elapsed

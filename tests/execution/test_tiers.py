@@ -2,13 +2,16 @@
 forced, T3 is refused unless opted into, and the run-twice rule puts its attempts on different workers."""
 from __future__ import annotations
 
+import ast
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from evals.execution import Limits, Program, SandboxPool, SandboxUnavailable
-from evals.execution.launch import SANDBOX_UID_BASE
+from evals.execution.launch import SANDBOX_UID_BASE, SANDBOX_UID_COUNT, UidLease
 from evals.execution.probe import ALLOW_WEAK_ENV, TIER_ENV, require_tier
 from tests.execution.test_adversarial import err_of, host, run_contained, statuses  # noqa: F401 (fixture)
 
@@ -32,8 +35,7 @@ T2_CASES = {
                       "    for p in ('/tmp/canary', '/root/canary', '/usr/canary', '/etc/canary'):\n"
                       "        try: open(p, 'w').write('x'); r.append('wrote')\n"
                       "        except OSError as e: r.append(type(e).__name__)\n    return r, os.getuid()\n",
-                      lambda r: json.loads(r.calls[0]["output"]).endswith(
-                          f"'PermissionError', 'PermissionError', 'PermissionError'], {SANDBOX_UID_BASE})")),
+                      lambda r: _denied_everywhere_as_a_sandbox_uid(json.loads(r.calls[0]["output"]))),
     "delete_sentinel": (None, lambda r: statuses(r) == ["error"]
                         and err_of(r) in ("PermissionError", "FileNotFoundError")),
     "connect": ("import socket\ndef f(port):\n    socket.create_connection(('127.0.0.1', port), timeout=1)\n",
@@ -46,6 +48,34 @@ T2_CASES = {
                            "    return 'b\\u00fccher.example'.encode('idna')\n",
                            lambda r: r.calls[0]["output"] == json.dumps(repr(b"xn--bcher-kva.example"))),
 }
+
+
+def _denied_everywhere_as_a_sandbox_uid(output_repr: str) -> bool:
+    outcomes, uid = ast.literal_eval(output_repr)
+    return outcomes[1:] == ["PermissionError"] * 3 and SANDBOX_UID_BASE <= uid < SANDBOX_UID_BASE + SANDBOX_UID_COUNT
+
+
+@needs_root
+def test_sandbox_uids_are_leased_once_per_machine():
+    """Two leases never share a uid, in one process or across processes; a released uid is free again."""
+    first = UidLease(SANDBOX_UID_BASE + 7)
+    second = UidLease(SANDBOX_UID_BASE + 7)
+    holder = subprocess.run(
+        [sys.executable, "-c", "from evals.execution.launch import UidLease, SANDBOX_UID_BASE as B\n"
+                               "print(UidLease(B + 7).uid)"],
+        capture_output=True, text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))))
+    other_process_uid = int(holder.stdout.strip().splitlines()[-1])
+    try:
+        assert first.uid == SANDBOX_UID_BASE + 7 and second.uid != first.uid
+        assert other_process_uid not in (first.uid, second.uid)
+        first.release()
+        again = UidLease(SANDBOX_UID_BASE + 7)
+        assert again.uid == SANDBOX_UID_BASE + 7
+        again.release()
+    finally:
+        first.release()
+        second.release()
 
 
 @needs_root
