@@ -63,6 +63,32 @@ def rotary_embedding(x: Array, positions: Array, theta: float) -> Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
+def einsum_attention(q: Array, k: Array, v: Array, mask: Array | None) -> Array:
+    """Causal GQA attention with both dots in the inputs' dtype and the softmax in fp32.
+
+    q[B, L, H, D], k/v[B, S, KV_H, D]; `mask` [B, 1, L, S] (True = may attend) or None for plain
+    causal attention (L == S). Why not `jax.nn.dot_product_attention` on CPU: in bf16 it asks XLA for
+    bf16-in/fp32-out dots and keeps fp32 probabilities for the backward pass; XLA:CPU then runs both
+    dots as slow fp32 dots. Here the scores come out in the compute dtype, are upcast for a fp32
+    softmax, and the probabilities are cast back before the second dot (PyTorch autocast does the
+    same). In fp32 it computes exactly what the XLA implementation does.
+    """
+    b, length, h, hd = q.shape
+    kvh = k.shape[2]
+    groups = h // kvh
+    # [B, L, KV_H, G, D]: query heads h = kv_head * G + g, as in jax.nn.dot_product_attention.
+    qg = q.reshape(b, length, kvh, groups, hd) * jnp.asarray(hd ** -0.5, q.dtype)
+    scores = jnp.einsum("blkgd,bskd->bkgls", qg, k)
+    if mask is None:
+        allowed = jnp.tril(jnp.ones((length, k.shape[1]), dtype=bool))[None, None, None]
+    else:
+        allowed = mask[:, :, None]  # [B, 1, 1, L, S]
+    scores = jnp.where(allowed, scores.astype(jnp.float32), _MASK_VALUE)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
+    return out.reshape(b, length, h, hd)
+
+
 class Attention(nn.Module):
     """Grouped-query self-attention through `jax.nn.dot_product_attention`, with an optional KV cache.
 
@@ -99,7 +125,9 @@ class Attention(nn.Module):
             k, v = self._update_cache(k, v, cache_index)
 
         impl = cfg.attention_impl
-        if mask is None:
+        if impl == "einsum":
+            out = einsum_attention(q, k, v, mask)
+        elif mask is None:
             out = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
         elif impl == "cudnn":
             # cuDNN's fused kernel takes an additive bias, not a boolean mask.

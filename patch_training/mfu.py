@@ -43,13 +43,19 @@ def table_peak_tflops(device_kind: str) -> float | None:
 
 
 def measure_matmul_peak_tflops(dtype: str = "float32", n: int = 1024, repeats: int = 8,
-                               device: jax.Device | None = None) -> float:
-    """Best observed TFLOP/s of an n×n matmul in `dtype` on one device (the CPU peak reference)."""
+                               device: jax.Device | None = None,
+                               compiler_options: dict | None = None) -> float:
+    """Best observed TFLOP/s of an n×n matmul in `dtype` on one device (the CPU peak reference).
+
+    Pass the train step's per-jit `compiler_options` so the peak is that of the kernel path the step
+    uses: on CPU a bf16 dot runs through oneDNN with `xla_cpu_experimental_onednn_custom_call` and
+    through XLA's own kernels without it, at very different speeds.
+    """
     device = device or jax.devices()[0]
     key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
     a = jax.device_put(jax.random.normal(key_a, (n, n), jnp.float32).astype(dtype), device)
     b = jax.device_put(jax.random.normal(key_b, (n, n), jnp.float32).astype(dtype), device)
-    matmul = jax.jit(lambda x, y: x @ y)
+    matmul = jax.jit(lambda x, y: x @ y, compiler_options=compiler_options)
     matmul(a, b).block_until_ready()
     best = float("inf")
     for _ in range(repeats):
@@ -68,6 +74,13 @@ def device_peak_tflops(dtype: str = "float32") -> tuple[float, str]:
         if peak is not None:
             return peak, f"table:{dev.device_kind}"
     return measure_matmul_peak_tflops(dtype), f"measured:{dev.platform}:{dtype}_matmul"
+
+
+def kernel_path_name(dtype: str, compiler_options: dict | None, platform: str = "cpu") -> str:
+    """A short name for the matmul path a jit with these options takes (labels the measured peak)."""
+    onednn = bool((compiler_options or {}).get("xla_cpu_experimental_onednn_custom_call"))
+    backend = "onednn_custom_call" if (platform == "cpu" and onednn) else f"xla_{platform}_default"
+    return f"{backend}:{dtype}_matmul"
 
 
 def mfu(flops_per_step: float, step_time_s: float, peak_tflops_per_device: float,

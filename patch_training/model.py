@@ -56,8 +56,14 @@ class ModelConfig:
     scan_layers: bool = True
     max_seq_len: int = 2048
     init_std: float = 0.02
-    # None lets JAX choose (XLA today); "cudnn" asks for the fused GPU kernel.
+    # None lets JAX choose (XLA today); "cudnn" asks for the fused GPU kernel; "einsum" is our own
+    # attention with both dots in the compute dtype and an fp32 softmax (layers.einsum_attention):
+    # the fast choice for bf16 on CPU, identical to the XLA path in fp32.
     attention_impl: str | None = None
+    # The unembedding dot's output type. True: fp32 accumulation and output from compute-dtype inputs
+    # (what TPU/GPU want). False: a plain compute-dtype dot, cast to fp32 after; on CPU, XLA turns
+    # the mixed bf16-in/fp32-out dot into a slow fp32 dot, so the CPU bf16 configs use False.
+    logits_dot_fp32: bool = True
     # The official patch-training code casts embeddings to bf16 before averaging a patch; this
     # reproduces that rounding. Default: average in fp32.
     patch_mean_in_bf16: bool = False
@@ -73,8 +79,8 @@ class ModelConfig:
              f"remat_policy={self.remat_policy!r}: expected one of {sorted(REMAT_POLICIES)}"),
             (self.dtype in ("float32", "bfloat16", "float16"),
              f"dtype={self.dtype!r}: expected float32, bfloat16 or float16"),
-            (self.attention_impl in (None, "xla", "cudnn"),
-             f"attention_impl={self.attention_impl!r}: expected None, 'xla' or 'cudnn'"),
+            (self.attention_impl in (None, "xla", "cudnn", "einsum"),
+             f"attention_impl={self.attention_impl!r}: expected None, 'xla', 'cudnn' or 'einsum'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -138,14 +144,13 @@ class Transformer(nn.Module):
 
         x = self._layers(decode)(x, positions, mask, cache_index)[0]
         x = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
+        out_type = jnp.float32 if cfg.logits_dot_fp32 else None
         if cfg.tie_embeddings:
-            logits = jnp.einsum("bld,vd->blv", x, embedding.astype(dtype),
-                                preferred_element_type=jnp.float32)
+            logits = jnp.einsum("bld,vd->blv", x, embedding.astype(dtype), preferred_element_type=out_type)
         else:
             head = partitioned_param(self, "lm_head", nn.initializers.normal(stddev=cfg.init_std),
                           (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pdtype)
-            logits = jnp.einsum("bld,dv->blv", x, head.astype(dtype),
-                                preferred_element_type=jnp.float32)
+            logits = jnp.einsum("bld,dv->blv", x, head.astype(dtype), preferred_element_type=out_type)
         return nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
 
     def _to_patches(self, x: Array, segment_ids: Array | None, k: int):

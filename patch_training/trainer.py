@@ -53,6 +53,7 @@ class TrainerConfig:
     eval_batches: int | None = None         # cap on one validation pass (None: the whole split)
     eval_batch_size: int | None = None      # default: batch_size
     plot: bool = True
+    onednn_on_cpu: str = "auto"             # train/eval steps on CPU: "auto" (bf16 only), "on", "off"
 
     def validate(self) -> None:
         for name in ("num_steps", "batch_size", "seq_len", "patch_size", "num_microbatches", "log_every"):
@@ -61,6 +62,8 @@ class TrainerConfig:
                 raise UserError(f"TrainerConfig.{name} must be a positive integer, got {value!r}")
         if self.seq_len % self.patch_size:
             raise UserError(f"TrainerConfig: patch_size={self.patch_size} does not divide seq_len={self.seq_len}")
+        if self.onednn_on_cpu not in ("auto", "on", "off"):
+            raise UserError(f"TrainerConfig.onednn_on_cpu={self.onednn_on_cpu!r}: expected 'auto', 'on' or 'off'")
 
 
 @dataclasses.dataclass
@@ -132,7 +135,8 @@ class Trainer:
     def _build(self):
         cfg = self.cfg
         steps = compile_train_step(self.model_config, self.optimizer_config, cfg.num_steps,
-                                   StepConfig(cfg.patch_size, cfg.num_microbatches), self.mesh)
+                                   StepConfig(cfg.patch_size, cfg.num_microbatches, cfg.onednn_on_cpu),
+                                   self.mesh)
         self.tx, self.schedule, self.shardings = steps.tx, steps.schedule, steps.shardings
         self.train_step, self.eval_step = steps.train_step, steps.eval_step
 
