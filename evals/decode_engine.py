@@ -96,11 +96,12 @@ def _insert(weights: Any, state: dict[str, Any], row: Array, tokens: Array, leng
     return new
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "chunk_steps"), donate_argnames=("state",))
-def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, *, spec: EngineSpec,
-         chunk_steps: int) -> dict[str, Any]:
+@functools.partial(jax.jit, static_argnames=("spec", "visible"), donate_argnames=("state",))
+def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, chunk_steps: Array, *,
+         spec: EngineSpec, visible: int) -> dict[str, Any]:
     """Up to chunk_steps decode steps; stops early when no row is active, or (exit_on_finish) when a
-    row has just finished so the host can refill it."""
+    row has just finished so the host can refill it. Attention reads the first `visible` slots only
+    (the host picks it above every live row's position + chunk_steps)."""
     dtype = jnp.dtype(spec.compute_dtype)
     stop = jnp.asarray(spec.stop_tokens or (-1,), jnp.int32)
     n = spec.max_new_tokens
@@ -132,7 +133,7 @@ def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, *, spec: En
         new["active"] = active & ~ended
         # Every row feeds its token (batched); rows that are idle write a slot nobody reads.
         new["cache"], new["logits"] = decode_forward.step(weights, s["cache"], token, s["pos"],
-                                                          spec.config, dtype)
+                                                          spec.config, dtype, visible)
         new["pos"] = s["pos"] + keep.astype(jnp.int32)
         return new, i + 1, jnp.any(ended)
 
@@ -180,7 +181,13 @@ def run_engine(weights: Any, spec: EngineSpec, prompts: Sequence[Sequence[int]],
                 state = _insert(weights, state, jnp.int32(row), jnp.asarray(padded), jnp.int32(len(p)),
                                 keys[req], jnp.int32(limits[req]), spec=spec)
                 occupant[row] = req
-        state = _run(weights, state, jnp.asarray(bool(pending)), spec=spec, chunk_steps=chunk_steps)
+        # Attend only as far as the longest live row can reach in this chunk, rounded up to a
+        # multiple of chunk_steps so few shapes compile (idle rows write slots nobody reads).
+        reach = int(np.asarray(state["pos"])[[r for r in range(spec.rows) if occupant[r] is not None]].max())
+        visible = min(spec.cache_len, -(-(reach + chunk_steps) // chunk_steps) * chunk_steps)
+        steps = min(chunk_steps, visible - reach)
+        state = _run(weights, state, jnp.asarray(bool(pending)), jnp.int32(steps), spec=spec,
+                     visible=visible)
         active = np.asarray(state["active"])
         ended = [r for r in range(spec.rows) if occupant[r] is not None and not active[r]]
         if ended:

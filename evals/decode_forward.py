@@ -185,9 +185,14 @@ def prefill(weights: dict[str, Any], tokens: Array, lengths: Array, config: Any,
 
 
 def step(weights: dict[str, Any], cache: list[tuple[Array, Array]], tokens: Array, positions: Array,
-         config: Any, dtype: Any) -> tuple[list[tuple[Array, Array]], Array]:
+         config: Any, dtype: Any, visible: int | None = None) -> tuple[list[tuple[Array, Array]], Array]:
     """One token per row: tokens[B] at positions[B] (= the slot each row writes). Returns the updated
-    cache and fp32 logits[B, V]. Each layer writes one slot per row (a scatter, in place inside a loop)."""
+    cache and fp32 logits[B, V]. Each layer writes one slot per row (a scatter, in place inside a loop).
+
+    `visible` (static) limits attention to the first slots of the cache; the caller guarantees every
+    position is below it. Reading the cache is most of a step's memory traffic once it is long, so
+    attending only as far as the longest live row saves that much.
+    """
     batch = tokens.shape[0]
     rows = jnp.arange(batch)
     slots = jnp.minimum(positions, cache[0][0].shape[2] - 1)
@@ -200,6 +205,7 @@ def step(weights: dict[str, Any], cache: list[tuple[Array, Array]], tokens: Arra
         ck = ck.at[rows, :, slots, :].set(k[:, :, 0, :].astype(ck.dtype))
         cv = cv.at[rows, :, slots, :].set(v[:, :, 0, :].astype(cv.dtype))
         new_cache.append((ck, cv))
-        x = x + _attn_out(_attend(q, ck, cv, pos), w, dtype)
+        kv_k, kv_v = (ck, cv) if visible is None else (ck[:, :, :visible], cv[:, :, :visible])
+        x = x + _attn_out(_attend(q, kv_k, kv_v, pos), w, dtype)
         x = x + _mlp(_rms_norm(x, w["mlp_norm"], config.rms_norm_eps, dtype), w)
     return new_cache, _logits(weights, x, config, dtype)[:, 0]

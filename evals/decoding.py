@@ -62,9 +62,10 @@ def _left_pad(prompts: Sequence[Sequence[int]], length: int, pad_id: int) -> tup
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def _decode_loop(params: Any, prompt: Array, prompt_lengths: Array, row_keys: Array, *,
+def _decode_loop(params: Any, prompt: Array, prompt_lengths: Array, row_keys: Array, row_limits: Array, *,
                  spec: _LoopSpec) -> dict[str, Array]:
-    """Prefill left-padded prompt[B, P], then generate spec.max_new_tokens tokens per row."""
+    """Prefill left-padded prompt[B, P], then generate up to row_limits[b] <= spec.max_new_tokens
+    tokens per row; the batch runs until its last row ends."""
     model = Transformer(spec.config)
     batch, prompt_len = prompt.shape
     n = spec.max_new_tokens
@@ -112,7 +113,7 @@ def _decode_loop(params: Any, prompt: Array, prompt_lengths: Array, row_keys: Ar
                 jnp.where(keep[:, None], jnp.exp(log_probs), 0.0))
         new["length"] = s["length"] + keep.astype(jnp.int32)
         new["stopped"] = s["stopped"] | (active & is_stop)
-        new["done"] = s["done"] | is_stop
+        new["done"] = s["done"] | is_stop | (new["length"] >= row_limits)
         # Feed the token back. Finished rows keep computing (cheap, batched) but are never recorded.
         next_logits, mutated = model.apply(
             {"params": params, "cache": s["cache"]}, token[:, None],
@@ -257,17 +258,16 @@ class Decoder:
             padded = chunk + [chunk[0]] * (batch_size - len(chunk))
             row_prompts = [list(prompts[rows[r][0]]) for r in padded]
             tokens, lengths = _left_pad(row_prompts, _bucket(max(map(len, row_prompts))), self.pad_id)
-            # The whole batch runs until its longest row's limit (what static batching costs).
-            longest = max(limits[rows[r][0]] for r in chunk)
-            spec = _LoopSpec(self.config, sampling, longest, stops, bool(return_probs))
+            # One compiled loop per call (widest limit); the batch runs until its last row ends.
+            spec = _LoopSpec(self.config, sampling, max(limits), stops, bool(return_probs))
+            row_limits = np.asarray([limits[rows[r][0]] for r in padded], np.int32)
             out = jax.device_get(_decode_loop(self.params, jnp.asarray(tokens), jnp.asarray(lengths),
-                                              jnp.stack([keys[r] for r in padded]), spec=spec))
+                                              jnp.stack([keys[r] for r in padded]),
+                                              jnp.asarray(row_limits), spec=spec))
             for k, r in enumerate(chunk):
                 i = rows[r][0]
                 n = int(out["length"][k])
                 stopped = bool(out["stopped"][k])
-                if n >= limits[i]:   # a shorter per-prompt limit ends the row by length
-                    n, stopped = limits[i], False
                 ids = [int(t) for t in out["tokens"][k, :n]]
                 results[i].append(self._sample(
                     ids, [float(x) for x in out["logprobs"][k, :n]], stopped,
