@@ -10,6 +10,8 @@ training-shaped module does not give:
 - **a `[B, KV_H, S, D]` cache** (kv heads before slots), so the per-step attention is two einsums
   with no transposes of the whole cache, and each row has **its own length**: a row can be refilled
   with a new prompt while the others keep decoding (see `evals.decode_engine`).
+- **2-D fused weights** (one QKV and one gate|up matrix per layer), stored in the layout the CPU dot
+  kernel prefers for the compute dtype, so no weight is transposed or copied inside the loop.
 - **a compute dtype apart from the cache dtype**: bf16 matmuls with fp32 parameters (cast once) and an
   fp32 cache (a bf16 cache would be upcast for the attention dots every step).
 

@@ -1,6 +1,12 @@
 """Batched autoregressive decoding with a KV cache: prefill, then one token per step, all under jit.
 
-Layout: prompts are **left-padded** to a common length P, so every row's last prompt token sits at
+`Decoder` has two paths. The default, `engine="continuous"`, is `evals.decode_engine`: rows are
+refilled with waiting prompts as their completions end, over a functional forward with unstacked
+layers, a `[B, KV_H, S, D]` per-row cache and an optional bf16 compute dtype. `engine="static"` is
+the model's own decode mode described below, kept as the reference the engine is tested against.
+Both give the same samples for the same seed (fp32), whatever the batching.
+
+Static layout: prompts are **left-padded** to a common length P, so every row's last prompt token sits at
 slot P-1 and all rows share one cache index. Padding gets segment id 0 and real tokens 1, which
 keeps the padding out of every real token's attention; rotary positions count real tokens only, so
 a row's logits do not depend on how much padding it got. The whole loop (prefill + `lax.while_loop`
