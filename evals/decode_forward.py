@@ -121,19 +121,13 @@ def _attend(q: Array, k: Array, v: Array, query_pos: Array) -> Array:
     b, h, length, d = q.shape
     kvh, slots = k.shape[1], k.shape[2]
     q = q.astype(k.dtype).reshape(b, kvh, h // kvh, length, d)
-    if length == 1:
-        # One query per row: a broadcast multiply and a reduction, which XLA:CPU fuses into one
-        # pass over the cache; as a dot it becomes B*KV_H tiny batched matmuls (~5x slower here).
-        scores = jnp.sum(q[:, :, :, :, None, :] * k[:, :, None, None, :, :], axis=-1) * (d ** -0.5)
-    else:
-        scores = jnp.einsum("bkgld,bksd->bkgls", q, k) * (d ** -0.5)
+    # Einsum dots rather than broadcast-multiply + reduce: measured at 8 rows x 1,280 slots, 4.0 vs
+    # 6.9 ms per layer (the reduce materialises the product); at short caches they are about even.
+    scores = jnp.einsum("bkgld,bksd->bkgls", q, k) * (d ** -0.5)
     visible = jnp.arange(slots)[None, None, None, None, :] <= query_pos[:, None, None, :, None]
     scores = jnp.where(visible, scores.astype(jnp.float32), -0.7 * float(jnp.finfo(jnp.float32).max))
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    if length == 1:
-        out = jnp.sum(probs[..., None] * v[:, :, None, None, :, :], axis=-2)
-    else:
-        out = jnp.einsum("bkgls,bksd->bkgld", probs, v)
+    out = jnp.einsum("bkgls,bksd->bkgld", probs, v)
     return out.reshape(b, h, length, d)
 
 
