@@ -78,13 +78,15 @@ def validation_loss(params, model_config, eval_sets: Mapping[str, Any], *, batch
     from patch_training import partitioning as sharding_lib
     from patch_training.evaluation import evaluate
     from patch_training.model import Transformer, abstract_params
-    from patch_training.train_step import make_eval_step
+    from patch_training.train_step import StepConfig, make_eval_step, step_compiler_options
 
+    # The trainer's eval step gets the same per-jit options (oneDNN dots for bf16 on CPU).
+    options = step_compiler_options(model_config, StepConfig(), mesh.devices.flat[0].platform)
     with sharding_lib.mesh_context(mesh):
         params_sh = sharding_lib.param_shardings(abstract_params(model_config), mesh)
         step = jax.jit(make_eval_step(Transformer(model_config), 1),
                        in_shardings=(params_sh, sharding_lib.batch_sharding(mesh)),
-                       out_shardings=sharding_lib.replicated(mesh))
+                       out_shardings=sharding_lib.replicated(mesh), compiler_options=options)
         return {name: evaluate(step, params, data, batch_size=batch_size, limit=limit, mesh=mesh)
                 for name, data in eval_sets.items()}
 
