@@ -6,8 +6,8 @@
 Runs the eval's sampling stage (`evals.dynamicqa.sample.sample_items`: 10 samples per prompt at T=0.5,
 mean distribution per sample appended to `dists.bin`) on real DynamicQA prompts (3 per row: q-only and
 both contexts, rows cycled until `--prompts` is reached). Model: `--checkpoint` through
-`evals.backends` when that package is present, else the `small` shape with random weights behind a
-minimal adapter over `evals.decoding.Decoder` (byte-level prompts, no stop token, so every sample runs
+`evals.backends`, else the `small` shape with random weights behind a minimal adapter over
+`evals.decoding.Decoder` (continuous batching, fp32) (byte-level prompts, no stop token, so every sample runs
 the full `max_new_tokens`). The first chunk (compilation) is timed apart. Last stdout line: one JSON
 object with prompts/s, sampled tokens/s, peak resident memory and the bytes written per sample.
 """
