@@ -28,9 +28,9 @@ import numpy as np
 class _DecoderModel:
     """LanguageModel over evals.decoding.Decoder with a byte vocabulary (benchmark use only)."""
 
-    def __init__(self, config, params, batch_size: int, max_prompt: int):
+    def __init__(self, config, params, batch_size: int, max_prompt: int, engine: str = "continuous"):
         from evals.decoding import Decoder
-        self.decoder = Decoder(config, params, batch_size=batch_size)
+        self.decoder = Decoder(config, params, batch_size=batch_size, engine=engine)
         self.max_prompt = max_prompt
 
     @property
@@ -59,7 +59,7 @@ class _DecoderModel:
         raise NotImplementedError
 
 
-def _small_random(batch_size: int):
+def _small_random(batch_size: int, engine: str):
     import gin
     import jax
     from patch_training.gin_utils import CONFIG_ROOT
@@ -69,7 +69,8 @@ def _small_random(batch_size: int):
     config = ModelConfig()
     gin.clear_config()
     params = init_params(config, jax.random.key(0))
-    return _DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32), config.vocab_size
+    return (_DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32, engine=engine),
+            config.vocab_size)
 
 
 def _sampled_tokens(samples_path: Path, skip_rows: set[int]) -> int:
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--max_new_tokens", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=32, help="rows decoded together")
     parser.add_argument("--checkpoint", help="use this checkpoint through evals.backends")
+    parser.add_argument("--engine", choices=("continuous", "static"), default="continuous",
+                        help="decode engine of the random-weights model (evals.decoding.Decoder)")
     parser.add_argument("--dist_dtype", default="float32", choices=("float32", "float16"))
     parser.add_argument("--out", help="where samples + distributions go (default: a temporary dir, removed)")
     args = parser.parse_args()
@@ -109,7 +112,7 @@ def main() -> None:
         from evals.backends import open_model
         model, vocab = open_model(checkpoint=args.checkpoint, batch_size=args.batch_size), None
     else:
-        model, vocab = _small_random(args.batch_size)
+        model, vocab = _small_random(args.batch_size, args.engine)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dqa_bench_"))
     plan = SamplingPlan(num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, stop=(),
                         dist_dtype=args.dist_dtype)
@@ -130,6 +133,7 @@ def main() -> None:
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result = {
             "benchmark": "dynamicqa_sampling", "model": args.checkpoint or "small (random weights)",
+            "engine": None if args.checkpoint else args.engine,
             "prompts": 3 * len(items), "timed_prompts": timed_prompts, "num_samples": args.num_samples,
             "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
             "vocab_size": vocab, "warmup_s": round(warm_s, 2), "elapsed_s": round(elapsed, 2),
