@@ -167,6 +167,10 @@ class Decoder:
                  chunk_steps: int = 256):
         if engine not in ENGINES:
             raise ValueError(f"engine={engine!r}: expected one of {ENGINES}")
+        if engine == "static" and (compute_dtype is not None or cache_dtype != "float32"):
+            # The static path decodes in the model's own dtype; say so rather than ignore the option.
+            raise ValueError("compute_dtype/cache_dtype apply to engine='continuous' only; the static "
+                             f"engine decodes in the model's dtype ({config.dtype})")
         compute_dtype = compute_dtype or (config.dtype if config.dtype in DECODE_DTYPES else "float32")
         for name, value in (("compute_dtype", compute_dtype), ("cache_dtype", cache_dtype)):
             if value not in DECODE_DTYPES:

@@ -30,7 +30,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # functions in dozens of processes, and a compile of even a tiny model costs 1-5 s on CPU (the seeded
 # parameter init alone ~4 s) while a cache hit costs ~0.1 s. Entries are keyed by the HLO, the compile
 # options, the devices and the jax/jaxlib versions, so a stale entry is never used. Opt out with
-# JAX_COMPILATION_CACHE_DIR="" (an empty value disables the cache).
+# JAX_ENABLE_COMPILATION_CACHE=false.
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".cache", "jax-test-compilations"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")

@@ -93,5 +93,7 @@ def test_engine_refuses_bad_options(params):
         Decoder(CFG, params, engine="paged")
     with pytest.raises(ValueError, match="compute_dtype"):
         Decoder(CFG, params, compute_dtype="float16")
+    with pytest.raises(ValueError, match="continuous' only"):
+        Decoder(CFG, params, engine="static", compute_dtype="bfloat16")
     with pytest.raises(ValueError, match="max_new_tokens"):
         Decoder(CFG, params).generate(PROMPTS, max_new_tokens=[1, 2])
