@@ -11,6 +11,13 @@ run_dir="${1:-runs/demo}"
 export PY="${PY:-.venv/bin/python}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$run_dir"
+# With the optional libtpu extra installed (make test installs it), every JAX process on a machine
+# without TPUs probes for one (~0.6 s and a screen of libtpu errors). On a machine with neither TPU
+# nor NVIDIA device files, say CPU up front; a user's own JAX_PLATFORMS always wins.
+if [ -z "${JAX_PLATFORMS+x}" ] && ! compgen -G "/dev/accel*" >/dev/null && ! compgen -G "/dev/vfio/[0-9]*" >/dev/null \
+   && [ ! -e /dev/nvidia0 ]; then
+  export JAX_PLATFORMS=cpu
+fi
 stages=(scripts/demo_stages/*.sh)
 n=${#stages[@]}
 i=0
