@@ -1,6 +1,6 @@
 """bf16 training vs fp32 training: how far apart are the loss curves?
 
-`python -m benchmarks.bf16_loss_parity [--steps 300] [--batch 8] [--seq_len 128]`
+`python -m benchmarks.bf16_loss_parity [--steps 300] [--batch 8] [--sequence_length 128]`
 
 Trains the `tiny` model twice from the same initial parameters on the same batches (packed
 arithmetic "documents", a learnable stream with segment ids), once in fp32 (the model gin's own
@@ -23,19 +23,20 @@ import numpy as np
 from benchmarks.train_throughput import DEFAULT_NUMERICS, load_model_config
 
 
-def arithmetic_batch(step: int, batch: int, seq_len: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+def arithmetic_batch(step: int, batch: int, sequence_length: int, vocab_size: int,
+                     seed: int = 0) -> dict[str, np.ndarray]:
     """Rows packed with short arithmetic sequences (start + stride·i mod V), one segment per sequence."""
     rng = np.random.default_rng([seed, step])
-    targets = np.zeros((batch, seq_len), np.int32)
-    segments = np.zeros((batch, seq_len), np.int32)
-    positions = np.zeros((batch, seq_len), np.int32)
+    targets = np.zeros((batch, sequence_length), np.int32)
+    segments = np.zeros((batch, sequence_length), np.int32)
+    positions = np.zeros((batch, sequence_length), np.int32)
     for r in range(batch):
         pos, seg = 0, 1
-        while pos < seq_len:
-            length = int(rng.integers(8, seq_len // 2 + 1))
+        while pos < sequence_length:
+            length = int(rng.integers(8, sequence_length // 2 + 1))
             start, stride = int(rng.integers(2, vocab_size)), int(rng.integers(1, 6))
             doc = (start + stride * np.arange(length)) % (vocab_size - 2) + 2
-            take = min(length, seq_len - pos)
+            take = min(length, sequence_length - pos)
             targets[r, pos:pos + take] = doc[:take]
             segments[r, pos:pos + take] = seg
             positions[r, pos:pos + take] = np.arange(take)
@@ -43,10 +44,10 @@ def arithmetic_batch(step: int, batch: int, seq_len: int, vocab_size: int, seed:
     inputs = np.zeros_like(targets)
     inputs[:, 1:] = targets[:, :-1] * (segments[:, 1:] == segments[:, :-1])
     return {"decoder_input_tokens": inputs, "decoder_target_tokens": targets, "decoder_segment_ids": segments,
-            "decoder_positions": positions, "decoder_loss_weights": np.ones((batch, seq_len), np.float32)}
+            "decoder_positions": positions, "decoder_loss_weights": np.ones((batch, sequence_length), np.float32)}
 
 
-def loss_curve(cfg, steps: int, batch: int, seq_len: int, learning_rate: float = 1e-3,
+def loss_curve(cfg, steps: int, batch: int, sequence_length: int, learning_rate: float = 1e-3,
                onednn: str = "auto") -> list[float]:
     """Per-step training losses of `cfg` from seed-0 parameters over the arithmetic stream."""
     import jax
@@ -63,7 +64,7 @@ def loss_curve(cfg, steps: int, batch: int, seq_len: int, learning_rate: float =
     with mesh_context(mesh):
         for step in range(steps):
             state, metrics = compiled.train_step(
-                state, global_batch(arithmetic_batch(step, batch, seq_len, cfg.vocab_size), mesh))
+                state, global_batch(arithmetic_batch(step, batch, sequence_length, cfg.vocab_size), mesh))
             losses.append(metrics["loss"])
     return [float(x) for x in jax.device_get(losses)]
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--numerics_gin", default=DEFAULT_NUMERICS)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq_len", type=int, default=128)
+    parser.add_argument("--sequence_length", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed smoothed gap, nats")
     args = parser.parse_args(argv)
@@ -100,11 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     curves = {}
     for name, cfg in (("fp32", fp32_cfg), ("bf16", bf16_cfg)):
         t0 = time.perf_counter()
-        curves[name] = loss_curve(cfg, args.steps, args.batch, args.seq_len, args.learning_rate)
+        curves[name] = loss_curve(cfg, args.steps, args.batch, args.sequence_length, args.learning_rate)
         print(f"  {name}: {args.steps} steps in {time.perf_counter() - t0:.1f}s, loss {curves[name][0]:.3f} -> "
               f"{curves[name][-1]:.3f}", file=sys.stderr, flush=True)
     result = {"benchmark": "bf16_loss_parity", "model": args.model_gin, "numerics_gin": args.numerics_gin,
-              "steps": args.steps, "batch": args.batch, "seq_len": args.seq_len,
+              "steps": args.steps, "batch": args.batch, "sequence_length": args.sequence_length,
               **compare(curves["fp32"], curves["bf16"]), "tolerance_smoothed_gap": args.tolerance}
     result["within_tolerance"] = result["max_smoothed_gap"] <= args.tolerance
     print(json.dumps(result))

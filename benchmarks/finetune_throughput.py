@@ -1,6 +1,6 @@
 """Fine-tuning throughput: answer tokens/s and total tokens/s of the trainer on Case2Code rows.
 
-`python -m benchmarks.finetune_throughput [--data F.jsonl|DIR] [--model small] [--seq_len 512]
+`python -m benchmarks.finetune_throughput [--data F.jsonl|DIR] [--model small] [--sequence_length 512]
 [--batch 8] [--steps 12] [--vocab sentencepiece|byte]`
 
 Builds prefix-LM rows (prompt + answer, packed, loss on answer tokens only) from Case2Code rows
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="Case2Code JSONL file or a directory with train.jsonl")
     parser.add_argument("--model", default="small", help="configs/models/NAME.gin")
-    parser.add_argument("--seq_len", type=int, default=512)
+    parser.add_argument("--sequence_length", type=int, default=512)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=12, help="timed steps (after the first, compiling one)")
     parser.add_argument("--vocab", choices=("sentencepiece", "byte"), default="sentencepiece",
@@ -55,26 +55,27 @@ def main(argv=None) -> int:
     if config.vocab_size < vocab.vocab_size:
         raise SystemExit(f"model vocab_size {config.vocab_size} < vocabulary {vocab.vocab_size}")
     name = tasks.register_prompt_answer_task(name="bench_case2code", train_files=[str(data)])
-    rows = make_prompt_answer_dataset(task=name, split="train", sequence_length=args.seq_len, vocab=vocab,
+    rows = make_prompt_answer_dataset(task=name, split="train", sequence_length=args.sequence_length, vocab=vocab,
                                       truncate_prompts=True)
     meta = rows.meta
-    capacity = meta["num_rows"] * args.seq_len
+    capacity = meta["num_rows"] * args.sequence_length
     answer_fraction = meta["answer_tokens"] / capacity
     packing = meta["packing_efficiency"]
 
     steps = args.steps + 1
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainerConfig(num_steps=steps, batch_size=args.batch, seq_len=args.seq_len, log_every=1, plot=False)
+        cfg = TrainerConfig(num_steps=steps, batch_size=args.batch, sequence_length=args.sequence_length,
+                            log_every=1, plot=False)
         Trainer(tmp, config, cfg, rows, console=False).run()
         times = [r["step_time_s"] for r in read_jsonl(Path(tmp) / METRICS_FILE) if "step_time_s" in r]
     if not times:
         raise SystemExit("no timed steps (use --steps >= 2)")
     step_time = statistics.median(times)
-    tokens_per_s = args.batch * args.seq_len / step_time
+    tokens_per_s = args.batch * args.sequence_length / step_time
     result = {
         "benchmark": "finetune_throughput", "model": args.model, "vocab": args.vocab, "data": str(data),
         "examples": meta["num_documents"], "rows": meta["num_rows"], "too_long_truncated": meta["truncated"],
-        "seq_len": args.seq_len, "batch": args.batch, "timed_steps": len(times),
+        "sequence_length": args.sequence_length, "batch": args.batch, "timed_steps": len(times),
         "step_time_s": round(step_time, 4), "tokens_per_s": round(tokens_per_s, 1),
         "non_pad_tokens_per_s": round(tokens_per_s * packing, 1),
         "answer_tokens_per_s": round(tokens_per_s * answer_fraction, 1),

@@ -43,17 +43,17 @@ def load_model_config(gin_file: str, overrides: dict[str, Any]):
     return dataclasses.replace(cfg, **overrides)
 
 
-def random_batch(vocab_size: int, rows: int, tokens_per_row: int, packed: bool, seed: int = 0) -> dict:
+def random_batch(vocab_size: int, rows: int, sequence_length: int, packed: bool, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    tokens = rng.integers(2, vocab_size, size=(rows, tokens_per_row + 1), dtype=np.int32)
+    tokens = rng.integers(2, vocab_size, size=(rows, sequence_length + 1), dtype=np.int32)
     batch = {"decoder_input_tokens": tokens[:, :-1], "decoder_target_tokens": tokens[:, 1:],
-             "decoder_loss_weights": np.ones((rows, tokens_per_row), np.float32)}
+             "decoder_loss_weights": np.ones((rows, sequence_length), np.float32)}
     if packed:  # two documents per row, as packing produces
-        seg = np.ones((rows, tokens_per_row), np.int32)
-        seg[:, tokens_per_row // 2:] = 2
-        pos = np.concatenate([np.arange(tokens_per_row // 2), np.arange(tokens_per_row - tokens_per_row // 2)])
+        seg = np.ones((rows, sequence_length), np.int32)
+        seg[:, sequence_length // 2:] = 2
+        pos = np.concatenate([np.arange(sequence_length // 2), np.arange(sequence_length - sequence_length // 2)])
         batch["decoder_segment_ids"] = seg
-        batch["decoder_positions"] = np.broadcast_to(pos.astype(np.int32), (rows, tokens_per_row)).copy()
+        batch["decoder_positions"] = np.broadcast_to(pos.astype(np.int32), (rows, sequence_length)).copy()
     return batch
 
 
@@ -75,16 +75,16 @@ def build_step(model_config, patch_size: int, num_microbatches: int, mesh):
     return jitted, state
 
 
-def measure(model_config, *, patch_size: int, rows: int, seq_len: int, num_microbatches: int, steps: int,
+def measure(model_config, *, patch_size: int, rows: int, network_length: int, num_microbatches: int, steps: int,
             warmup: int, packed: bool, mesh, peak_tflops: float, label: str) -> dict:
     import jax
     from patch_training import mfu as mfu_lib
     from patch_training import partitioning as sharding_lib
-    tokens_per_row = seq_len * patch_size
+    sequence_length = network_length * patch_size
     step, state = build_step(model_config, patch_size, num_microbatches, mesh)
     with sharding_lib.mesh_context(mesh):
-        batch = sharding_lib.global_batch(random_batch(model_config.vocab_size, rows, tokens_per_row, packed), mesh)
-    flops = mfu_lib.training_flops_per_step(model_config, seq_len, rows)
+        batch = sharding_lib.global_batch(random_batch(model_config.vocab_size, rows, sequence_length, packed), mesh)
+    flops = mfu_lib.training_flops_per_step(model_config, network_length, rows)
     times, loss = [], float("nan")
     t_compile = time.perf_counter()
     for i in range(warmup + steps):
@@ -101,11 +101,11 @@ def measure(model_config, *, patch_size: int, rows: int, seq_len: int, num_micro
               f"{' (warm-up)' if i < warmup else ''} loss {loss:.3f}", file=sys.stderr, flush=True)
     median = statistics.median(times)
     devices = mesh.devices.size
-    return {"run": label, "patch_size": patch_size, "rows": rows, "tokens_per_row": tokens_per_row,
-            "network_length": seq_len, "num_microbatches": num_microbatches,
+    return {"run": label, "patch_size": patch_size, "rows": rows, "sequence_length": sequence_length,
+            "network_length": network_length, "num_microbatches": num_microbatches,
             "attention_impl": model_config.attention_impl or "xla", "packed": packed,
             "step_s_median": median, "step_s_min": min(times), "first_step_s": compile_s,
-            "tokens_per_s": rows * tokens_per_row / median, "flops_per_step": flops,
+            "tokens_per_s": rows * sequence_length / median, "flops_per_step": flops,
             "mfu_causal_halved": mfu_lib.mfu(flops, median, peak_tflops, devices), "final_loss": loss}
 
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL_GIN, help="model size gin file (default: the paper's 370M)")
-    parser.add_argument("--seq_len", type=int, default=2048, help="T: positions in the network")
+    parser.add_argument("--network_length", type=int, default=2048, help="T: positions in the network")
     parser.add_argument("--patch_size", type=int, default=4, help="K for the patch step")
     parser.add_argument("--rows_per_gpu", type=int, default=8, help="rows per GPU per optimizer step")
     parser.add_argument("--num_microbatches", type=int, default=1)
@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                                              "remat_policy": args.remat})
         for kind, k in (("token", 1), (f"patch_k{args.patch_size}", args.patch_size)):
             label = f"{kind}/{impl}"
-            print(f"[gpu_check] {label}: {rows} rows x {args.seq_len * k} tokens on {len(devices)} "
+            print(f"[gpu_check] {label}: {rows} rows x {args.network_length * k} tokens on {len(devices)} "
                   f"{devices[0].device_kind}", file=sys.stderr, flush=True)
-            results.append(measure(cfg, patch_size=k, rows=rows, seq_len=args.seq_len,
+            results.append(measure(cfg, patch_size=k, rows=rows, network_length=args.network_length,
                                    num_microbatches=args.num_microbatches, steps=args.steps, warmup=args.warmup,
                                    packed=args.packed, mesh=mesh, peak_tflops=peak, label=label))
     report = {"benchmark": "gpu_check", "model": args.model, "devices": len(devices),

@@ -1,6 +1,6 @@
 """Is the input pipeline fast enough? Pipeline tokens/s vs trainer tokens/s at the same batch shape.
 
-`python -m benchmarks.input_pipeline [--batch 8] [--seq_len 512] [--patch_size 1]`
+`python -m benchmarks.input_pipeline [--batch 8] [--network_length 512] [--patch_size 1]`
 
 pipeline: `make_dataset(...)` on the default code corpus (sentencepiece 8192, cached rows), then for
 each step `host_batch(step)` plus the device transfer the trainer does (`global_batch`).
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_gin", default="configs/models/small.gin")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq_len", type=int, default=512, help="positions inside the network (T)")
+    parser.add_argument("--network_length", type=int, default=512, help="T: positions inside the network")
     parser.add_argument("--patch_size", type=int, default=1, help="K; rows hold K·T tokens")
     parser.add_argument("--pipeline_steps", type=int, default=200)
     parser.add_argument("--trainer_steps", type=int, default=3)
@@ -49,19 +49,19 @@ def main(argv: list[str] | None = None) -> dict:
     from patch_training.data.vocab import get_vocabulary
 
     cfg = load_model_config(args.model_gin)
-    row_len = args.seq_len * args.patch_size
+    sequence_length = args.network_length * args.patch_size
     t0 = time.perf_counter()
     vocab = get_vocabulary(kind=args.vocab, vocab_size=cfg.vocab_size)
-    dataset = make_dataset(task="code_corpus", split="train", sequence_length=row_len, vocab=vocab,
+    dataset = make_dataset(task="code_corpus", split="train", sequence_length=sequence_length, vocab=vocab,
                            patch_size=args.patch_size)
     prepare_s = time.perf_counter() - t0
     print(f"dataset ready in {prepare_s:.1f}s: {dataset!r}", file=sys.stderr, flush=True)
     pipe = pipeline_tokens_per_s(dataset, args.batch, args.pipeline_steps)
 
-    batch = random_batch(cfg.vocab_size, args.batch, row_len)
+    batch = random_batch(cfg.vocab_size, args.batch, sequence_length)
     times = jax_step_times(cfg, batch, args.trainer_steps, 1, patch_size=args.patch_size)
-    trainer_tps = args.batch * row_len / statistics.median(times)
-    result = {"benchmark": "input_pipeline", "batch": args.batch, "row_tokens": row_len,
+    trainer_tps = args.batch * sequence_length / statistics.median(times)
+    result = {"benchmark": "input_pipeline", "batch": args.batch, "sequence_length": sequence_length,
               "patch_size": args.patch_size, "vocab": args.vocab, "dataset_prepare_s": prepare_s,
               **pipe, "trainer_tokens_per_s": trainer_tps,
               "headroom": pipe["pipeline_tokens_per_s"] / trainer_tps,

@@ -42,10 +42,10 @@ def run_one(name: str, run_dir: Path, args, patch_fraction: str, evals_per_stage
     from patch_training.gin_utils import call_configured
     from patch_training.main.two_stage import parse_experiment_gin
 
-    seq_len, batch = args.seq_len, args.batch
-    max_tokens = int(args.budget_tokens * 1.1) + 4 * args.k * seq_len * batch
+    sequence_length, batch = args.sequence_length, args.batch
+    max_tokens = int(args.budget_tokens * 1.1) + 4 * args.k * sequence_length * batch
     bindings = [f"MODEL_DIR = '{run_dir}'", f"TOKEN_BUDGET = {args.budget_tokens}", f"PATCH_SIZE = {args.k}",
-                f"PATCH_FRACTION = '{patch_fraction}'", f"BATCH_SIZE = {batch}", f"SEQUENCE_LENGTH = {seq_len}",
+                f"PATCH_FRACTION = '{patch_fraction}'", f"BATCH_SIZE = {batch}", f"SEQUENCE_LENGTH = {sequence_length}",
                 f"EVAL_BATCHES = {args.eval_batches}", f"DATA_MAX_TOKENS = {max_tokens}",
                 f"two_stage.TwoStageConfig.evals_per_stage = {evals_per_stage}",
                 f"vocab.get_vocabulary.kind = '{args.vocab}'"]
@@ -106,7 +106,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join([
         "# Patch-level training: small CPU reproduction", "",
         f"Model: `{meta['model']}` ({meta['model_params']:,} parameters). {meta['model_reason']}", "",
-        f"Token budget {meta['budget_tokens']:,} tokens per run, T = {meta['seq_len']}, {meta['batch']} rows per "
+        f"Token budget {meta['budget_tokens']:,} tokens per run, T = {meta['sequence_length']}, "
+        f"{meta['batch']} rows per "
         f"step, default code corpus (Python standard library), {meta['vocab']} vocabulary. Validation is "
         f"token-level over the first {meta['eval_batches']} batches of each set (code validation split; "
         f"document-level WikiText-103 test). Relative compute is analytic training FLOPs (3x forward, "
@@ -130,7 +131,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--patch_fraction", default="2/3")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq_len", type=int, default=128)
+    parser.add_argument("--sequence_length", type=int, default=128)
     parser.add_argument("--eval_batches", type=int, default=16)
     parser.add_argument("--evals", type=int, default=6, help="validation passes in the baseline run; "
                         "the patch run gets half as many per stage")
@@ -167,7 +168,7 @@ def main(argv=None) -> dict:
               "(~1.4 s per 8x128-token step on 2 cores)." if args.model == "small" else
               f"Chosen with --model {args.model}.")
     meta = {"model": args.model, "vocab": args.vocab, "model_params": n_params, "model_reason": reason,
-            "budget_tokens": args.budget_tokens, "seq_len": args.seq_len, "batch": args.batch,
+            "budget_tokens": args.budget_tokens, "sequence_length": args.sequence_length, "batch": args.batch,
             "eval_batches": args.eval_batches, "relative_cost_formula": relative_cost(lam, args.k)}
     png = plot(rows, out)
     (out / "results.md").write_text(markdown(rows, meta))

@@ -1,6 +1,6 @@
 """Patch-level vs token-level training throughput, side by side in one process.
 
-`python -m benchmarks.patch_speedup [--model small] [--k 4] [--batch 8] [--seq_len 128] [--steps 8]`
+`python -m benchmarks.patch_speedup [--model small] [--k 4] [--batch 8] [--network_length 128] [--steps 8]`
 
 Same model, same number of positions inside the network per step (B rows × T positions): the
 token-level step reads B rows of T tokens, the patch-level step B rows of K·T tokens (T patches).
@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", default="small", help="configs/models/<name>.gin")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq_len", type=int, default=128, help="T: positions inside the network")
+    parser.add_argument("--network_length", type=int, default=128, help="T: positions inside the network")
     parser.add_argument("--steps", type=int, default=8, help="timed steps of each kind")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max_tokens", type=int, default=2_000_000, help="corpus tokens to build rows from")
@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
     vocab = get_vocabulary(kind="byte") if cfg.vocab_size < 8192 else get_vocabulary(kind="sentencepiece",
                                                                                       vocab_size=cfg.vocab_size)
     mesh = make_mesh((1, 1, 1))
-    kinds = {1: args.seq_len, args.k: args.k * args.seq_len}
+    kinds = {1: args.network_length, args.k: args.k * args.network_length}
     data = {k: make_dataset(task="code_corpus", split="train", sequence_length=length, patch_size=k,
                             concat=True, vocab=vocab, max_tokens=args.max_tokens) for k, length in kinds.items()}
     steps = {k: build_step(cfg, k, mesh) for k in kinds}
@@ -89,7 +89,7 @@ def main(argv=None) -> dict:
     tps = {k: args.batch * kinds[k] / med[k] for k in kinds}
     result = {
         "benchmark": "patch_speedup", "model": args.model, "k": args.k, "batch": args.batch,
-        "network_positions_per_step": args.batch * args.seq_len,
+        "network_positions_per_step": args.batch * args.network_length,
         "token_level_tokens_per_s": tps[1], "patch_level_tokens_per_s": tps[args.k],
         "speedup": tps[args.k] / tps[1], "ideal_speedup": float(args.k),
         "token_level_step_s": med[1], "patch_level_step_s": med[args.k],

@@ -1,6 +1,6 @@
 """Training throughput on CPU: our jitted AdamW step vs transformers' PyTorch LlamaForCausalLM.
 
-`python -m benchmarks.train_throughput [--repeats 5] [--batch 8] [--seq_len 512] [--strict]`
+`python -m benchmarks.train_throughput [--repeats 5] [--batch 8] [--sequence_length 512] [--strict]`
 
 All sides train the `small` shape (configs/models/small.gin) on the same random token batch with the
 same optimizer step (AdamW β 0.9/0.95, ε 1e-8, weight decay 0.1, global-norm clip 1.0) on the same
@@ -65,13 +65,14 @@ def load_model_config(gin_file: str = "configs/models/small.gin", numerics_gin: 
     return cfg
 
 
-def random_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
+def random_batch(vocab_size: int, batch: int, sequence_length: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    tokens = rng.integers(2, vocab_size, size=(batch, seq_len + 1), dtype=np.int32)
+    tokens = rng.integers(2, vocab_size, size=(batch, sequence_length + 1), dtype=np.int32)
     return {"decoder_input_tokens": tokens[:, :-1], "decoder_target_tokens": tokens[:, 1:],
-            "decoder_segment_ids": np.ones((batch, seq_len), np.int32),
-            "decoder_positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch, seq_len)).copy(),
-            "decoder_loss_weights": np.ones((batch, seq_len), np.float32)}
+            "decoder_segment_ids": np.ones((batch, sequence_length), np.int32),
+            "decoder_positions": np.broadcast_to(np.arange(sequence_length, dtype=np.int32),
+                                                 (batch, sequence_length)).copy(),
+            "decoder_loss_weights": np.ones((batch, sequence_length), np.float32)}
 
 
 # ----------------------------------------------------------------------------- CPU contention
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--onednn", choices=("auto", "on", "off"), default="auto",
                         help="oneDNN custom calls for our step on CPU (auto: on for bf16)")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq_len", type=int, default=512)
+    parser.add_argument("--sequence_length", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps_per_repeat", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=1)
@@ -274,9 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
     from patch_training.model import count_params, init_params
 
     cfg = load_model_config(args.model_gin, args.numerics_gin or None)
-    batch = random_batch(cfg.vocab_size, args.batch, args.seq_len)
-    tokens = args.batch * args.seq_len
-    flops = mfu_lib.training_flops_per_step(cfg, args.seq_len, args.batch)
+    batch = random_batch(cfg.vocab_size, args.batch, args.sequence_length)
+    tokens = args.batch * args.sequence_length
+    flops = mfu_lib.training_flops_per_step(cfg, args.sequence_length, args.batch)
 
     watch = CpuWatch()
     watch.start()
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "train_throughput", "model": os.path.basename(args.model_gin).removesuffix(".gin"),
         "params": count_params(jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))),
-        "batch": args.batch, "seq_len": args.seq_len, "repeats": args.repeats,
+        "batch": args.batch, "sequence_length": args.sequence_length, "repeats": args.repeats,
         "steps_per_repeat": args.steps_per_repeat, "cpu_threads": args.threads,
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "numerics": {"dtype": cfg.dtype, "param_dtype": cfg.param_dtype, "attention_impl": cfg.attention_impl,

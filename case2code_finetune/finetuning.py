@@ -145,14 +145,16 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
     cfg.validate()
     if cfg.patch_size != 1:
         raise UserError("fine-tuning is token level: TrainerConfig.patch_size must be 1")
-    if cfg.seq_len > init.model_config.max_seq_len:
-        raise UserError(f"TrainerConfig.seq_len={cfg.seq_len} exceeds the checkpoint's max_seq_len="
-                        f"{init.model_config.max_seq_len} (override it with model_overrides if RoPE allows)")
+    if cfg.sequence_length > init.model_config.max_seq_len:
+        raise UserError(f"TrainerConfig.sequence_length={cfg.sequence_length} exceeds the checkpoint's "
+                        f"positional capacity max_seq_len={init.model_config.max_seq_len} (override it with "
+                        "model_overrides if RoPE allows)")
     train = _build(train_data, init.vocab, "train_data")
     if train is None:
         raise UserError("finetune.run_finetune.train_data is not set")
-    if train.sequence_length != cfg.seq_len:
-        raise UserError(f"train rows hold {train.sequence_length} tokens but TrainerConfig.seq_len={cfg.seq_len}")
+    if train.sequence_length != cfg.sequence_length:
+        raise UserError(f"train rows hold {train.sequence_length} tokens but "
+                        f"TrainerConfig.sequence_length={cfg.sequence_length}")
     evals = _build(eval_data, init.vocab, "eval_data")
     eval_sets = evals if isinstance(evals, Mapping) else ({"": evals} if evals is not None else {})
     mesh = make_mesh(mesh_shape)

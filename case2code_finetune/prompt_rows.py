@@ -133,11 +133,11 @@ def _fit(prompt: np.ndarray, answer: np.ndarray, length: int, truncate: bool) ->
     return prompt, "too_long"
 
 
-def _prefix_lm_rows(row_length: int):
+def _prefix_lm_rows(sequence_length: int):
     """seqio's PrefixLMFeatureConverter with a fixed row length instead of inputs + targets lengths.
 
     The stock converter sizes the concatenated row as len(inputs) + len(targets) from the task
-    feature lengths, which forces a fixed prompt/answer split; a row here is `row_length` tokens
+    feature lengths, which forces a fixed prompt/answer split; a row here is `sequence_length` tokens
     however an example divides them (every example was checked to fit).
     """
     import seqio
@@ -146,11 +146,11 @@ def _prefix_lm_rows(row_length: int):
         def _concat_task_feature_lengths(self, task_feature_lengths):
             lengths = dict(super()._concat_task_feature_lengths(task_feature_lengths))
             for key in ("targets", "inputs_width", "inputs_width_add_pos"):
-                lengths[key] = row_length
+                lengths[key] = sequence_length
             return lengths
 
         def get_model_feature_lengths(self, task_feature_lengths):
-            return super().get_model_feature_lengths({"inputs": 0, "targets": row_length})
+            return super().get_model_feature_lengths({"inputs": 0, "targets": sequence_length})
 
     return PrefixLMRows
 

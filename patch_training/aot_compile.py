@@ -43,13 +43,13 @@ class StageSpec:
     name: str
     patch_size: int          # K (1: token level)
     batch_size: int          # global rows per optimizer step
-    tokens_per_row: int      # K·T in a patch stage, T at token level
+    sequence_length: int     # tokens per row: K·T in a patch stage, T at token level
     num_microbatches: int
     num_steps: int           # only shapes the LR schedule
 
     @property
     def network_length(self) -> int:
-        return self.tokens_per_row // self.patch_size
+        return self.sequence_length // self.patch_size
 
 
 # -- glue to the engine: every patch_training function this tool relies on is called here -------
@@ -86,7 +86,7 @@ def _engine_lower(model_config, optimizer_config, stage: StageSpec, mesh):
     batch_sh = sharding_lib.batch_sharding(mesh)
     jitted = jax.jit(step_fn, in_shardings=(shardings, batch_sh),
                      out_shardings=(shardings, sharding_lib.replicated(mesh)), donate_argnums=0)
-    shape = (stage.batch_size, stage.tokens_per_row)
+    shape = (stage.batch_size, stage.sequence_length)
     batch = {name: jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sh)
              for name in ("decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
                           "decoder_positions")}
@@ -126,7 +126,7 @@ def _engine_configs() -> tuple[Any, Any, list[StageSpec]]:
         cfg = call_configured(TwoStageConfig)
         base = call_configured(TrainerConfig)
         # Each stage's trainer config derives from the gin-bound TrainerConfig, as in a real run.
-        stages = [StageSpec(p.name, p.patch_size, p.batch_size, p.tokens_per_row,
+        stages = [StageSpec(p.name, p.patch_size, p.batch_size, p.sequence_length,
                             stage_trainer_config(base, cfg, p).num_microbatches, p.num_steps)
                   for p in cfg.plan()]
     elif bound("trainer.run_training.trainer_config"):
@@ -134,7 +134,7 @@ def _engine_configs() -> tuple[Any, Any, list[StageSpec]]:
         cfg = call_configured(TrainerConfig)
         cfg.validate()
         name = "train" if cfg.patch_size == 1 else f"train_patch_k{cfg.patch_size}"
-        stages = [StageSpec(name, cfg.patch_size, cfg.batch_size, cfg.seq_len, cfg.num_microbatches,
+        stages = [StageSpec(name, cfg.patch_size, cfg.batch_size, cfg.sequence_length, cfg.num_microbatches,
                             cfg.num_steps)]
     else:
         raise UserError("the gin files configure neither two_stage.run_experiment nor trainer.run_training; "
@@ -228,7 +228,7 @@ def compile_stage(model_config, optimizer_config, stage: StageSpec, mesh, topolo
     """Compile one stage's real step; its memory plan, both FLOP counts and the compile time."""
     capacity = topology.hbm_capacity_bytes
     row: dict[str, Any] = {"stage": stage.name, "patch_size": stage.patch_size, "batch_size": stage.batch_size,
-                           "tokens_per_row": stage.tokens_per_row, "num_microbatches": stage.num_microbatches,
+                           "sequence_length": stage.sequence_length, "num_microbatches": stage.num_microbatches,
                            "hbm_capacity_bytes": capacity}
     t0 = time.perf_counter()
     lowered, abstract_args = _engine_lower(model_config, optimizer_config, stage, mesh)
@@ -272,7 +272,7 @@ def compile_experiment(topology: TopologySpec, flops_mode: str = "extrapolate", 
         f"{dict(mesh.shape)}, {topology.hbm_capacity_bytes / 2**30:.0f} GiB HBM per chip")
     rows = []
     for i, stage in enumerate(stages, 1):
-        say(f"[{i}/{len(stages)}] compiling {stage.name}: {stage.batch_size} rows x {stage.tokens_per_row} "
+        say(f"[{i}/{len(stages)}] compiling {stage.name}: {stage.batch_size} rows x {stage.sequence_length} "
             f"tokens (K={stage.patch_size}, {stage.num_microbatches} microbatch(es))")
         row = compile_stage(model_config, optimizer_config, stage, mesh, topology, flops_mode)
         rows.append(row)

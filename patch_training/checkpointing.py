@@ -36,6 +36,7 @@ from patch_training import checkpoint_manifest as manifest_lib
 from patch_training import multihost
 from patch_training.checkpoint_policy import SavePolicy
 from patch_training.errors import UserError
+from patch_training.legacy_names import upgrade_metadata
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,13 @@ def key_from_json(spec: Mapping[str, Any]) -> Any:
 
 # -- helpers ---------------------------------------------------------------------------------
 def fingerprint_differences(saved: Mapping[str, Any] | None, current: Mapping[str, Any] | None) -> list[str]:
-    """`field (saved X, now Y)` for every field that differs; JSON-normalised so tuples == lists."""
+    """`field (saved X, now Y)` for every field that differs; JSON-normalised so tuples == lists.
+
+    The saved side is read under today's field names (a run dir written before a rename still resumes).
+    """
     if not saved or not current:
         return []
+    saved = upgrade_metadata(dict(saved))
     norm = lambda v: json.loads(json.dumps(v, sort_keys=True, default=str))  # noqa: E731
     saved, current = norm(dict(saved)), norm(dict(current))
     diffs = []

@@ -18,6 +18,7 @@ import gin
 
 from patch_training.atomic import write_text_atomic
 from patch_training.errors import UserError, squash
+from patch_training.legacy_names import renamed_binding_hint
 
 
 def _harden_gin_file_readers() -> None:
@@ -67,6 +68,12 @@ def _one_line(e: BaseException) -> str:
     return squash(e, 400)
 
 
+def _with_rename_hint(message: str, error: BaseException) -> str:
+    """gin's unknown-parameter error, plus the new binding's name when the old one was renamed."""
+    hint = renamed_binding_hint(str(error))
+    return f"{hint}. {message}" if hint else message
+
+
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
               search_path: Sequence[str] = (), finalize: bool = True) -> None:
     """Parse gin files and bindings; raise UserError (one line) on any misconfiguration."""
@@ -82,12 +89,13 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (),
         try:
             gin.parse_config_file(f, skip_unknown=False)
         except Exception as e:  # gin raises ValueError/KeyError/IOError/ParserError variants.
-            raise UserError(f"gin file {f}: {_one_line(e)}") from None
+            raise UserError(_with_rename_hint(f"gin file {f}: {_one_line(e)}", e)) from None
     for b in bindings:
         try:
             gin.parse_config(b, skip_unknown=False)
         except Exception as e:
-            raise UserError(f"gin binding '--gin.{b.replace(' = ', '=', 1)}': {_one_line(e)}") from None
+            raise UserError(_with_rename_hint(f"gin binding '--gin.{b.replace(' = ', '=', 1)}': {_one_line(e)}",
+                                              e)) from None
     if finalize:
         try:
             gin.finalize()

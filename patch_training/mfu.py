@@ -28,10 +28,11 @@ PEAK_TFLOPS_BF16: tuple[tuple[str, float], ...] = (
 )
 
 
-def training_flops_per_step(model_config, seq_len: int, batch_size: int) -> float:
-    """Analytic training FLOPs for one optimizer step over `batch_size` rows of `seq_len` positions."""
+def training_flops_per_step(model_config, network_length: int, batch_size: int) -> float:
+    """Analytic training FLOPs for one optimizer step over `batch_size` rows of `network_length`
+    positions (positions inside the network: tokens per row / K)."""
     from patch_training.model import forward_flops_per_token
-    return 3.0 * forward_flops_per_token(model_config, seq_len, causal_halved=True) * seq_len * batch_size
+    return 3.0 * forward_flops_per_token(model_config, network_length, causal_halved=True) * network_length * batch_size
 
 
 def table_peak_tflops(device_kind: str) -> float | None:

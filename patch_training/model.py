@@ -39,7 +39,13 @@ REMAT_POLICIES = {
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and numerics of the decoder. JSON round-trips through `to_dict`/`from_dict`."""
+    """Sizes and numerics of the decoder. JSON round-trips through `to_dict`/`from_dict`.
+
+    `max_seq_len` is the model's positional capacity (HF's `max_position_embeddings`: the longest
+    prompt + generation the decode cache and an HF export allow), not the training row length; a
+    run's tokens per row are `TrainerConfig.sequence_length` and its positions inside the network
+    (tokens per row / K) are what the FLOP formulas call `network_length`.
+    """
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -54,7 +60,7 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat_policy: str = "none"
     scan_layers: bool = True
-    max_seq_len: int = 2048
+    max_seq_len: int = 2048           # positional capacity (HF max_position_embeddings), not a row length
     init_std: float = 0.02
     # None lets JAX choose (XLA today); "cudnn" asks for the fused GPU kernel; "einsum" is our own
     # attention with both dots in the compute dtype and an fp32 softmax (layers.einsum_attention):
@@ -248,17 +254,18 @@ def init_cache(config: ModelConfig, batch: int, max_len: int) -> Any:
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes))
 
 
-def forward_flops_per_token(config: ModelConfig, seq_len: int, causal_halved: bool = True) -> float:
+def forward_flops_per_token(config: ModelConfig, network_length: int, causal_halved: bool = True) -> float:
     """Analytic forward FLOPs per position (MaxText convention).
 
     Matmuls: QKV, output projection, SwiGLU MLP, unembedding (2 FLOPs per multiply-add; the
-    embedding lookup is free). Attention scores and values: 4·S·H·D per position and layer, halved
+    embedding lookup is free). Attention scores and values: 4·N·H·D per position and layer, halved
     when `causal_halved` because half the score matrix is masked. Training FLOPs = 3× this.
-    In patch mode pass the number of patches as `seq_len`, and count per patch.
+    `network_length` is the number of positions inside the network (tokens per row / K): in patch
+    mode the number of patches, counted per patch.
     """
     d, f, hd = config.hidden_size, config.intermediate_size, config.resolved_head_dim
     h, kvh = config.num_heads, config.num_kv_heads
     per_layer = 2 * (d * h * hd + 2 * d * kvh * hd + h * hd * d + 3 * d * f)
-    attention = 4 * seq_len * h * hd * (0.5 if causal_halved else 1.0)
+    attention = 4 * network_length * h * hd * (0.5 if causal_halved else 1.0)
     unembed = 2 * d * config.vocab_size
     return float(config.num_layers * (per_layer + attention) + unembed)

@@ -39,7 +39,7 @@ class StagePlan:
     index: int                # 1: patch level, 2: token level
     name: str                 # sub-directory of the run dir
     patch_size: int           # K in this stage (1 at token level)
-    tokens_per_row: int       # K·T at patch level, T at token level
+    sequence_length: int      # tokens per row: K·T at patch level, T at token level
     network_length: int       # positions inside the network (T in both stages)
     batch_size: int
     num_steps: int
@@ -47,7 +47,7 @@ class StagePlan:
 
     @property
     def tokens(self) -> int:
-        return self.num_steps * self.batch_size * self.tokens_per_row
+        return self.num_steps * self.batch_size * self.sequence_length
 
     def flops_per_step(self, model_config) -> float:
         return mfu_lib.training_flops_per_step(model_config, self.network_length, self.batch_size)
@@ -60,30 +60,31 @@ def stage_dir_name(index: int, patch_size: int) -> str:
     return f"stage1_patch_k{patch_size}" if index == 1 else "stage2_token"
 
 
-def plan_stages(*, token_budget: int, patch_fraction: float, patch_size: int, seq_len: int,
-                batch_size: int, patch_batch_size: int, patch_seq_len: int) -> list[StagePlan]:
+def plan_stages(*, token_budget: int, patch_fraction: float, patch_size: int, sequence_length: int,
+                batch_size: int, patch_batch_size: int, patch_sequence_length: int) -> list[StagePlan]:
     """Steps per stage from the budget: λ·budget/(B1·K·T) and (1−λ)·budget/(B2·T), rounded.
 
     A stage with no share of the budget is left out (λ=0: token-only, λ=1: patch-only).
     """
     plans = []
-    shares = ((1, patch_fraction, patch_size, patch_seq_len, patch_batch_size),
-              (2, 1.0 - patch_fraction, 1, seq_len, batch_size))
-    for index, share, k, row_len, rows in shares:
+    shares = ((1, patch_fraction, patch_size, patch_sequence_length, patch_batch_size),
+              (2, 1.0 - patch_fraction, 1, sequence_length, batch_size))
+    for index, share, k, length, rows in shares:
         if share <= 0:
             continue
-        steps = round(share * token_budget / (rows * row_len))
+        steps = round(share * token_budget / (rows * length))
         if steps < 1:
             raise UserError(f"token_budget={token_budget} gives stage {index} no step "
-                            f"({share:.3f} of it over {rows}x{row_len} tokens per step); raise the budget")
-        plans.append(StagePlan(index, stage_dir_name(index, k), k, row_len, row_len // k, rows, steps, share))
+                            f"({share:.3f} of it over {rows}x{length} tokens per step); raise the budget")
+        plans.append(StagePlan(index, stage_dir_name(index, k), k, length, length // k, rows, steps, share))
     return plans
 
 
 def cost_report(model_config, plans: list[StagePlan], *, token_budget: int, patch_fraction: float,
-                patch_size: int, seq_len: int, measured: dict[int, dict]) -> dict:
+                patch_size: int, sequence_length: int, measured: dict[int, dict]) -> dict:
     """The `cost.json` object. `measured[stage index]` holds wall/eval seconds and status."""
-    baseline_flops = mfu_lib.training_flops_per_step(model_config, seq_len, 1) * token_budget / seq_len
+    # The baseline trains every token at token level, where positions in the network = tokens per row.
+    baseline_flops = mfu_lib.training_flops_per_step(model_config, sequence_length, 1) * token_budget / sequence_length
     stages, total_flops, total_wall, total_tokens = [], 0.0, 0.0, 0
     for plan in plans:
         got = measured.get(plan.index, {})

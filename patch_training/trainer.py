@@ -44,7 +44,7 @@ class TrainerConfig:
     # two-stage run leaves them unset and derives them per stage from its plan.
     num_steps: int | None = None
     batch_size: int | None = None           # global rows per optimizer step
-    seq_len: int | None = None              # tokens per row (K·T in a patch stage)
+    sequence_length: int | None = None      # tokens per row (K·T in a patch stage)
     patch_size: int = 1                     # K; 1 = token level
     num_microbatches: int = 1               # gradient accumulation
     seed: int = 0                           # every random stream derives from this
@@ -56,12 +56,13 @@ class TrainerConfig:
     onednn_on_cpu: str = "auto"             # train/eval steps on CPU: "auto" (bf16 only), "on", "off"
 
     def validate(self) -> None:
-        for name in ("num_steps", "batch_size", "seq_len", "patch_size", "num_microbatches", "log_every"):
+        for name in ("num_steps", "batch_size", "sequence_length", "patch_size", "num_microbatches", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise UserError(f"TrainerConfig.{name} must be a positive integer, got {value!r}")
-        if self.seq_len % self.patch_size:
-            raise UserError(f"TrainerConfig: patch_size={self.patch_size} does not divide seq_len={self.seq_len}")
+        if self.sequence_length % self.patch_size:
+            raise UserError(f"TrainerConfig: patch_size={self.patch_size} does not divide "
+                            f"sequence_length={self.sequence_length}")
         if self.onednn_on_cpu not in ("auto", "on", "off"):
             raise UserError(f"TrainerConfig.onednn_on_cpu={self.onednn_on_cpu!r}: expected 'auto', 'on' or 'off'")
 
@@ -85,7 +86,7 @@ def _is_primary() -> bool:
 def _compatibility_meta(model_config, cfg: TrainerConfig, vocab_spec: dict | None) -> dict:
     """What a checkpoint must agree on to be resumed by this config."""
     return {"model_config": model_config.to_dict(), "patch_size": cfg.patch_size,
-            "seq_len": cfg.seq_len, "batch_size": cfg.batch_size, "vocab": vocab_spec}
+            "sequence_length": cfg.sequence_length, "batch_size": cfg.batch_size, "vocab": vocab_spec}
 
 
 class Trainer:
@@ -248,9 +249,9 @@ class Trainer:
     def _hooks(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher, writer: MetricsWriter, resumed: bool):
         """(logger, metric hooks, preemption hook, state hooks) for one run of the loop."""
         cfg = self.cfg
-        tokens_per_step = cfg.batch_size * cfg.seq_len
+        tokens_per_step = cfg.batch_size * cfg.sequence_length
         flops_per_step = mfu_lib.training_flops_per_step(
-            self.model_config, cfg.seq_len // cfg.patch_size, cfg.batch_size)
+            self.model_config, cfg.sequence_length // cfg.patch_size, cfg.batch_size)
         peak, peak_source = mfu_lib.device_peak_tflops(self.model_config.dtype)
         self._say(f"mesh {describe(self.mesh)}; {tokens_per_step} tokens/step; "
                   f"{flops_per_step / 1e9:.2f} GFLOP/step; peak {peak:.2f} TFLOP/s/device ({peak_source})")

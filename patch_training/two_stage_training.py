@@ -35,6 +35,7 @@ from patch_training.atomic import write_json_atomic
 from patch_training.data.factory import make_dataset
 from patch_training.data.paths import wikitext_test_file
 from patch_training.errors import UserError
+from patch_training.legacy_names import upgrade_metadata
 from patch_training.gin_utils import check_all_bindings_used, write_operative_config
 from patch_training.partitioning import make_mesh
 from patch_training.optimizer import OptimizerConfig
@@ -55,35 +56,39 @@ class TwoStageConfig:
     gin-bound `trainer.TrainerConfig`; `stage_trainer_config` derives each stage's config from it.
     """
     token_budget: int = gin.REQUIRED          # raw tokens consumed over both stages
-    seq_len: int = gin.REQUIRED               # T: tokens per token-stage row = positions in the network
+    sequence_length: int = gin.REQUIRED       # T: tokens per token-stage row = positions in the network
     batch_size: int = gin.REQUIRED            # B2: token-stage rows per step
     patch_size: int = 4                       # K
     patch_fraction: Any = "2/3"               # λ: share of the budget trained at patch level
     patch_batch_size: int | None = None       # B1 (default B2): patch rows of K·T tokens per step
-    patch_seq_len: int | None = None          # tokens per patch row (default K·T); K must divide it
+    patch_sequence_length: int | None = None  # tokens per patch-stage row (default K·T); K must divide it
     evals_per_stage: int = 1                  # validation passes per stage, evenly spaced, last at the end
 
     def validate(self) -> float:
         """Check the config; returns λ as a float."""
-        for name in ("token_budget", "seq_len", "batch_size", "patch_size"):
+        for name in ("token_budget", "sequence_length", "batch_size", "patch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise UserError(f"TwoStageConfig.{name} must be a positive integer, got {value!r}")
         lam = patch_cost.parse_fraction(self.patch_fraction, "TwoStageConfig.patch_fraction")
-        k, row = self.patch_size, self.patch_row_len
+        k, row = self.patch_size, self.patch_stage_sequence_length
         if row % k:
             raise UserError(f"TwoStageConfig: patch_size K={k} does not divide the patch-stage sequence "
                             f"length {row}")
-        if row % self.seq_len:
-            raise UserError(f"TwoStageConfig: patch_seq_len={row} is not a multiple of seq_len={self.seq_len} "
+        if row % self.sequence_length:
+            raise UserError(f"TwoStageConfig: patch_sequence_length={row} is not a multiple of "
+                            f"sequence_length={self.sequence_length} "
                             "(a patch row must split into whole token rows)")
         if self.evals_per_stage < 0:
             raise UserError(f"TwoStageConfig.evals_per_stage must be >= 0, got {self.evals_per_stage}")
         return lam
 
     @property
-    def patch_row_len(self) -> int:
-        return self.patch_seq_len if self.patch_seq_len is not None else self.patch_size * self.seq_len
+    def patch_stage_sequence_length(self) -> int:
+        """Tokens per patch-stage row: `patch_sequence_length`, or K·T when it is unset."""
+        if self.patch_sequence_length is not None:
+            return self.patch_sequence_length
+        return self.patch_size * self.sequence_length
 
     @property
     def patch_rows_per_step(self) -> int:
@@ -92,9 +97,9 @@ class TwoStageConfig:
     def plan(self) -> list[patch_cost.StagePlan]:
         lam = self.validate()
         return patch_cost.plan_stages(token_budget=self.token_budget, patch_fraction=lam,
-                                      patch_size=self.patch_size, seq_len=self.seq_len,
+                                      patch_size=self.patch_size, sequence_length=self.sequence_length,
                                       batch_size=self.batch_size, patch_batch_size=self.patch_rows_per_step,
-                                      patch_seq_len=self.patch_row_len)
+                                      patch_sequence_length=self.patch_stage_sequence_length)
 
 
 @dataclasses.dataclass
@@ -137,6 +142,8 @@ def load_stage_params(stage_dir: Path, step: int, model_config) -> Any:
 def _check_plan(run_dir: Path, plan_record: dict) -> None:
     """A run dir belongs to one plan: resuming with a different budget/K/λ/batch would mix data."""
     saved = _read_json(run_dir / PLAN_FILE)
+    if saved is not None:  # a plan written before the sequence-length rename reads under today's keys
+        saved = upgrade_metadata(saved)
     if saved is not None and saved != plan_record:
         diffs = sorted(k for k in set(saved) | set(plan_record) if saved.get(k) != plan_record.get(k))
         raise UserError(f"{run_dir / PLAN_FILE} was written for a different two-stage plan (differs in "
@@ -169,7 +176,7 @@ def check_stage_request(run_dir: str | os.PathLike, cfg: TwoStageConfig,
 # TrainerConfig fields the plan sets per stage; binding them in a two-stage run would be ignored.
 PLAN_DERIVED_FIELDS = {"num_steps": "TOKEN_BUDGET (TwoStageConfig.token_budget)",
                        "batch_size": "BATCH_SIZE / PATCH_BATCH_SIZE (TwoStageConfig.batch_size, patch_batch_size)",
-                       "seq_len": "SEQUENCE_LENGTH (TwoStageConfig.seq_len, patch_seq_len)",
+                       "sequence_length": "SEQUENCE_LENGTH (TwoStageConfig.sequence_length, patch_sequence_length)",
                        "patch_size": "PATCH_SIZE (TwoStageConfig.patch_size)"}
 
 
@@ -194,7 +201,7 @@ def stage_trainer_config(base: TrainerConfig, cfg: TwoStageConfig, plan: patch_c
     if cfg.evals_per_stage > 1:
         every = max(1, -(-plan.num_steps // cfg.evals_per_stage))
     return dataclasses.replace(base, num_steps=plan.num_steps, batch_size=plan.batch_size,
-                               seq_len=plan.tokens_per_row, patch_size=plan.patch_size, eval_every=every)
+                               sequence_length=plan.sequence_length, patch_size=plan.patch_size, eval_every=every)
 
 
 def _say(text: str) -> None:
@@ -219,14 +226,14 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
     by_index = {p.index: p for p in plans}
     run_dir = Path(run_dir)
     record = {"token_budget": cfg.token_budget, "patch_size": cfg.patch_size, "patch_fraction": lam,
-              "seq_len": cfg.seq_len, "seed": seed, "stages": [p.to_dict() for p in plans]}
+              "sequence_length": cfg.sequence_length, "seed": seed, "stages": [p.to_dict() for p in plans]}
     stage1 = by_index.get(1)
     stage1_dir = run_dir / stage1.name if stage1 else None
     _check_plan(run_dir, record)
     mesh = mesh if mesh is not None else make_mesh()
 
     # The block walk both stages share.
-    rows_per_block = cfg.patch_row_len // cfg.seq_len
+    rows_per_block = cfg.patch_stage_sequence_length // cfg.sequence_length
     # Open both row sets whenever the plan has both stages (even for `--stage=2`): the block count,
     # hence the walk, must not depend on which stage this invocation runs.
     patch_rows = sources.patch_rows() if stage1 is not None else None
@@ -270,7 +277,7 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
             skip = stage1.num_steps * stage1.batch_size if stage1 is not None else 0
             data = sd.TokenStageData(token_rows, walk, rows_per_block, skip)
         _say(f"== stage {plan.index} of 2 ({plan.name}): "
-             f"{plan.num_steps} steps x {plan.batch_size} rows x {plan.tokens_per_row} tokens "
+             f"{plan.num_steps} steps x {plan.batch_size} rows x {plan.sequence_length} tokens "
              f"(K={plan.patch_size}, {plan.network_length} positions in the network)")
         trainer = Trainer(stage_dir, model_config, stage_trainer_config(base, cfg, plan), data, dict(eval_sets or {}),
                           optimizer_config, vocab_spec=vocab_spec, mesh=mesh, console=console,
@@ -302,7 +309,8 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
 
 def _write_cost(run_dir: Path, model_config, cfg: TwoStageConfig, lam: float, plans, measured) -> dict:
     cost = patch_cost.cost_report(model_config, plans, token_budget=cfg.token_budget, patch_fraction=lam,
-                                  patch_size=cfg.patch_size, seq_len=cfg.seq_len, measured=measured)
+                                  patch_size=cfg.patch_size, sequence_length=cfg.sequence_length,
+                                  measured=measured)
     _write_json(run_dir / patch_cost.COST_FILE, cost)
     return cost
 
@@ -312,7 +320,7 @@ def wikitext_available() -> bool:
     return wikitext_test_file().is_file()
 
 
-def build_eval_sets(eval_tasks: Mapping[str, str], *, seq_len: int, vocab, seed: int,
+def build_eval_sets(eval_tasks: Mapping[str, str], *, sequence_length: int, vocab, seed: int,
                     cache_dir: str | None = None) -> dict[str, Any]:
     """Token-level validation sets by name; WikiText is skipped with a message if the shared copy is missing."""
     sets = {}
@@ -321,7 +329,7 @@ def build_eval_sets(eval_tasks: Mapping[str, str], *, seq_len: int, vocab, seed:
             _say(f"skipping validation set {name!r}: {wikitext_test_file()} not found "
                  f"(set PATCHTRAIN_SHARED_DATA to the shared data directory)")
             continue
-        sets[name] = make_dataset(task=task, split="validation", sequence_length=seq_len, vocab=vocab,
+        sets[name] = make_dataset(task=task, split="validation", sequence_length=sequence_length, vocab=vocab,
                                   seed=seed, patch_size=1, cache_dir=cache_dir)
     return sets
 
@@ -350,15 +358,16 @@ def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQ
     # Build only the row sets the plan has (a token-only baseline never builds the patch cache), and
     # build them now, so that every gin-configured call has happened before the unused-binding check.
     stages = {p.index for p in plans}
-    patch_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.patch_row_len, patch_size=cfg.patch_size,
-                                               **common)) if 1 in stages else None)
-    token_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.seq_len, patch_size=1, concat=True, **common))
-                  if 2 in stages else None)
+    patch_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.patch_stage_sequence_length,
+                                               patch_size=cfg.patch_size, **common)) if 1 in stages else None)
+    token_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.sequence_length, patch_size=1, concat=True,
+                                               **common)) if 2 in stages else None)
     sources = StageSources(patch_rows=(lambda: patch_rows) if patch_rows is not None else None,
                            token_rows=(lambda: token_rows) if token_rows is not None else None)
     eval_sets = build_eval_sets(eval_tasks if eval_tasks is not None else
                                 {"code": "code_corpus", "wikitext": "wikitext"},
-                                seq_len=cfg.seq_len, vocab=vocab, seed=base.seed, cache_dir=cache_dir)
+                                sequence_length=cfg.sequence_length, vocab=vocab, seed=base.seed,
+                                cache_dir=cache_dir)
     mesh = make_mesh(mesh_shape)
     check_all_bindings_used()
     run_dir = Path(model_dir)

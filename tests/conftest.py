@@ -37,19 +37,40 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 
 # Parallel runs (`make test` uses pytest-xdist with --dist loadgroup): a test file stays on one worker, so
-# its module-scoped fixtures (compiled steps, trained tiny runs) are built once; and every test that starts
-# sandboxed programs runs on the same worker, because concurrent sandbox pools share the per-worker
-# sandbox uids and with them one RLIMIT_NPROC budget.
-_SANDBOX_TEST_DIRS = {"execution", "case2code_eval", "case2code_synthesis", "solverlearner"}
+# its module-scoped fixtures (compiled steps, trained tiny runs) are built once. Sandbox tests need no
+# worker of their own: each pool leases its own sandbox uid (`evals.execution.launch.UidLease`), so
+# concurrent pools never share a process budget. Files are handed out longest first (tests/support/
+# schedule.py), so that both workers finish together instead of one running the last long file alone.
+def _test_file(item) -> str:
+    return os.path.relpath(str(item.path), _REPO)
+
+
+def pytest_configure(config):
+    # xdist's own reordering (most tests first) would undo the longest-first order below.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):
-    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    from tests.support.schedule import longest_first
+    items[:] = longest_first(items, _test_file)
     for item in items:
-        path = os.path.relpath(str(item.path), tests_dir)
-        top = path.split(os.sep)[0]
-        group = "sandbox" if top in _SANDBOX_TEST_DIRS else path
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(_test_file(item)))
+
+
+_SECONDS_THIS_RUN: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report):
+    # On the controller this sees every worker's reports: the per-file seconds for the next run's order.
+    _SECONDS_THIS_RUN.append((report.nodeid.split("::")[0], report.duration))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller records for everyone
+        return
+    from tests.support.schedule import record_file_seconds
+    record_file_seconds(_SECONDS_THIS_RUN)
 
 
 def _clear_gin_config():

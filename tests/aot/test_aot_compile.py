@@ -39,7 +39,7 @@ def test_two_stage_experiment_compiles_each_stage(capsys):
         assert s["hbm_bytes_per_chip"] == s["argument_bytes"] + s["output_bytes"] + s["temp_bytes"] - s["alias_bytes"]
         assert s["alias_bytes"] > 0 and 0 < s["hbm_bytes_per_chip"] < s["hbm_capacity_bytes"]
     patch, token = report["stages"]
-    assert patch["tokens_per_row"] == 4 * token["tokens_per_row"]
+    assert patch["sequence_length"] == 4 * token["sequence_length"]
     # Same positions in the network, same analytic FLOPs per step (REFERENCE §1).
     assert patch["analytic_flops"] == token["analytic_flops"]
 

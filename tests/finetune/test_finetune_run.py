@@ -134,7 +134,7 @@ def test_hf_imported_checkpoint_is_a_valid_start(tmp_path, c2c_dir, cache_dir, t
     result, summary = run_finetune(
         model_dir=str(tmp_path / "ft"), init_checkpoint=str(ckpt), train_data=functools.partial(data, split="train"),
         eval_data=functools.partial(data, split="validation"),
-        trainer_config=TrainerConfig(num_steps=2, batch_size=4, seq_len=SEQ_LEN, log_every=1, eval_batches=1,
+        trainer_config=TrainerConfig(num_steps=2, batch_size=4, sequence_length=SEQ_LEN, log_every=1, eval_batches=1,
                                      plot=False))
     assert result.status == "completed" and summary["init_checkpoint"] == str(Path(ckpt).absolute())
     expected = float(_loss_fn(config)(params, train_rows.host_batch(0, 4)))

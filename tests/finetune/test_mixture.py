@@ -65,7 +65,7 @@ def test_a_rate_that_is_not_positive_is_one_line(rates):
     assert "\n" not in str(e.value) and "'b'" in str(e.value)
 
 
-def test_members_of_different_row_lengths_are_refused():
+def test_members_of_different_sequence_lengths_are_refused():
     with pytest.raises(UserError, match="row lengths"):
         MixtureDataset([Rows(1, 3, 8), Rows(2, 3, 16)], [1, 1])
 

@@ -20,12 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_steps_per_stage_follow_the_token_budget():
     # λ·budget/(B1·K·T) and (1-λ)·budget/(B2·T) with different batch sizes per stage.
-    cfg = TwoStageConfig(token_budget=3 * 2**20, seq_len=128, batch_size=16, patch_batch_size=4,
+    cfg = TwoStageConfig(token_budget=3 * 2**20, sequence_length=128, batch_size=16, patch_batch_size=4,
                          patch_size=8, patch_fraction="2/3")
     s1, s2 = cfg.plan()
-    assert (s1.num_steps, s1.batch_size, s1.tokens_per_row, s1.network_length) == (
+    assert (s1.num_steps, s1.batch_size, s1.sequence_length, s1.network_length) == (
         2 * 2**20 // (4 * 8 * 128), 4, 1024, 128)
-    assert (s2.num_steps, s2.batch_size, s2.tokens_per_row, s2.network_length) == (2**20 // (16 * 128), 16, 128, 128)
+    assert (s2.num_steps, s2.batch_size, s2.sequence_length, s2.network_length) == (2**20 // (16 * 128), 16, 128, 128)
     assert s1.tokens + s2.tokens == 3 * 2**20
     assert patch_cost.relative_cost(2 / 3, 8) == pytest.approx(2 / 24 + 1 / 3)
 
@@ -33,39 +33,39 @@ def test_steps_per_stage_follow_the_token_budget():
 @pytest.mark.parametrize("fraction, names", [(0, ["stage2_token"]), (1, ["stage1_patch_k4"]),
                                              ("1/2", ["stage1_patch_k4", "stage2_token"])])
 def test_lambda_zero_is_token_only_and_one_is_patch_only(fraction, names):
-    cfg = TwoStageConfig(token_budget=8192, seq_len=16, batch_size=4, patch_size=4, patch_fraction=fraction)
+    cfg = TwoStageConfig(token_budget=8192, sequence_length=16, batch_size=4, patch_size=4, patch_fraction=fraction)
     assert [p.name for p in cfg.plan()] == names
 
 
 def test_budget_too_small_for_a_stage_is_refused():
-    cfg = TwoStageConfig(token_budget=100, seq_len=16, batch_size=4, patch_size=4, patch_fraction="1/2")
+    cfg = TwoStageConfig(token_budget=100, sequence_length=16, batch_size=4, patch_size=4, patch_fraction="1/2")
     with pytest.raises(UserError, match="no step"):
         cfg.plan()
 
 
 @pytest.mark.parametrize("fraction", [1.5, -0.1, "4/3", "two thirds"])
 def test_lambda_outside_unit_interval_is_refused(fraction):
-    cfg = TwoStageConfig(token_budget=8192, seq_len=16, batch_size=4, patch_fraction=fraction)
+    cfg = TwoStageConfig(token_budget=8192, sequence_length=16, batch_size=4, patch_fraction=fraction)
     with pytest.raises(UserError) as e:
         cfg.validate()
     assert "patch_fraction" in str(e.value) and "[0, 1]" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_k_not_dividing_the_sequence_length_is_refused():
-    cfg = TwoStageConfig(token_budget=8192, seq_len=16, batch_size=4, patch_size=4, patch_seq_len=30)
+    cfg = TwoStageConfig(token_budget=8192, sequence_length=16, batch_size=4, patch_size=4, patch_sequence_length=30)
     with pytest.raises(UserError, match="K=4 does not divide the patch-stage sequence length 30"):
         cfg.validate()
     from patch_training.trainer import TrainerConfig
-    with pytest.raises(UserError, match="patch_size=3 does not divide seq_len=64"):
-        TrainerConfig(num_steps=1, batch_size=1, seq_len=64, patch_size=3).validate()
+    with pytest.raises(UserError, match="patch_size=3 does not divide sequence_length=64"):
+        TrainerConfig(num_steps=1, batch_size=1, sequence_length=64, patch_size=3).validate()
 
 
 def test_stage2_without_stage1_checkpoint_is_refused(tmp_path):
-    cfg = TwoStageConfig(token_budget=8192, seq_len=16, batch_size=4, patch_size=4)
+    cfg = TwoStageConfig(token_budget=8192, sequence_length=16, batch_size=4, patch_size=4)
     with pytest.raises(UserError, match="cannot start stage 2: no stage-1 checkpoint"):
         check_stage_request(tmp_path, cfg, 2)
     check_stage_request(tmp_path, cfg, 1)  # stage 1 needs nothing
-    token_only = TwoStageConfig(token_budget=8192, seq_len=16, batch_size=4, patch_fraction=0)
+    token_only = TwoStageConfig(token_budget=8192, sequence_length=16, batch_size=4, patch_fraction=0)
     check_stage_request(tmp_path, token_only, 2)
     with pytest.raises(UserError, match="has no stage 1"):
         check_stage_request(tmp_path, token_only, 1)

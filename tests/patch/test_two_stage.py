@@ -20,7 +20,7 @@ from tests.support.stream import EvalRows, StreamRows, micro_model
 REPO = Path(__file__).resolve().parents[2]
 T, K, B = 16, 4, 4
 # 2/3 of 1920 tokens: 5 steps of 4 rows x 64 tokens; 1/3: 10 steps of 4 rows x 16 tokens.
-CFG = TwoStageConfig(token_budget=1920, seq_len=T, batch_size=B, patch_size=K, patch_fraction="2/3",
+CFG = TwoStageConfig(token_budget=1920, sequence_length=T, batch_size=B, patch_size=K, patch_fraction="2/3",
                      evals_per_stage=2)
 TRAINER = TrainerConfig(seed=0, log_every=1, eval_batches=None)   # what both stages share
 OPT = OptimizerConfig(learning_rate=1e-2, warmup_steps=3)

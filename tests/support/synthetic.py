@@ -13,15 +13,15 @@ import numpy as np
 
 @gin.configurable(module="testing")
 class SyntheticData:
-    def __init__(self, *, vocab_size: int = 64, seq_len: int = 32, seed: int = 0, num_eval_rows: int = 16,
+    def __init__(self, *, vocab_size: int = 64, sequence_length: int = 32, seed: int = 0, num_eval_rows: int = 16,
                  nan_at_step: int | None = None, delay_s: float = 0.0):
-        self.vocab_size, self.seq_len, self.seed = vocab_size, seq_len, seed
+        self.vocab_size, self.sequence_length, self.seed = vocab_size, sequence_length, seed
         self.num_rows = num_eval_rows
         self.nan_at_step = nan_at_step  # poison that step's loss weights: the loss becomes NaN
         self.delay_s = delay_s          # slow the "input pipeline" so a test can kill mid-run
 
     def _rows(self, row_ids: np.ndarray) -> dict[str, np.ndarray]:
-        n, L, V = len(row_ids), self.seq_len, self.vocab_size
+        n, L, V = len(row_ids), self.sequence_length, self.vocab_size
         targets = np.zeros((n, L), np.int32)
         segments = np.zeros((n, L), np.int32)
         positions = np.zeros((n, L), np.int32)

@@ -36,7 +36,7 @@ def params():
 
 @pytest.fixture(scope="module")
 def packed_batch():
-    return SyntheticData(seq_len=32).host_batch(0, 4)
+    return SyntheticData(sequence_length=32).host_batch(0, 4)
 
 
 def _logits(cfg: ModelConfig, params, tokens, **kw) -> np.ndarray:
@@ -98,7 +98,7 @@ def _losses(cfg: ModelConfig, onednn: str, steps: int, batches: list[dict]):
 @pytest.fixture(scope="module")
 def curves():
     """fp32 (XLA kernels) and the bf16 fast path with oneDNN on and off, 30 steps on the same data."""
-    data = SyntheticData(seq_len=32)
+    data = SyntheticData(sequence_length=32)
     batches = [data.host_batch(s, 8) for s in range(30)]
     return {name: _losses(cfg, onednn, 30, batches)
             for name, cfg, onednn in (("fp32", FP32, "off"), ("bf16", BF16_FAST, "auto"),

@@ -17,7 +17,7 @@ MODEL = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_lay
 
 
 def logged(run_dir, log_every: int) -> dict[int, float]:
-    cfg = TrainerConfig(num_steps=7, batch_size=4, seq_len=32, log_every=log_every, plot=False)
+    cfg = TrainerConfig(num_steps=7, batch_size=4, sequence_length=32, log_every=log_every, plot=False)
     Trainer(run_dir, MODEL, cfg, SyntheticData(), mesh=make_mesh((1, 1, 1)), console=False,
             checkpoint_config=CheckpointConfig(save_every_steps=100, save_every_seconds=None)).run()
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]

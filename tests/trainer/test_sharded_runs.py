@@ -29,7 +29,8 @@ out = {}
 for name, shape, devices in [("one", (1, 1, 1), jax.devices()[:1]), ("eight", (2, 2, 2), jax.devices())]:
     mesh = make_mesh(shape, devices)
     t = Trainer(f"{sys.argv[1]}/{name}", cfg,
-                TrainerConfig(num_steps=6, batch_size=8, seq_len=32, log_every=1, num_microbatches=2, plot=False),
+                TrainerConfig(num_steps=6, batch_size=8, sequence_length=32, log_every=1, num_microbatches=2,
+                              plot=False),
                 SyntheticData(), SyntheticData(seed=7), mesh=mesh, console=False,
                 checkpoint_config=CheckpointConfig(save_every_steps=None, save_every_seconds=None))
     result = t.run()

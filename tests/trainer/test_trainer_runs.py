@@ -28,7 +28,7 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path: Path):
 
     cfg = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                       num_kv_heads=2)
-    trainer = Trainer(tmp_path, cfg, TrainerConfig(num_steps=8, batch_size=8, seq_len=32, log_every=100),
+    trainer = Trainer(tmp_path, cfg, TrainerConfig(num_steps=8, batch_size=8, sequence_length=32, log_every=100),
                       SyntheticData(nan_at_step=4), mesh=make_mesh((1, 1, 1)), console=False,
                       checkpoint_config=CheckpointConfig(save_every_steps=2, save_every_seconds=None))
     with pytest.raises(TrainingDiverged) as e:

@@ -142,7 +142,7 @@ def _step_fn(num_microbatches: int, patch_size: int = 1):
 
 
 def test_gradient_accumulation_matches_full_batch():
-    data = SyntheticData(seq_len=32)
+    data = SyntheticData(sequence_length=32)
     mesh, state1, step1 = _step_fn(1)
     _, state4, step4 = _step_fn(4)
     batch = global_batch(data.host_batch(0, 8), mesh)
@@ -157,7 +157,7 @@ def test_gradient_accumulation_matches_full_batch():
 
 def test_patch_mode_step_uses_patch_loss():
     from patch_training.patch_loss import patch_loss
-    data = SyntheticData(seq_len=32)
+    data = SyntheticData(sequence_length=32)
     mesh, state, step = _step_fn(1, patch_size=4)
     host = data.host_batch(0, 8)
     batch = global_batch(host, mesh)

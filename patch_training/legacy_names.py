@@ -1,0 +1,53 @@
+"""Names retired by the sequence-length rename, and how old bindings and old run dirs map to the new ones.
+
+The house has two length concepts and one name for each:
+- `sequence_length`: tokens per row (seqio's name; the gin macro `SEQUENCE_LENGTH`); K·T in a
+  patch stage, T at token level;
+- `network_length`: positions inside the network, i.e. tokens per row / K (what attention and the
+  FLOP formulas see).
+`ModelConfig.max_seq_len` is neither: it is the positional capacity of the model (HF's
+`max_position_embeddings`) and keeps its name.
+
+This module is the only place that spells the old names. A gin binding that uses one fails with
+gin's own error plus a line that names the new binding; metadata that older runs wrote into their
+run dirs (checkpoint fingerprints, `two_stage.json`) is read through `upgrade_metadata` so that
+resuming an existing run dir still works.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Old gin parameter name -> new one (on `trainer.TrainerConfig` and `two_stage.TwoStageConfig`).
+RENAMED_GIN_PARAMETERS = {"seq_len": "sequence_length", "patch_seq_len": "patch_sequence_length"}
+
+# Old run-dir metadata key -> new one: the trainer's checkpoint fingerprint and the two-stage plan
+# record wrote `seq_len`; the plan's stages wrote `tokens_per_row`.
+RENAMED_METADATA_KEYS = {"seq_len": "sequence_length", "tokens_per_row": "sequence_length"}
+
+_GIN_UNKNOWN_PARAMETER = re.compile(r"Configurable '(?P<configurable>[\w.]+)' doesn't have a parameter named "
+                                    r"'(?P<param>\w+)'")
+
+
+def renamed_binding_hint(gin_error: str) -> str | None:
+    """One line naming the new binding when gin refused a binding for using a retired name, else None."""
+    found = _GIN_UNKNOWN_PARAMETER.search(gin_error)
+    if not found or found.group("param") not in RENAMED_GIN_PARAMETERS:
+        return None
+    configurable, old = found.group("configurable"), found.group("param")
+    return f"{configurable}.{old} was renamed: bind {configurable}.{RENAMED_GIN_PARAMETERS[old]} instead"
+
+
+def upgrade_metadata(record: Any) -> Any:
+    """`record` (JSON-like) with retired keys renamed, recursively; new keys win over old ones."""
+    if isinstance(record, dict):
+        out = {}
+        for key, value in record.items():
+            new_key = RENAMED_METADATA_KEYS.get(key, key)
+            if new_key != key and new_key in record:
+                continue
+            out[new_key] = upgrade_metadata(value)
+        return out
+    if isinstance(record, list):
+        return [upgrade_metadata(v) for v in record]
+    return record
