@@ -1,0 +1,23 @@
+"""Patch-level training measured where it can hold: a compute-optimal CPU study with seeds.
+
+`python -m benchmarks.patch_study [--out runs/patch_study] [--budget_minutes N] [--only RUN ...]
+[--report_only]` trains, at equal tokens per run, token-only (λ = 0) and K = 4 with λ ∈ {1/2, 2/3,
+4/5}, plus K ∈ {2, 8} at λ = 2/3; token-only and K = 4, λ = 2/3 with 3 seeds each (10 runs, 6.61
+token-run equivalents of compute). Each run is a `patch_training.two_stage` run dir configured by
+`configs/experiments/patch/study/<row>.gin`; a rerun skips finished runs and resumes an interrupted
+one from its checkpoint. Validation loss on the corpus's held-out code split and on WikiText-103
+is logged 6 times per stage and at the end. The report (`benchmarks/results/patch_study/`:
+results.md, loss_vs_compute.png, summary.json) is built from the run dirs only (`--report_only`).
+
+Sizing (measured on this 2-core CPU, under the shared CPU lock, bf16 compute with oneDNN,
+`benchmarks.train_throughput --batch 32 --seq_len 128`):
+
+SIZING_TABLE
+
+Parameters are counted with both (untied) embedding tables, the Chinchilla convention: the stricter
+count at this size, where the tables are a third of the model. The vocabulary is a sentencepiece
+model of 1024 pieces trained on the standard library; with the house's 8192 pieces the tables alone
+would hold 1.6M parameters and the output layer would dominate the step. The corpus is the standard
+library plus pandas, networkx, matplotlib and sympy from site-packages (`patch_training.data.code_mix`),
+so each run reads its 14.7M tokens once, without repeating data.
+"""
