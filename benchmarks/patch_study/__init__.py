@@ -12,7 +12,18 @@ results.md, loss_vs_compute.png, summary.json) is built from the run dirs only (
 Sizing (measured on this 2-core CPU, under the shared CPU lock, bf16 compute with oneDNN,
 `benchmarks.train_throughput --batch 32 --seq_len 128`):
 
-SIZING_TABLE
+| candidate (4 layers, vocab 1024) | params: all / without tables | tokens/s median (best) | tokens at 20/param | 6.61 runs at 20/param |
+|---|---|---|---|---|
+| d 64, ffn 176 | 332,352 / 201,280 | 32,720 (41,006) | 6.6M | 0.37 h |
+| **d 96, ffn 256 (chosen)** | **639,840 / 443,232** | **25,524 (28,143)** | 12.8M | 0.92 h |
+| d 128, ffn 352 | 1,066,112 / 803,968 | 15,733 (20,347) | 21.3M | 2.49 h |
+
+Chosen: d 96 with 14,745,600 tokens per run (3600 token steps of 32 x 128): 23.0 tokens per
+parameter (33.3 per non-embedding parameter). Expected: 6.61 x 14.75M / 25.5K tokens/s = 1.06 h of
+train steps, plus ~1-2 min per run of compilation and validation (~0.3 h), plus the first-time
+corpus, tokenizer and row-cache builds: about 1.5 h on 2 quiet cores, inside the 2-hour target. The
+next size up would need 2.5 h of steps alone. A patch step costs about what a token step does (the
+network sees T = 128 positions either way), so a run's time scales with λ/K + (1 − λ).
 
 Parameters are counted with both (untied) embedding tables, the Chinchilla convention: the stricter
 count at this size, where the tables are a third of the model. The vocabulary is a sentencepiece

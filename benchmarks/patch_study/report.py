@@ -296,7 +296,8 @@ def plot(summaries: Sequence[dict], path: Path) -> Path:
         ax.set_ylabel("validation loss (nats/token)")
         ax.set_title(SET_LABELS[eval_set])
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        if labelled:
+            ax.legend(fontsize=8)
     fig.suptitle("Patch-level vs token-only training at equal tokens (every seed drawn)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

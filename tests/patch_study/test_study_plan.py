@@ -42,8 +42,7 @@ def test_budget_minutes_quantised_and_capped():
     steps = plan_lib.token_steps_for_minutes(3, 0.01, cost, 5.0, 10)
     assert steps % plan_lib.STEP_QUANTUM == 0 and steps >= plan_lib.STEP_QUANTUM
     assert plan_lib.token_steps_for_minutes(10_000, 0.01, cost, 5.0, 10) == plan_lib.DESIGN_TOKEN_STEPS
-    with pytest.raises(UserError, match="budget_minutes"):
-        plan_lib.token_steps_for_minutes(1, 0.5, cost, 60.0, 10)
+    assert plan_lib.token_steps_for_minutes(1, 0.5, cost, 60.0, 10) == plan_lib.STEP_QUANTUM  # floor
 
 
 def test_row_gin_files_bind_their_k_and_lambda():
@@ -57,4 +56,29 @@ def test_row_gin_files_bind_their_k_and_lambda():
         if row.patch_fraction:
             assert gin.query_parameter("%PATCH_SIZE") == row.patch_size
         assert gin.query_parameter("%TOKEN_BUDGET") == plan_lib.token_budget(plan_lib.DESIGN_TOKEN_STEPS)
+    gin.clear_config()
+
+
+TABLE1 = {"370m_table1_token_only_v5p-128": (None, 0), "370m_table1_k4_lambda1_2_v5p-128": (4, "1/2"),
+          "370m_table1_k4_lambda2_3_v5p-128": (4, "2/3"), "370m_table1_k4_lambda4_5_v5p-128": (4, "4/5"),
+          "370m_table1_k2_lambda2_3_v5p-128": (2, "2/3"), "370m_table1_k8_lambda2_3_v5p-128": (8, "2/3"),
+          "370m_table1_k16_lambda2_3_v5p-128": (16, "2/3"), "370m_table1_k4_lambda1_4_v5p-128": (4, "1/4"),
+          "780m_table1_k4_lambda2_3_v5p-128": (4, "2/3"), "2_7b_table1_token_only_v5p-512": (None, 0)}
+
+
+def test_pod_table1_rows_bind_the_paper_recipe():
+    import gin
+    from patch_training.main.two_stage import parse_experiment_gin
+    for name, (k, lam) in TABLE1.items():
+        gin.clear_config()
+        parse_experiment_gin([f"experiments/patch/{name}.gin"], ["MODEL_DIR = '/tmp/unused'",
+                                                                  "TFDS_DATA_DIR = '/tmp/tfds'"])
+        assert Fraction(gin.query_parameter("%PATCH_FRACTION")) == Fraction(lam), name
+        if k:
+            assert gin.query_parameter("%PATCH_SIZE") == k
+        assert gin.query_parameter("%TOKEN_BUDGET") == 360_000_000_000
+        assert gin.query_parameter("%BATCH_SIZE") * gin.query_parameter("%SEQUENCE_LENGTH") == 1024 * 2048
+        assert gin.query_parameter("optimizer.OptimizerConfig.learning_rate") == 3e-4
+        assert gin.query_parameter("optimizer.OptimizerConfig.warmup_steps") == 2000
+        assert gin.query_parameter("pile/tasks.register_tfds_corpus.tfds_name") == "pile:1.0.0"
     gin.clear_config()
