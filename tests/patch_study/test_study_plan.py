@@ -72,7 +72,8 @@ def test_pod_table1_rows_bind_the_paper_recipe():
     for name, (k, lam) in TABLE1.items():
         gin.clear_config()
         parse_experiment_gin([f"experiments/patch/{name}.gin"], ["MODEL_DIR = '/tmp/unused'",
-                                                                  "TFDS_DATA_DIR = '/tmp/tfds'"])
+                                                                  "TFDS_DATA_DIR = '/tmp/tfds'",
+                                                                  "vocab.get_vocabulary.model_path = '/t.model'"])
         assert Fraction(gin.query_parameter("%PATCH_FRACTION")) == Fraction(lam), name
         if k:
             assert gin.query_parameter("%PATCH_SIZE") == k
