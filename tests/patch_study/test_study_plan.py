@@ -1,0 +1,85 @@
+"""The run list, its cost, the budget arithmetic and the row gin files."""
+from fractions import Fraction
+
+import pytest
+
+from benchmarks.patch_study import plan as plan_lib
+from patch_training import patch_cost
+from patch_training.errors import UserError
+
+
+def test_run_list_and_cost():
+    runs = plan_lib.plan_runs(3)
+    names = [r.name for r in runs]
+    assert len(runs) == 10 and len(set(names)) == 10
+    assert names[:6] == [f"{r.name}_s0" for r in plan_lib.ROWS]       # one of each configuration first
+    assert sum(r.row.name == "token_only" for r in runs) == 3
+    assert sum(r.row.name == "k4_lambda2_3" for r in runs) == 3
+    assert plan_lib.total_relative_cost(runs) == pytest.approx(3 + 1.5 + 0.625 + 0.4 + 2 / 3 + 5 / 12)
+
+
+def test_only_filters_by_run_or_row_and_refuses_unknown():
+    assert [r.name for r in plan_lib.plan_runs(3, ["token_only"])] == ["token_only_s0", "token_only_s1",
+                                                                        "token_only_s2"]
+    assert [r.name for r in plan_lib.plan_runs(3, ["k8_lambda2_3_s0"])] == ["k8_lambda2_3_s0"]
+    with pytest.raises(UserError, match="unknown run"):
+        plan_lib.plan_runs(3, ["k3_lambda1_2"])
+
+
+@pytest.mark.parametrize("steps", [plan_lib.STEP_QUANTUM, plan_lib.DESIGN_TOKEN_STEPS])
+def test_every_row_splits_into_whole_steps(steps):
+    budget = plan_lib.token_budget(steps)
+    for row in plan_lib.ROWS:
+        plans = patch_cost.plan_stages(token_budget=budget, patch_fraction=float(row.patch_fraction),
+                                       patch_size=row.patch_size, seq_len=plan_lib.SEQUENCE_LENGTH,
+                                       batch_size=plan_lib.BATCH_SIZE, patch_batch_size=plan_lib.BATCH_SIZE,
+                                       patch_seq_len=plan_lib.SEQUENCE_LENGTH * row.patch_size)
+        assert sum(p.tokens for p in plans) == budget, row.name   # no rounding: equal tokens per run
+
+
+def test_budget_minutes_quantised_and_capped():
+    cost = plan_lib.total_relative_cost(plan_lib.plan_runs(3))
+    steps = plan_lib.token_steps_for_minutes(3, 0.01, cost, 5.0, 10)
+    assert steps % plan_lib.STEP_QUANTUM == 0 and steps >= plan_lib.STEP_QUANTUM
+    assert plan_lib.token_steps_for_minutes(10_000, 0.01, cost, 5.0, 10) == plan_lib.DESIGN_TOKEN_STEPS
+    assert plan_lib.token_steps_for_minutes(1, 0.5, cost, 60.0, 10) == plan_lib.STEP_QUANTUM  # floor
+
+
+def test_row_gin_files_bind_their_k_and_lambda():
+    import gin
+    from patch_training.main.two_stage import parse_experiment_gin
+    for row in plan_lib.ROWS:
+        gin.clear_config()
+        parse_experiment_gin([row.gin_file], ["MODEL_DIR = '/tmp/unused'"])
+        frac = gin.query_parameter("%PATCH_FRACTION")
+        assert Fraction(frac) == row.patch_fraction, row.name
+        if row.patch_fraction:
+            assert gin.query_parameter("%PATCH_SIZE") == row.patch_size
+        assert gin.query_parameter("%TOKEN_BUDGET") == plan_lib.token_budget(plan_lib.DESIGN_TOKEN_STEPS)
+    gin.clear_config()
+
+
+TABLE1 = {"370m_table1_token_only_v5p-128": (None, 0), "370m_table1_k4_lambda1_2_v5p-128": (4, "1/2"),
+          "370m_table1_k4_lambda2_3_v5p-128": (4, "2/3"), "370m_table1_k4_lambda4_5_v5p-128": (4, "4/5"),
+          "370m_table1_k2_lambda2_3_v5p-128": (2, "2/3"), "370m_table1_k8_lambda2_3_v5p-128": (8, "2/3"),
+          "370m_table1_k16_lambda2_3_v5p-128": (16, "2/3"), "370m_table1_k4_lambda1_4_v5p-128": (4, "1/4"),
+          "780m_table1_k4_lambda2_3_v5p-128": (4, "2/3"), "2_7b_table1_token_only_v5p-512": (None, 0)}
+
+
+def test_pod_table1_rows_bind_the_paper_recipe():
+    import gin
+    from patch_training.main.two_stage import parse_experiment_gin
+    for name, (k, lam) in TABLE1.items():
+        gin.clear_config()
+        parse_experiment_gin([f"experiments/patch/{name}.gin"], ["MODEL_DIR = '/tmp/unused'",
+                                                                  "TFDS_DATA_DIR = '/tmp/tfds'",
+                                                                  "vocab.get_vocabulary.model_path = '/t.model'"])
+        assert Fraction(gin.query_parameter("%PATCH_FRACTION")) == Fraction(lam), name
+        if k:
+            assert gin.query_parameter("%PATCH_SIZE") == k
+        assert gin.query_parameter("%TOKEN_BUDGET") == 360_000_000_000
+        assert gin.query_parameter("%BATCH_SIZE") * gin.query_parameter("%SEQUENCE_LENGTH") == 1024 * 2048
+        assert gin.query_parameter("optimizer.OptimizerConfig.learning_rate") == 3e-4
+        assert gin.query_parameter("optimizer.OptimizerConfig.warmup_steps") == 2000
+        assert gin.query_parameter("pile/tasks.register_tfds_corpus.tfds_name") == "pile:1.0.0"
+    gin.clear_config()

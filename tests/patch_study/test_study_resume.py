@@ -1,0 +1,81 @@
+"""Resume logic of the study CLI with the training replaced by fake run dirs (no JAX training)."""
+import json
+
+import pytest
+
+from benchmarks.patch_study import __main__ as cli
+from benchmarks.patch_study import plan as plan_lib
+from benchmarks.patch_study import runner
+from fake_runs import write_run
+from patch_training.errors import UserError
+
+FACTS = {"params": 1000, "non_embedding_params": 600, "vocab_size": 64, "hidden_size": 8, "num_layers": 1,
+         "intermediate_size": 16}
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """run_one writes a finished run, or a half-finished one for the names in `stop_at`."""
+    calls, stop_at = [], set()
+
+    def run_one(run, run_dir, token_budget, extra=()):
+        calls.append(run.name)
+        finished = run.name not in stop_at
+        write_run(run_dir, patch_size=run.row.patch_size, patch_fraction=float(run.row.patch_fraction),
+                  final={"code": 2.0 + 0.01 * run.seed, "wikitext": 3.0}, finished=finished)
+        (run_dir / "two_stage.json").write_text(json.dumps({"token_budget": token_budget}))
+        return {"status": "finished" if finished else "preempted", "elapsed_s": 0.1}
+
+    monkeypatch.setattr(runner, "run_one", run_one)
+    monkeypatch.setattr(runner, "measure_step_seconds", lambda: 0.01)
+    monkeypatch.setattr(cli, "model_facts", lambda: dict(FACTS))
+    return calls, stop_at
+
+
+def test_run_state(tmp_path):
+    assert runner.run_state(tmp_path / "none") == "absent"
+    write_run(tmp_path / "half", patch_size=4, patch_fraction=2 / 3, final={"code": 2.0}, finished=False)
+    assert runner.run_state(tmp_path / "half") == "partial"
+    write_run(tmp_path / "done", patch_size=4, patch_fraction=2 / 3, final={"code": 2.0})
+    assert runner.run_state(tmp_path / "done") == "finished"
+
+
+def test_interrupted_study_resumes_where_it_stopped(tmp_path, fake_training, capsys):
+    calls, stop_at = fake_training
+    out, results = tmp_path / "study", tmp_path / "results"
+    args = ["--out", str(out), "--results", str(results), "--budget_minutes", "3"]
+    stop_at.add("k4_lambda1_2_s0")
+    first = cli.main(args)
+    assert first["stopped"] == "k4_lambda1_2_s0"
+    assert calls == ["token_only_s0", "k4_lambda2_3_s0", "k4_lambda1_2_s0"]
+    study = json.loads((out / runner.STUDY_FILE).read_text())
+    assert study["token_steps"] % plan_lib.STEP_QUANTUM == 0
+    # The partial report exists already and names what is missing.
+    assert "k4_lambda1_2_s0" in (results / "results.md").read_text()
+
+    stop_at.clear()
+    calls.clear()
+    summary = cli.main(args[:-2] + ["--budget_minutes", "50"])   # a new allowance does not change the plan
+    assert calls[0] == "k4_lambda1_2_s0" and "token_only_s0" not in calls
+    assert len(calls) == 8
+    assert json.loads((out / runner.STUDY_FILE).read_text()) == study
+    assert summary["missing_runs"] == []
+    err = capsys.readouterr().err
+    assert "ETA" in err and "tokens/s" in err and "expected time" in err
+
+    calls.clear()
+    cli.main(["--out", str(out), "--results", str(results)])
+    assert calls == []                                              # everything finished: nothing retrained
+    cli.main(["--out", str(out), "--results", str(results), "--report_only"])
+    assert calls == []
+
+
+def test_report_only_without_study_is_one_line(tmp_path):
+    with pytest.raises(UserError, match="no study"):
+        cli.main(["--out", str(tmp_path / "nothing"), "--report_only"])
+
+
+def test_plan_mismatch_refused(tmp_path):
+    (tmp_path / "two_stage.json").write_text(json.dumps({"token_budget": 5}))
+    with pytest.raises(UserError, match="another --out"):
+        runner.check_plan_matches(tmp_path, 6)
