@@ -10,7 +10,7 @@ is logged 6 times per stage and at the end. The report (`benchmarks/results/patc
 results.md, loss_vs_compute.png, summary.json) is built from the run dirs only (`--report_only`).
 
 Sizing (measured on this 2-core CPU, under the shared CPU lock, bf16 compute with oneDNN,
-`benchmarks.train_throughput --batch 32 --seq_len 128`):
+`benchmarks.train_throughput --batch 32 --sequence_length 128`):
 
 | candidate (4 layers, vocab 1024) | params: all / without tables | tokens/s median (best) | tokens at 20/param | 6.61 runs at 20/param |
 |---|---|---|---|---|

@@ -17,7 +17,7 @@ def write_run(run_dir: Path, *, patch_size: int, patch_fraction: float, final: d
               curve_start: dict[str, float] | None = None, evals: int = 3, finished: bool = True) -> None:
     """A run dir whose last stage ends at `final` losses; earlier evals fall linearly from `curve_start`."""
     plans = patch_cost.plan_stages(token_budget=BUDGET, patch_fraction=patch_fraction, patch_size=patch_size,
-                                   seq_len=16, batch_size=4, patch_batch_size=4, patch_seq_len=16 * patch_size)
+                                   sequence_length=16, batch_size=4, patch_batch_size=4, patch_sequence_length=16 * patch_size)
     start = curve_start or {k: v + 1.0 for k, v in final.items()}
     measured = {}
     for n, plan in enumerate(plans):
@@ -38,5 +38,5 @@ def write_run(run_dir: Path, *, patch_size: int, patch_fraction: float, final: d
             (stage_dir / "eval.json").write_text(json.dumps({"step": plan.num_steps, "eval": evals_at_end}))
         measured[plan.index] = {"status": "completed" if done else "preempted", "wall_s": 2.0, "eval_s": 0.5}
     cost = patch_cost.cost_report(MODEL, plans, token_budget=BUDGET, patch_fraction=patch_fraction,
-                                  patch_size=patch_size, seq_len=16, measured=measured)
+                                  patch_size=patch_size, sequence_length=16, measured=measured)
     (run_dir / patch_cost.COST_FILE).write_text(json.dumps(cost))

@@ -31,9 +31,9 @@ def test_every_row_splits_into_whole_steps(steps):
     budget = plan_lib.token_budget(steps)
     for row in plan_lib.ROWS:
         plans = patch_cost.plan_stages(token_budget=budget, patch_fraction=float(row.patch_fraction),
-                                       patch_size=row.patch_size, seq_len=plan_lib.SEQUENCE_LENGTH,
+                                       patch_size=row.patch_size, sequence_length=plan_lib.SEQUENCE_LENGTH,
                                        batch_size=plan_lib.BATCH_SIZE, patch_batch_size=plan_lib.BATCH_SIZE,
-                                       patch_seq_len=plan_lib.SEQUENCE_LENGTH * row.patch_size)
+                                       patch_sequence_length=plan_lib.SEQUENCE_LENGTH * row.patch_size)
         assert sum(p.tokens for p in plans) == budget, row.name   # no rounding: equal tokens per run
 
 
