@@ -2,7 +2,7 @@
 
     python -m benchmarks.dynamicqa_sampling [--prompts 1000] [--num_samples 10] [--max_new_tokens 20]
         [--batch_size 32] [--checkpoint RUN_OR_CKPT_DIR] [--out DIR] [--engine continuous|static]
-        [--no_share_prefill]
+        [--no_share_prefill] [--compute_dtype float32|bfloat16]
 
 Runs the eval's sampling stage (`evals.dynamicqa.sample.sample_items`: 10 samples per prompt at T=0.5,
 mean distribution per sample appended to `dists.bin`) on real DynamicQA prompts (3 per row: q-only and
@@ -33,10 +33,10 @@ class _DecoderModel:
     """LanguageModel over evals.decoding.Decoder with a byte vocabulary (benchmark use only)."""
 
     def __init__(self, config, params, batch_size: int, max_prompt: int, engine: str = "continuous",
-                 share_prefill: bool = True):
+                 share_prefill: bool = True, compute_dtype: str | None = None):
         from evals.decoding import Decoder
         self.decoder = Decoder(config, params, batch_size=batch_size, engine=engine,
-                               share_prefill=share_prefill)
+                               share_prefill=share_prefill, compute_dtype=compute_dtype)
         self.max_prompt = max_prompt
         self.stats = {"prefills": 0, "copies": 0}
 
@@ -68,7 +68,7 @@ class _DecoderModel:
         raise NotImplementedError
 
 
-def _small_random(batch_size: int, engine: str, share_prefill: bool):
+def _small_random(batch_size: int, engine: str, share_prefill: bool, compute_dtype: str | None):
     import gin
     import jax
     from patch_training.gin_utils import CONFIG_ROOT
@@ -79,7 +79,7 @@ def _small_random(batch_size: int, engine: str, share_prefill: bool):
     gin.clear_config()
     params = init_params(config, jax.random.key(0))
     return (_DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32, engine=engine,
-                          share_prefill=share_prefill),
+                          share_prefill=share_prefill, compute_dtype=compute_dtype),
             config.vocab_size)
 
 
@@ -107,6 +107,8 @@ def main() -> None:
                         help="decode engine of the random-weights model (evals.decoding.Decoder)")
     parser.add_argument("--no_share_prefill", action="store_true",
                         help="prefill every sample's prompt separately (the engine before shared prefill)")
+    parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"),
+                        help="continuous engine's matmul dtype (default: the model's, fp32)")
     parser.add_argument("--dist_dtype", default="float32", choices=("float32", "float16"))
     parser.add_argument("--out", help="where samples + distributions go (default: a temporary dir, removed)")
     args = parser.parse_args()
@@ -124,7 +126,8 @@ def main() -> None:
         from evals.backends import open_model
         model, vocab = open_model(checkpoint=args.checkpoint, batch_size=args.batch_size), None
     else:
-        model, vocab = _small_random(args.batch_size, args.engine, not args.no_share_prefill)
+        model, vocab = _small_random(args.batch_size, args.engine, not args.no_share_prefill,
+                                     args.compute_dtype)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dqa_bench_"))
     plan = SamplingPlan(num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, stop=(),
                         dist_dtype=args.dist_dtype)
@@ -151,6 +154,7 @@ def main() -> None:
             "benchmark": "dynamicqa_sampling", "model": args.checkpoint or "small (random weights)",
             "engine": None if args.checkpoint else args.engine,
             "share_prefill": None if args.checkpoint else not args.no_share_prefill,
+            "compute_dtype": None if args.checkpoint else (args.compute_dtype or "float32"),
             "engine_prefills": getattr(model, "stats", {}).get("prefills"),
             "engine_copies": getattr(model, "stats", {}).get("copies"),
             "prompts": 3 * len(items), "timed_prompts": timed_prompts, "num_samples": args.num_samples,
