@@ -1,15 +1,19 @@
 """DynamicQA sampling throughput with full-vocabulary distributions streamed to disk.
 
     python -m benchmarks.dynamicqa_sampling [--prompts 1000] [--num_samples 10] [--max_new_tokens 20]
-        [--batch_size 32] [--checkpoint RUN_OR_CKPT_DIR] [--out DIR]
+        [--batch_size 32] [--checkpoint RUN_OR_CKPT_DIR] [--out DIR] [--engine continuous|static]
+        [--no_share_prefill] [--compute_dtype float32|bfloat16]
 
 Runs the eval's sampling stage (`evals.dynamicqa.sample.sample_items`: 10 samples per prompt at T=0.5,
 mean distribution per sample appended to `dists.bin`) on real DynamicQA prompts (3 per row: q-only and
 both contexts, rows cycled until `--prompts` is reached). Model: `--checkpoint` through
 `evals.backends`, else the `small` shape with random weights behind a minimal adapter over
-`evals.decoding.Decoder` (continuous batching, fp32) (byte-level prompts, no stop token, so every sample runs
-the full `max_new_tokens`). The first chunk (compilation) is timed apart. Last stdout line: one JSON
-object with prompts/s, sampled tokens/s, peak resident memory and the bytes written per sample.
+`evals.decoding.Decoder` (continuous batching, fp32; the samples of a prompt share its prefill unless
+`--no_share_prefill`; mean distribution from the engine's on-device running sum) (byte-level prompts,
+no stop token, so every sample runs the full `max_new_tokens`). The first chunk (compilation) is timed
+apart; its rate (an upper bound: it includes compilation) gives the ETA printed before the timed run.
+Last stdout line: one JSON object with prompts/s, sampled tokens/s, peak resident memory and the bytes
+written per sample.
 """
 from __future__ import annotations
 
@@ -28,10 +32,13 @@ import numpy as np
 class _DecoderModel:
     """LanguageModel over evals.decoding.Decoder with a byte vocabulary (benchmark use only)."""
 
-    def __init__(self, config, params, batch_size: int, max_prompt: int, engine: str = "continuous"):
+    def __init__(self, config, params, batch_size: int, max_prompt: int, engine: str = "continuous",
+                 share_prefill: bool = True, compute_dtype: str | None = None):
         from evals.decoding import Decoder
-        self.decoder = Decoder(config, params, batch_size=batch_size, engine=engine)
+        self.decoder = Decoder(config, params, batch_size=batch_size, engine=engine,
+                               share_prefill=share_prefill, compute_dtype=compute_dtype)
         self.max_prompt = max_prompt
+        self.stats = {"prefills": 0, "copies": 0}
 
     @property
     def fingerprint(self) -> str:
@@ -44,14 +51,16 @@ class _DecoderModel:
         rows = self.decoder.generate(ids, max_new_tokens=sampling.max_new_tokens, num_samples=n,
                                      sampling=SamplingConfig(temperature=sampling.temperature,
                                                              top_p=sampling.top_p),
-                                     seed=sampling.seed, stop_tokens=[], return_probs=True)
+                                     seed=sampling.seed, stop_tokens=[], return_mean_dist=True)
+        for k in self.stats:
+            self.stats[k] += self.decoder.last_stats.get(k, 0)
         out = []
         for row in rows:
             comps = []
             for s in row:
                 comps.append(Completion(text=" ".join(map(str, s.token_ids)), token_ids=s.token_ids,
                                         token_logprobs=s.logprobs, finish_reason=s.finish_reason,
-                                        mean_dist=s.probs.mean(axis=0).astype(np.float32)))
+                                        mean_dist=s.mean_dist))
             out.append(comps)
         return out
 
@@ -59,7 +68,7 @@ class _DecoderModel:
         raise NotImplementedError
 
 
-def _small_random(batch_size: int, engine: str):
+def _small_random(batch_size: int, engine: str, share_prefill: bool, compute_dtype: str | None):
     import gin
     import jax
     from patch_training.gin_utils import CONFIG_ROOT
@@ -69,7 +78,8 @@ def _small_random(batch_size: int, engine: str):
     config = ModelConfig()
     gin.clear_config()
     params = init_params(config, jax.random.key(0))
-    return (_DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32, engine=engine),
+    return (_DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32, engine=engine,
+                          share_prefill=share_prefill, compute_dtype=compute_dtype),
             config.vocab_size)
 
 
@@ -95,6 +105,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="use this checkpoint through evals.backends")
     parser.add_argument("--engine", choices=("continuous", "static"), default="continuous",
                         help="decode engine of the random-weights model (evals.decoding.Decoder)")
+    parser.add_argument("--no_share_prefill", action="store_true",
+                        help="prefill every sample's prompt separately (the engine before shared prefill)")
+    parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"),
+                        help="continuous engine's matmul dtype (default: the model's, fp32)")
     parser.add_argument("--dist_dtype", default="float32", choices=("float32", "float16"))
     parser.add_argument("--out", help="where samples + distributions go (default: a temporary dir, removed)")
     args = parser.parse_args()
@@ -112,7 +126,8 @@ def main() -> None:
         from evals.backends import open_model
         model, vocab = open_model(checkpoint=args.checkpoint, batch_size=args.batch_size), None
     else:
-        model, vocab = _small_random(args.batch_size, args.engine)
+        model, vocab = _small_random(args.batch_size, args.engine, not args.no_share_prefill,
+                                     args.compute_dtype)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dqa_bench_"))
     plan = SamplingPlan(num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, stop=(),
                         dist_dtype=args.dist_dtype)
@@ -123,6 +138,10 @@ def main() -> None:
         start = time.perf_counter()
         sample_items(model, items[:chunk], out, plan, chunk_items=chunk)     # compile + warm-up
         warm_s = time.perf_counter() - start
+        eta = warm_s * (len(items) - chunk) / chunk
+        print(f"dynamicqa_sampling: warm-up {3 * chunk} prompts in {warm_s:.0f}s (compilation included); "
+              f"timing {3 * (len(items) - chunk)} more prompts, ETA at most ~{eta / 60:.0f} min "
+              f"({eta:.0f}s)", flush=True)
         start = time.perf_counter()
         sample_items(model, items, out, plan, chunk_items=chunk)
         elapsed = time.perf_counter() - start
@@ -134,6 +153,10 @@ def main() -> None:
         result = {
             "benchmark": "dynamicqa_sampling", "model": args.checkpoint or "small (random weights)",
             "engine": None if args.checkpoint else args.engine,
+            "share_prefill": None if args.checkpoint else not args.no_share_prefill,
+            "compute_dtype": None if args.checkpoint else (args.compute_dtype or "float32"),
+            "engine_prefills": getattr(model, "stats", {}).get("prefills"),
+            "engine_copies": getattr(model, "stats", {}).get("copies"),
             "prompts": 3 * len(items), "timed_prompts": timed_prompts, "num_samples": args.num_samples,
             "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
             "vocab_size": vocab, "warmup_s": round(warm_s, 2), "elapsed_s": round(elapsed, 2),

@@ -35,12 +35,15 @@ Array = jax.Array
 
 @dataclasses.dataclass
 class Sample:
-    """One generated continuation. `probs` is [len(token_ids), V] when requested, else None."""
+    """One generated continuation. `probs` is [len(token_ids), V] when requested, else None;
+    `mean_dist` is its mean over the generated steps ([V], from a running sum on the device) when
+    requested and at least one token was generated."""
     token_ids: list[int]
     logprobs: list[float]
     text: str | None = None
     finish_reason: str = "length"   # "stop" when a stop token ended it (the stop token is not included)
     probs: np.ndarray | None = None
+    mean_dist: np.ndarray | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"token_ids": self.token_ids, "text": self.text, "logprobs": self.logprobs,
@@ -164,7 +167,7 @@ class Decoder:
     def __init__(self, config: ModelConfig, params: Any, vocab: Any = None,
                  batch_size: int = 8, pad_id: int = 0, *, engine: str = "continuous",
                  compute_dtype: str | None = None, cache_dtype: str = "float32",
-                 chunk_steps: int = 256):
+                 chunk_steps: int = 256, share_prefill: bool = True):
         if engine not in ENGINES:
             raise ValueError(f"engine={engine!r}: expected one of {ENGINES}")
         if engine == "static" and (compute_dtype is not None or cache_dtype != "float32"):
@@ -184,6 +187,10 @@ class Decoder:
         self.compute_dtype = compute_dtype
         self.cache_dtype = cache_dtype
         self.chunk_steps = chunk_steps
+        # Samples of one prompt prefill it once (continuous engine); off = one prefill per sample,
+        # the reference the shared path is tested against.
+        self.share_prefill = share_prefill
+        self.last_stats: dict[str, int] = {}   # the continuous engine's prefill/copy/chunk counts
         self._weights: Any = None   # unstacked + cast once, on first use of the engine
 
     def default_stop_tokens(self) -> tuple[int, ...]:
@@ -193,12 +200,16 @@ class Decoder:
     def generate(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int | Sequence[int] = 64,
                  sampling: SamplingConfig = SamplingConfig(), num_samples: int = 1, seed: int = 0,
                  stop_tokens: Sequence[int] | None = None, return_probs: bool = False,
+                 return_mean_dist: bool = False, seeds: Sequence[int] | None = None,
                  progress: bool = False) -> list[list[Sample]]:
         """For each prompt (a list of token ids), `num_samples` Samples.
 
         Sample j of prompt i uses key fold_in(fold_in(seed, i), j): reproducible and independent of
-        batch size and engine. `max_new_tokens` is one limit for all or one per prompt. Empty
-        prompts are refused (there is nothing to condition on; add a BOS).
+        batch size and engine. With `seeds` (one per prompt) it is fold_in(fold_in(seeds[i], 0), j),
+        the key prompt i would get alone in a call with seed=seeds[i], so prompts seeded by their own
+        identity can share one call. `max_new_tokens` is one limit for all or one per prompt. Empty
+        prompts are refused (there is nothing to condition on; add a BOS). `return_probs` keeps every
+        step's [V] softmax; `return_mean_dist` only their mean (bounded memory).
         """
         limits = ([int(max_new_tokens)] * len(prompts) if np.ndim(max_new_tokens) == 0
                   else [int(n) for n in max_new_tokens])
@@ -218,20 +229,34 @@ class Decoder:
             return []
         stops = tuple(self.default_stop_tokens() if stop_tokens is None else map(int, stop_tokens))
         rows = [(i, j) for i in range(len(prompts)) for j in range(num_samples)]
-        base = jax.random.key(seed)
-        keys = [jax.random.fold_in(jax.random.fold_in(base, i), j) for i, j in rows]
+        if seeds is not None:
+            if len(seeds) != len(prompts):
+                raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+            bases = [jax.random.fold_in(jax.random.key(int(s)), 0) for s in seeds]
+        else:
+            base = jax.random.key(seed)
+            bases = [jax.random.fold_in(base, i) for i in range(len(prompts))]
+        keys = [jax.random.fold_in(bases[i], j) for i, j in rows]
         if self.engine == "continuous":
             return self._generate_continuous(prompts, rows, keys, limits, sampling, stops, return_probs,
-                                             progress)
-        return self._generate_static(prompts, rows, keys, limits, sampling, stops, return_probs, progress)
+                                             return_mean_dist, progress)
+        results = self._generate_static(prompts, rows, keys, limits, sampling, stops,
+                                        return_probs or return_mean_dist, progress)
+        for row in results:
+            for s in row:
+                if return_mean_dist and s.token_ids:
+                    s.mean_dist = s.probs.mean(axis=0).astype(np.float32)
+                if not return_probs:
+                    s.probs = None
+        return results
 
     def _sample(self, ids: list[int], logprobs: list[float], stopped: bool,
-                probs: np.ndarray | None) -> Sample:
+                probs: np.ndarray | None, mean_dist: np.ndarray | None = None) -> Sample:
         return Sample(token_ids=ids, logprobs=logprobs, text=self._decode_text(ids),
-                      finish_reason="stop" if stopped else "length", probs=probs)
+                      finish_reason="stop" if stopped else "length", probs=probs, mean_dist=mean_dist)
 
     def _generate_continuous(self, prompts, rows, keys, limits, sampling, stops, return_probs,
-                             progress) -> list[list[Sample]]:
+                             return_mean_dist, progress) -> list[list[Sample]]:
         from evals import decode_engine
 
         if self._weights is None:
@@ -246,14 +271,16 @@ class Decoder:
             rows=min(self.batch_size, 1 << (len(rows) - 1).bit_length()),
             cache_len=cache_len, max_new_tokens=max(row_limits), stop_tokens=stops,
             return_probs=bool(return_probs), compute_dtype=self.compute_dtype,
-            cache_dtype=self.cache_dtype)
+            cache_dtype=self.cache_dtype, return_mean=bool(return_mean_dist))
+        self.last_stats = {}
         finished = decode_engine.run_engine(
             self._weights, spec, [prompts[i] for i, _ in rows], keys, row_limits,
-            chunk_steps=self.chunk_steps,
+            chunk_steps=self.chunk_steps, share_prefill=self.share_prefill, stats=self.last_stats,
             progress=decode_engine.make_progress_printer() if progress else None)
         results: list[list[Sample]] = [[] for _ in prompts]
         for (i, _), fin in zip(rows, finished):
-            results[i].append(self._sample(fin.token_ids, fin.logprobs, fin.stopped, fin.probs))
+            results[i].append(self._sample(fin.token_ids, fin.logprobs, fin.stopped, fin.probs,
+                                           fin.mean_dist))
         return results
 
     def _generate_static(self, prompts, rows, keys, limits, sampling, stops, return_probs,

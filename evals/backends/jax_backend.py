@@ -1,11 +1,17 @@
 """The in-process backend: our checkpoints and HF imports through `evals.decoding.Decoder`.
 
-Generation goes through the decoding engine (batched, KV cache). What the engine does not offer is done
-here with one jitted teacher-forced scoring pass over prompt + completion:
-- `mean_dist` (Sampling.return_dist): the engine can return every step's [V] vector, which is
-  [n, V] per sample on the host; instead the scoring pass averages the softmax over the generated
-  positions on the device and returns one [V] vector per sample (memory: one row's logits);
-- `loglikelihood` and the server's prompt/top-k log-probs.
+Generation goes through the decoding engine (continuous batching, KV cache): every prompt of a call
+in one engine run, the n samples of a prompt sharing its prefill, each prompt seeded by its own
+identity so a sample does not depend on which prompts share the call.
+
+`mean_dist` (Sampling.return_dist) comes from the engine's on-device running sum of the raw softmax
+over the generated steps ([B, V] on the device, one [V] vector per sample on the host). Stop strings
+that are exactly one token (the byte vocabulary's "\n") become stop tokens inside the loop; a sample
+that another stop string cuts on the host has fewer steps than the engine averaged, so its mean is
+recomputed by the scoring pass below.
+
+One jitted teacher-forced scoring pass over prompt + completion serves that fallback,
+`loglikelihood` and the server's prompt/top-k log-probs.
 """
 from __future__ import annotations
 
@@ -76,6 +82,7 @@ class JaxModel:
         self.batch_size = batch_size
         self.name = name
         self.decoder = Decoder(config, params, vocab, batch_size=batch_size)
+        self._stop_token_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
         self._fingerprint = fingerprint or fingerprint_of("jax", config.to_json(), params_fingerprint(params),
                                                           vocab.fingerprint)
         if vocab.vocab_size > config.vocab_size:
@@ -93,6 +100,20 @@ class JaxModel:
     def stop_ids(self) -> tuple[int, ...]:
         return self.vocab.eos_ids
 
+    def stop_string_tokens(self, stops: Sequence[str]) -> tuple[int, ...]:
+        """Token ids whose text is exactly one of the stop strings: stopping on them in the loop gives
+        the same completion as cutting the text afterwards (the token is the stop text, which is not
+        kept), and no steps past it are decoded or averaged."""
+        key = tuple(stops)
+        if key not in self._stop_token_cache:
+            found = []
+            for s in stops:
+                ids = self.vocab.encode(s) if s else []
+                if len(ids) == 1 and self.vocab.decode(ids) == s and 0 <= ids[0] < self.config.vocab_size:
+                    found.append(int(ids[0]))
+            self._stop_token_cache[key] = tuple(sorted(set(found)))
+        return self._stop_token_cache[key]
+
     # ------------------------------------------------------------------ generate
     def generate(self, prompts: Sequence[str], n: int, sampling: Sampling) -> list[list[Completion]]:
         return self.generate_ids([self.prompt_ids(p, sampling.chat) for p in prompts], n, sampling,
@@ -105,27 +126,38 @@ class JaxModel:
         from evals.sampling import SamplingConfig
 
         cfg = SamplingConfig(sampling.temperature, sampling.top_k, sampling.top_p)
+        stops = tuple(sorted(set(self.stop_ids()) | set(self.stop_string_tokens(sampling.stop))))
         kw = dict(max_new_tokens=sampling.max_new_tokens, sampling=cfg, num_samples=n,
-                  stop_tokens=self.stop_ids())
+                  stop_tokens=stops, return_mean_dist=sampling.return_dist)
         if cfg.greedy:
             raw = self.decoder.generate(list(prompts), seed=0, **kw)
         else:
+            # One engine run for all prompts; prompt i keeps the keys it would get alone (seed=seeds[i]).
             seeds = seeds if seeds is not None else [_ids_seed(sampling.seed, p) for p in prompts]
-            raw = [self.decoder.generate([p], seed=s, **kw)[0] for p, s in zip(prompts, seeds)]
+            raw = self.decoder.generate(list(prompts), seeds=list(seeds), **kw)
         out = []
+        rescore: list[tuple[list[int], Completion]] = []   # cut by a stop string on the host
         for ids, samples in zip(prompts, raw):
-            row = [self._completion(s.token_ids, s.logprobs, s.finish_reason, sampling) for s in samples]
-            if sampling.return_dist:
-                dists = self.mean_dists([list(ids)] * len(row), [c.token_ids for c in row])
-                for c, d in zip(row, dists):
-                    c.mean_dist = d
+            row = []
+            for s in samples:
+                c = self._completion(s.token_ids, s.logprobs, s.finish_reason, sampling)
+                if sampling.return_dist:
+                    if len(c.token_ids) == len(s.token_ids):
+                        c.mean_dist = s.mean_dist
+                    elif c.token_ids:
+                        rescore.append((list(ids), c))
+                row.append(c)
             out.append(row)
+        if rescore:
+            dists = self.mean_dists([p for p, _ in rescore], [c.token_ids for _, c in rescore])
+            for (_, c), d in zip(rescore, dists):
+                c.mean_dist = d
         return out
 
     def _completion(self, ids: list[int], logprobs: list[float], finish: str, sampling: Sampling) -> Completion:
         text = self.vocab.decode(ids)
         cut = _first_stop(text, sampling.stop)
-        if cut is not None:  # the engine stops on tokens only; cut stop strings here (the tokens up to them)
+        if cut is not None:  # a stop string the loop could not stop on: cut here (the tokens up to it)
             keep = _tokens_covering(self.vocab, ids, cut)
             ids, logprobs, finish = ids[:keep], logprobs[:keep], "stop"
             text = text[:cut]

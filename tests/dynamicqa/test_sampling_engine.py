@@ -1,0 +1,65 @@
+"""The in-process backend's DynamicQA sampling path: all prompts in one engine run with shared
+prefills, stop strings of one token stopped in the loop, and the mean distribution from the engine's
+running sum equal to the teacher-forced scoring pass (fp32)."""
+import jax
+import numpy as np
+import pytest
+
+from evals.backends.jax_backend import JaxModel
+from evals.backends.text_vocab import byte_text_vocab
+from evals.model_api import Sampling
+from patch_training.model import ModelConfig, init_params
+
+# 131 ids = the byte vocabulary's 3 specials and the ASCII bytes: every completion decodes char for token.
+CFG = ModelConfig(vocab_size=131, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                  num_kv_heads=2)
+PROMPTS = ["Q: capital of France?\nA:", "Who wrote Hamlet?", "x"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return JaxModel(CFG, init_params(CFG, jax.random.key(4)), byte_text_vocab(), batch_size=8,
+                    fingerprint="dqa-engine-test")
+
+
+def _check_means(model, prompts, rows):
+    pairs = [(model.prompt_ids(p, False), c) for p, row in zip(prompts, rows) for c in row if c.token_ids]
+    ref = model.mean_dists([p for p, _ in pairs], [c.token_ids for _, c in pairs])
+    for (_, c), r in zip(pairs, ref):
+        np.testing.assert_allclose(c.mean_dist, r, atol=1e-5)
+        assert c.mean_dist.sum() == pytest.approx(1.0, abs=1e-5)
+    return len(pairs)
+
+
+def test_one_token_stop_strings_stop_in_the_loop_with_the_same_completions(model):
+    free = model.generate(PROMPTS, 3, Sampling(max_new_tokens=12, temperature=0.5, seed=1))
+    text = free[0][0].text
+    assert len(text) >= 5
+    stop = text[3]                                  # a character the first sample writes at index 3
+    assert model.stop_string_tokens((stop, "ab")) == (ord(stop) + 3,)
+    sampling = Sampling(max_new_tokens=12, temperature=0.5, seed=1, stop=(stop,), return_dist=True)
+    got = model.generate(PROMPTS, 3, sampling)
+    for before, row in zip(free, got):
+        for b, c in zip(before, row):
+            # Same as cutting the free-running sample at its first stop character.
+            cut = b.text.find(stop)
+            assert c.text == (b.text if cut < 0 else b.text[:cut])
+            assert c.token_ids == b.token_ids[:len(c.token_ids)]
+            assert c.finish_reason == ("stop" if cut >= 0 else b.finish_reason)
+    assert got[0][0].text == text[:3] and text.find(stop) == 3
+    assert _check_means(model, PROMPTS, got) >= 6
+    # A prompt's samples do not depend on which prompts share the call.
+    alone = model.generate(PROMPTS[1:2], 3, sampling)[0]
+    assert [c.token_ids for c in alone] == [c.token_ids for c in got[1]]
+    # One prefill per distinct prompt: 9 samples on 8 rows.
+    assert model.decoder.last_stats["prefills"] <= len(PROMPTS)
+
+
+def test_stop_string_cut_on_the_host_rescores_the_mean(model):
+    free = model.generate(PROMPTS, 2, Sampling(max_new_tokens=12, temperature=0.5, seed=2))
+    stop = free[1][0].text[2:4]                     # two tokens: only the host can find it
+    assert len(stop) == 2 and model.stop_string_tokens((stop,)) == ()
+    got = model.generate(PROMPTS, 2, Sampling(max_new_tokens=12, temperature=0.5, seed=2, stop=(stop,),
+                                              return_dist=True))
+    assert got[1][0].text == free[1][0].text[:2] and len(got[1][0].token_ids) == 2
+    assert _check_means(model, PROMPTS, got) >= 4
