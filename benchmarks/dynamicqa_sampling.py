@@ -112,6 +112,10 @@ def main() -> None:
     parser.add_argument("--dist_dtype", default="float32", choices=("float32", "float16"))
     parser.add_argument("--out", help="where samples + distributions go (default: a temporary dir, removed)")
     args = parser.parse_args()
+    if args.checkpoint and (args.engine != "continuous" or args.no_share_prefill or args.compute_dtype):
+        # A checkpoint goes through evals.backends, whose engine settings these flags do not reach.
+        parser.error("--engine, --no_share_prefill and --compute_dtype apply to the random-weights model only, "
+                     "not with --checkpoint")
 
     from evals.dynamicqa.data import load_all
     from evals.dynamicqa.sample import SamplingPlan, sample_items
