@@ -5,7 +5,7 @@ PY := .venv/bin/python
 RUN_DIR ?= runs/demo
 # Test workers (pytest-xdist): one per core, at most 4 (each holds TF, JAX and torch: ~3 GB).
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
-PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup setup-hf setup-test demo test test-pod test-fast bench clean
 

@@ -36,7 +36,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".cache",
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 
-# Parallel runs (`make test` uses pytest-xdist with --dist loadgroup): a test file stays on one worker, so
+# Parallel runs (`make test` uses pytest-xdist with --dist loadfile): a test file stays on one worker, so
 # its module-scoped fixtures (compiled steps, trained tiny runs) are built once. Sandbox tests need no
 # worker of their own: each pool leases its own sandbox uid (`evals.execution.launch.UidLease`), so
 # concurrent pools never share a process budget. Files are handed out longest first (tests/support/
@@ -51,11 +51,12 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
+# Not --dist loadgroup with xdist_group marks: xdist 3.8 writes the group into `item._nodeid`, which
+# pytest 9 no longer reads, so the marks were silently ignored and one file's tests were spread over
+# both workers, each building the module-scoped fixtures (trained runs, compiled steps) again.
 def pytest_collection_modifyitems(config, items):
     from tests.support.schedule import longest_first
     items[:] = longest_first(items, _test_file)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_test_file(item)))
 
 
 _SECONDS_THIS_RUN: list[tuple[str, float]] = []

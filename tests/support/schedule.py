@@ -1,6 +1,6 @@
 """Order test files for pytest-xdist so that the workers finish together.
 
-`make test` runs `--dist loadgroup`: each test file is one work unit, handed to whichever worker is
+`make test` runs `--dist loadfile`: each test file is one work unit, handed to whichever worker is
 free. xdist's default order (most tests first) sends a file of three 25-second end-to-end tests
 last, and one worker then runs it alone while the other idles. Handing out the longest files first
 (longest-processing-time-first scheduling) keeps both workers busy to the end.

@@ -26,3 +26,35 @@ def test_a_local_measurement_overrides_the_committed_table(monkeypatch, tmp_path
     assert ordered == ["a.py::x", "b.py::x", "c.py::x"]
     schedule.MEASURED_FILE.write_text("not json")
     assert schedule.file_seconds() == {"b.py": 5, "c.py": 50}  # an unreadable file falls back to the table
+
+
+def test_the_makefiles_xdist_options_keep_each_file_on_one_worker(tmp_path):
+    """Runs pytest with `make test`'s own distribution options on two throwaway files of four tests:
+    every test of a file must report the same worker (module fixtures are built once per file)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    options = re.search(r"^PYTEST_PARALLEL = (.*)$", (repo / "Makefile").read_text(), re.M).group(1)
+    options = re.sub(r"-n \S+", "-n 2", options).split()
+    out = tmp_path / "workers.txt"
+    for name in ("test_one.py", "test_two.py"):
+        (tmp_path / name).write_text(
+            "import os, time, pytest\n"
+            "@pytest.mark.parametrize('i', range(4))\n"
+            "def test_x(i):\n"
+            "    time.sleep(0.05)\n"
+            f"    open({str(out)!r}, 'a').write('{name} ' + os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+                           str(tmp_path), *options, str(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    seen: dict[str, set[str]] = {}
+    for file, worker in (line.split() for line in out.read_text().splitlines()):
+        seen.setdefault(file, set()).add(worker)
+    assert sorted(seen) == ["test_one.py", "test_two.py"]
+    assert all(len(workers) == 1 for workers in seen.values()), seen
