@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.support import xla_env
+
 if "triton" not in sys.modules:
     sys.modules["triton"] = None  # makes `import triton` raise ImportError
 
@@ -32,8 +34,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # options, the devices and the jax/jaxlib versions, so a stale entry is never used. Opt out with
 # JAX_ENABLE_COMPILATION_CACHE=false.
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_REPO, ".cache", "jax-test-compilations"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(xla_env.COMPILE_CACHE))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# One intra-op thread and a fast -O0 compile for in-process JAX work (tests/support/xla_env.py says why);
+# test subprocesses get the same through xla_env.subprocess_env.
+os.environ.setdefault("XLA_FLAGS", xla_env.xla_flags())
 
 
 # Parallel runs (`make test` uses pytest-xdist with --dist loadfile): a test file stays on one worker, so

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.finetune.conftest import REPO, SEQ_LEN
+from tests.support import xla_env
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +21,10 @@ HERE = Path(__file__).resolve().parent
 RUNNER = HERE / "run_finetune_delayed.py"
 GIN = HERE / "tiny_ft.gin"
 STEPS = 10
-COMPILE_CACHE = Path(tempfile.gettempdir()) / f"finetune-test-jaxcache-{os.getuid()}"
 
 
 def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
-                "intra_op_parallelism_threads=1", "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
-                "OMP_NUM_THREADS": "1", "PATCH_TRAINING_CACHE_DIR": str(cache_dir),
-                "JAX_COMPILATION_CACHE_DIR": str(COMPILE_CACHE),
-                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
-    env.update(extra)
-    return env
+    return xla_env.subprocess_env(PATCH_TRAINING_CACHE_DIR=str(cache_dir), **extra)
 
 
 def _cmd(run_dir: Path, c2c_dir: Path, init: Path) -> list[str]:

@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks.patch_study import plan as plan_lib
 from benchmarks.patch_study import report as report_lib
-from fake_runs import write_run
+from tests.support.fake_study_runs import write_run
 
 TOKEN = [2.00, 2.02, 1.98]        # token-only code losses over 3 seeds (std 0.02)
 K4_23 = [2.01, 2.03, 1.99]        # K=4, λ=2/3: within noise of token-only

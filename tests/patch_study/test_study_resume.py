@@ -6,7 +6,7 @@ import pytest
 from benchmarks.patch_study import __main__ as cli
 from benchmarks.patch_study import plan as plan_lib
 from benchmarks.patch_study import runner
-from fake_runs import write_run
+from tests.support.fake_study_runs import write_run
 from patch_training.errors import UserError
 
 FACTS = {"params": 1000, "non_embedding_params": 600, "vocab_size": 64, "hidden_size": 8, "num_layers": 1,

@@ -1,7 +1,6 @@
 """Helpers for checkpoint tests: a small params/optimizer pair and launching worker subprocesses."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from tests.support import xla_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER = REPO_ROOT / "tests" / "checkpointing" / "ckpt_workers.py"
@@ -48,14 +49,7 @@ def trees_equal(a, b) -> bool:
 
 
 def worker_env(devices: int = 1) -> dict:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-        JAX_PLATFORMS="cpu",
-        TF_CPP_MIN_LOG_LEVEL="3",
-        XLA_FLAGS=(f"--xla_force_host_platform_device_count={devices} "
-                   "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"),
-    )
+    env = xla_env.subprocess_env(devices)
     for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         env.pop(var, None)
     return env

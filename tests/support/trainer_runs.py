@@ -2,34 +2,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from tests.support import xla_env
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "tests" / "trainer" / "run_synthetic.py"
 SYNTHETIC_GIN = REPO / "tests" / "trainer" / "synthetic.gin"
 
 
-# One persistent XLA compilation cache for every subprocess of this test session: the runs share
-# shapes, so only the first one pays for compiling.
-COMPILE_CACHE = Path(tempfile.gettempdir()) / f"patchtrain-test-jaxcache-{os.getuid()}"
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
-                "intra_op_parallelism_threads=1", "TF_CPP_MIN_LOG_LEVEL": "3",
-                "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1",
-                "JAX_COMPILATION_CACHE_DIR": str(COMPILE_CACHE),
-                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
-    env.update(extra)
-    return env
+subprocess_env = xla_env.subprocess_env   # the suite's one environment for JAX subprocesses
 
 
 def train_cmd(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = ()) -> list[str]:
