@@ -36,7 +36,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(xla_env.COMPILE_CACHE))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
-# One intra-op thread and a fast -O0 compile for in-process JAX work (tests/support/xla_env.py says why);
+# Single-threaded Eigen and a fast -O0 compile for in-process JAX work (tests/support/xla_env.py says why);
 # test subprocesses get the same through xla_env.subprocess_env.
 os.environ.setdefault("XLA_FLAGS", xla_env.xla_flags())
 

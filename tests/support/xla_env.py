@@ -1,6 +1,6 @@
 """The XLA settings of every test process and of the subprocesses the tests start, in one place.
 
-- One intra-op thread: two xdist workers share the 2 cores.
+- Eigen single-threaded (`--xla_cpu_multi_thread_eigen=false`): two xdist workers share the 2 cores.
 - LLVM at -O0 (`--xla_backend_optimization_level=0`): the suite's models are tiny, so its XLA time is
   almost all compiling; -O0 compiles about 1.6x faster (tests/decoding/test_decode_engine.py cold: 54 s
   -> 34 s) and the programs still compute the same values (no fast-math either way). Benchmarks and
@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 "
-                  "--xla_backend_optimization_level=0")
+# Every token must be a `--flag`: XLA stops reading XLA_FLAGS at the first bare word, silently (a stray
+# `intra_op_parallelism_threads=1` here once switched off every flag after it).
+TEST_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false --xla_backend_optimization_level=0"
 COMPILE_CACHE = REPO / ".cache" / "jax-test-compilations"
 
 

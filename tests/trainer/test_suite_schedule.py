@@ -58,3 +58,12 @@ def test_the_makefiles_xdist_options_keep_each_file_on_one_worker(tmp_path):
         seen.setdefault(file, set()).add(worker)
     assert sorted(seen) == ["test_one.py", "test_two.py"]
     assert all(len(workers) == 1 for workers in seen.values()), seen
+
+
+def test_the_test_xla_flags_are_all_read(tmp_path):
+    """XLA ignores everything after a bare word in XLA_FLAGS; the device-count flag comes first and the
+    rest after it, so a fake device count that takes effect does not prove the rest does: check the words."""
+    from tests.support import xla_env
+    words = xla_env.xla_flags(devices=4).split()
+    assert words[0] == "--xla_force_host_platform_device_count=4"
+    assert all(w.startswith("--") and "=" in w for w in words), words
