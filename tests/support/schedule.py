@@ -19,7 +19,7 @@ from typing import Iterable
 MEASURED_FILE = Path(__file__).resolve().parents[2] / ".cache" / "test-file-seconds.json"
 
 # Seconds per file on a cold 2-core run (setup + call + teardown of its tests), files over ~4 s: a fresh
-# clone's `CI=true .ci/run` (2026-12-02, 463 tests, LLVM -O0 for the tests' compiles).
+# clone's `CI=true .ci/run` (2026-12-02, 463 tests, quiet machine).
 SECONDS_MEASURED = {
     "tests/finetune/test_finetune_run.py": 66,
     "tests/trainer/test_sharded_runs.py": 52,
