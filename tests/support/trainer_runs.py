@@ -15,9 +15,6 @@ RUNNER = REPO / "tests" / "trainer" / "run_synthetic.py"
 SYNTHETIC_GIN = REPO / "tests" / "trainer" / "synthetic.gin"
 
 
-subprocess_env = xla_env.subprocess_env   # the suite's one environment for JAX subprocesses
-
-
 def train_cmd(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, str(RUNNER), f"--gin_file={SYNTHETIC_GIN}", f"--gin.MODEL_DIR='{run_dir}'",
             *[f"--gin.{b}" for b in bindings], *extra_args]
@@ -26,7 +23,7 @@ def train_cmd(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = ()) -
 def run_train(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = (), timeout: float = 180,
               **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(train_cmd(run_dir, *bindings, extra_args=extra_args), cwd=REPO,
-                          env=subprocess_env(**env), capture_output=True, text=True, timeout=timeout)
+                          env=xla_env.subprocess_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.trainer_runs import REPO, losses, subprocess_env, train_cmd
+from tests.support.xla_env import subprocess_env
+from tests.support.trainer_runs import REPO, losses, train_cmd
 
 pytestmark = pytest.mark.slow
 

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
-from tests.support import schedule
+from tests.support import schedule, xla_env
 
 
 def test_files_stay_together_and_the_longest_go_first(monkeypatch, tmp_path):
@@ -31,12 +36,6 @@ def test_a_local_measurement_overrides_the_committed_table(monkeypatch, tmp_path
 def test_the_makefiles_xdist_options_keep_each_file_on_one_worker(tmp_path):
     """Runs pytest with `make test`'s own distribution options on two throwaway files of four tests:
     every test of a file must report the same worker (module fixtures are built once per file)."""
-    import os
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[2]
     options = re.search(r"^PYTEST_PARALLEL = (.*)$", (repo / "Makefile").read_text(), re.M).group(1)
     options = re.sub(r"-n \S+", "-n 2", options).split()
@@ -60,10 +59,9 @@ def test_the_makefiles_xdist_options_keep_each_file_on_one_worker(tmp_path):
     assert all(len(workers) == 1 for workers in seen.values()), seen
 
 
-def test_the_test_xla_flags_are_all_read(tmp_path):
+def test_the_test_xla_flags_are_all_read():
     """XLA ignores everything after a bare word in XLA_FLAGS; the device-count flag comes first and the
     rest after it, so a fake device count that takes effect does not prove the rest does: check the words."""
-    from tests.support import xla_env
     words = xla_env.xla_flags(devices=4).split()
     assert words[0] == "--xla_force_host_platform_device_count=4"
     assert all(w.startswith("--") and "=" in w for w in words), words

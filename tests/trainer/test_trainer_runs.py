@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.trainer_runs import REPO, error_lines, final_params, losses, run_train, subprocess_env, train_cmd
+from tests.support.xla_env import subprocess_env
+from tests.support.trainer_runs import REPO, error_lines, final_params, losses, run_train, train_cmd
 
 pytestmark = pytest.mark.slow
 
