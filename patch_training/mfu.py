@@ -49,8 +49,8 @@ def measure_matmul_peak_tflops(dtype: str = "float32", n: int = 1024, repeats: i
     """Best observed TFLOP/s of an n×n matmul in `dtype` on one device (the CPU peak reference).
 
     Pass the train step's per-jit `compiler_options` so the peak is that of the kernel path the step
-    uses: on CPU a bf16 dot runs through oneDNN with `xla_cpu_experimental_onednn_custom_call` and
-    through XLA's own kernels without it, at very different speeds.
+    uses: on CPU a bf16 dot runs through oneDNN with the train step's oneDNN options
+    (`train_step.ONEDNN_CPU_OPTIONS`) and through XLA's own kernels without them, at very different speeds.
     """
     device = device or jax.devices()[0]
     key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
@@ -79,9 +79,12 @@ def device_peak_tflops(dtype: str = "float32") -> tuple[float, str]:
 
 def kernel_path_name(dtype: str, compiler_options: dict | None, platform: str = "cpu") -> str:
     """A short name for the matmul path a jit with these options takes (labels the measured peak)."""
-    onednn = bool((compiler_options or {}).get("xla_cpu_experimental_onednn_custom_call"))
-    backend = "onednn_custom_call" if (platform == "cpu" and onednn) else f"xla_{platform}_default"
-    return f"{backend}:{dtype}_matmul"
+    options = compiler_options or {}
+    routes = [name for name, on in (("onednn_custom_call", options.get("xla_cpu_experimental_onednn_custom_call")),
+                                    ("onednn_fusion", options.get("xla_cpu_use_onednn")
+                                     and options.get("xla_cpu_experimental_onednn_fusion_type")))
+              if on and platform == "cpu"]
+    return f"{'+'.join(routes) or f'xla_{platform}_default'}:{dtype}_matmul"
 
 
 def mfu(flops_per_step: float, step_time_s: float, peak_tflops_per_device: float,

@@ -68,7 +68,8 @@ def test_bf16_fast_forward_is_close_to_fp32_and_returns_fp32_logits(params, pack
 
 
 def test_compiler_options_only_for_cpu_and_by_choice():
-    onednn = {"xla_cpu_experimental_onednn_custom_call": True}
+    onednn = {"xla_cpu_experimental_onednn_custom_call": True, "xla_cpu_use_onednn": True,
+              "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
     assert step_compiler_options(BF16_FAST, StepConfig(), "cpu") == onednn
     assert step_compiler_options(FP32, StepConfig(), "cpu") is None
     assert step_compiler_options(FP32, StepConfig(onednn_on_cpu="on"), "cpu") == onednn
@@ -112,6 +113,8 @@ def test_onednn_changes_kernels_not_losses(curves):
     targets = lambda hlo: set(re.findall(r'custom_call_target="([^"]+)"', hlo))
     assert any("onednn" in t for t in targets(on_hlo))
     assert not any("onednn" in t for t in targets(off_hlo))
+    # The library rewriter's route too: dots as oneDNN fusions (without it they go to YNNPACK).
+    assert "__onednn_fusion" in on_hlo and "__onednn_fusion" not in off_hlo
     # Same numerics up to bf16 rounding differences between the two kernel libraries.
     np.testing.assert_allclose(on_losses, off_losses, rtol=2e-2)
 
@@ -123,3 +126,13 @@ def test_bf16_loss_curve_tracks_fp32(curves):
     window = 5
     smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")
     assert np.max(np.abs(smooth(fp32) - smooth(bf16))) < 0.05
+
+
+def test_the_peak_is_labelled_with_the_kernel_path_the_step_takes():
+    from patch_training.mfu import kernel_path_name
+    from patch_training.train_step import ONEDNN_CPU_OPTIONS
+    assert kernel_path_name("bfloat16", ONEDNN_CPU_OPTIONS) == "onednn_custom_call+onednn_fusion:bfloat16_matmul"
+    assert kernel_path_name("bfloat16", {"xla_cpu_experimental_onednn_custom_call": True}) \
+        == "onednn_custom_call:bfloat16_matmul"
+    assert kernel_path_name("float32", None) == "xla_cpu_default:float32_matmul"
+    assert kernel_path_name("bfloat16", ONEDNN_CPU_OPTIONS, platform="tpu") == "xla_tpu_default:bfloat16_matmul"
