@@ -25,9 +25,8 @@ Batch = dict[str, jax.Array]
 
 # XLA:CPU's own bf16 dot kernels are slow. Two oneDNN routes, both needed (small bf16 step, 8x512, 2 cores):
 # the custom-call rewriter takes the dots it pattern-matches (25 of them, above all the weight gradients;
-# alone ~960 tokens/s vs ~250 without); the library rewriter (`use_onednn` + the DOT fusion type) then
-# takes most of the ~400 dots that would otherwise go to YNNPACK fusions (~1,110 tokens/s, same losses
-# bit for bit). Set per jit (train and eval steps only): globally they slow the small-batch decode matmuls.
+# ~960 tokens/s with it alone); the library rewriter (`use_onednn` + the DOT fusion type) then takes
+# ~230 of the ~400 YNNPACK fusions the rest would become (~1,110 tokens/s, same losses bit for bit). Set per jit (train and eval steps only): globally they slow the small-batch decode matmuls.
 ONEDNN_CPU_OPTIONS = {"xla_cpu_experimental_onednn_custom_call": True, "xla_cpu_use_onednn": True,
                       "xla_cpu_experimental_onednn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 ONEDNN_CHOICES = ("auto", "on", "off")
