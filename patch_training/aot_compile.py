@@ -156,6 +156,25 @@ def _bytes_in(pattern: re.Pattern, text: str) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2)]) if m else None
 
 
+def compile_uncached(lowered):
+    """`lowered.compile()` with JAX's persistent compilation cache off for this one compile.
+
+    libtpu's compile-only executables are written to a configured cache (~8 MB each at 370M) but cannot be
+    read back ("PjRtCompiler must be constructed with a Client"): every later run warned and compiled anyway.
+    """
+    import jax
+    from jax._src import compilation_cache   # jax memoizes whether the cache is in use; reset re-reads it
+
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        return lowered.compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+        compilation_cache.reset_cache()
+
+
 def argument_bytes_per_device(abstract_args: Any) -> int:
     """Bytes of one device's shards of the (abstract, sharded) step inputs."""
     import jax
@@ -210,7 +229,7 @@ def xla_flops_whole_slice(model_config, optimizer_config, stage: StageSpec, mesh
     def per_device(layers: int, rows: int) -> float:
         counting = dataclasses.replace(stage, num_microbatches=1, batch_size=rows)
         lowered, _ = _engine_lower(_counting_config(model_config, layers), optimizer_config, counting, mesh)
-        return xla_flops_per_device(lowered.compile())
+        return xla_flops_per_device(compile_uncached(lowered))
 
     if mode == "exact":
         return {"xla_flops": per_device(depth, stage.batch_size) * chips,
@@ -233,7 +252,7 @@ def compile_stage(model_config, optimizer_config, stage: StageSpec, mesh, topolo
     t0 = time.perf_counter()
     lowered, abstract_args = _engine_lower(model_config, optimizer_config, stage, mesh)
     try:
-        compiled = lowered.compile()
+        compiled = compile_uncached(lowered)
     except Exception as e:  # the TPU compiler refuses a program whose buffers cannot fit in HBM
         if not _OOM.search(str(e)):
             raise
