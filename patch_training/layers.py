@@ -51,42 +51,76 @@ class RMSNorm(nn.Module):
         return scale.astype(_dtype(self.dtype)) * normed.astype(_dtype(self.dtype))
 
 
-def rotary_embedding(x: Array, positions: Array, theta: float) -> Array:
-    """Apply RoPE ("rotate half" layout) to x[B, L, H, D] at integer positions[B, L]."""
-    head_dim = x.shape[-1]
+def rotary_tables(positions: Array, head_dim: int, theta: float, dtype) -> tuple[Array, Array]:
+    """(cos, sin) of the RoPE angles at integer positions[B, L], each [B, L, 1, head_dim/2] in `dtype`.
+
+    The model computes them once per forward pass and hands them to every layer: computed inside
+    each layer, XLA fuses the sine and cosine into every consumer (once per head, in the forward, the
+    rematerialised forward and the backward), which cost about 6% of a bf16 CPU training step.
+    """
     half = head_dim // 2
     inv_freq = 1.0 / (theta ** (jnp.arange(0, half, dtype=jnp.float32) * 2.0 / head_dim))
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, L, D/2]
-    cos = jnp.cos(angles)[:, :, None, :].astype(x.dtype)
-    sin = jnp.sin(angles)[:, :, None, :].astype(x.dtype)
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, L, D/2], fp32
+    tables = jnp.cos(angles)[:, :, None, :].astype(dtype), jnp.sin(angles)[:, :, None, :].astype(dtype)
+    # The barrier makes XLA write the tables out once; without it XLA fuses the sine and cosine into
+    # each consumer again.
+    return jax.lax.optimization_barrier(tables)
+
+
+def apply_rotary(x: Array, rope: tuple[Array, Array]) -> Array:
+    """Apply RoPE ("rotate half" layout) to x[B, L, H, D] with `rotary_tables` (cos, sin)."""
+    cos, sin = rope
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def einsum_attention(q: Array, k: Array, v: Array, mask: Array | None) -> Array:
-    """Causal GQA attention with both dots in the inputs' dtype and the softmax in fp32.
+# Causal self-attention (training, no KV cache) splits the queries into blocks of this many rows;
+# block i scores only the keys up to its own last row, so most of the masked half of the [L, S]
+# scores is never computed, and each block's softmax works on a cache-sized slice.
+CAUSAL_QUERY_BLOCK = 128
+
+
+def einsum_attention(q: Array, k: Array, v: Array, mask: Array | None, causal: bool = False) -> Array:
+    """GQA attention with both dots in the inputs' dtype and the softmax in fp32.
 
     q[B, L, H, D], k/v[B, S, KV_H, D]; `mask` [B, 1, L, S] (True = may attend) or None for plain
-    causal attention (L == S). Why not `jax.nn.dot_product_attention` on CPU: in bf16 it asks XLA for
-    bf16-in/fp32-out dots and keeps fp32 probabilities for the backward pass; XLA:CPU then runs both
-    dots as slow fp32 dots. Here the scores come out in the compute dtype, are upcast for a fp32
-    softmax, and the probabilities are cast back before the second dot (PyTorch autocast does the
-    same). In fp32 it computes exactly what the XLA implementation does.
+    causal attention (L == S). `causal=True` promises that the mask allows no key after the query's
+    own position (self-attention over the same L positions, as in training); the queries are then
+    split into blocks of CAUSAL_QUERY_BLOCK rows that each score only the keys up to their last row.
+    The softmax of a row is over the same allowed keys either way (the skipped keys are masked).
+
+    Why not `jax.nn.dot_product_attention` on CPU: in bf16 it asks XLA for bf16-in/fp32-out dots and
+    keeps fp32 probabilities for the backward pass; XLA:CPU then runs both dots as slow fp32 dots.
+    Here the scores come out in the compute dtype, are upcast for a fp32 softmax, and the
+    probabilities are cast back before the second dot (PyTorch autocast does the same). In fp32 it
+    computes what the XLA implementation does. The operands are laid out heads-major
+    ([B, KV_H, G, L, D] and [B, KV_H, S, D]) so that both dots and their gradients are plain batched
+    matmuls: in the [B, L, H, D] layout XLA:CPU transposes every [L, S] score tensor for the backward.
     """
     b, length, h, hd = q.shape
-    kvh = k.shape[2]
+    keys_len, kvh = k.shape[1], k.shape[2]
     groups = h // kvh
-    # [B, L, KV_H, G, D]: query heads h = kv_head * G + g, as in jax.nn.dot_product_attention.
-    qg = q.reshape(b, length, kvh, groups, hd) * jnp.asarray(hd ** -0.5, q.dtype)
-    scores = jnp.einsum("blkgd,bskd->bkgls", qg, k)
-    if mask is None:
-        allowed = jnp.tril(jnp.ones((length, k.shape[1]), dtype=bool))[None, None, None]
-    else:
-        allowed = mask[:, :, None]  # [B, 1, 1, L, S]
-    scores = jnp.where(allowed, scores.astype(jnp.float32), _MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-    out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
-    return out.reshape(b, length, h, hd)
+    # Query heads h = kv_head * G + g, as in jax.nn.dot_product_attention.
+    qh = (q * jnp.asarray(hd ** -0.5, q.dtype)).reshape(b, length, kvh, groups, hd).transpose(0, 2, 3, 1, 4)
+    kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    block = CAUSAL_QUERY_BLOCK
+    blocked = causal and length == keys_len and length > block and length % block == 0
+    starts = range(0, length, block) if blocked else (0,)
+    rows = block if blocked else length
+    outs = []
+    for start in starts:
+        keys = start + rows if blocked else keys_len
+        scores = jnp.einsum("bkgld,bksd->bkgls", qh[:, :, :, start:start + rows], kh[:, :, :keys])
+        if mask is None:
+            allowed = (jnp.arange(keys)[None, :] <= start + jnp.arange(rows)[:, None])[None, None, None]
+        else:
+            allowed = mask[:, :, None, start:start + rows, :keys]  # [B, 1, 1, rows, keys]
+        scores = jnp.where(allowed, scores.astype(jnp.float32), _MASK_VALUE)
+        probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+        outs.append(jnp.einsum("bkgls,bksd->bkgld", probs, vh[:, :, :keys]))
+    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3)
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, length, h, hd)
 
 
 class Attention(nn.Module):
@@ -100,7 +134,7 @@ class Attention(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array | None,
+    def __call__(self, x: Array, rope: tuple[Array, Array], mask: Array | None,
                  cache_index: Array | None) -> Array:
         cfg = self.config
         dtype, pdtype = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
@@ -118,15 +152,15 @@ class Attention(nn.Module):
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
         k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "kv"))
         v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "kv"))
-        q = rotary_embedding(q, positions, cfg.rope_theta)
-        k = rotary_embedding(k, positions, cfg.rope_theta)
+        q = apply_rotary(q, rope)
+        k = apply_rotary(k, rope)
 
         if self.decode:
             k, v = self._update_cache(k, v, cache_index)
 
         impl = cfg.attention_impl
         if impl == "einsum":
-            out = einsum_attention(q, k, v, mask)
+            out = einsum_attention(q, k, v, mask, causal=not self.decode)
         elif mask is None:
             out = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
         elif impl == "cudnn":
@@ -179,12 +213,12 @@ class DecoderLayer(nn.Module):
     decode: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, positions: Array, mask: Array | None,
+    def __call__(self, x: Array, rope: tuple[Array, Array], mask: Array | None,
                  cache_index: Array | None) -> tuple[Array, None]:
         cfg = self.config
         norm = lambda name: RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, name=name)
         h = Attention(cfg, decode=self.decode, name="attn")(
-            norm("attn_norm")(x), positions, mask, cache_index)
+            norm("attn_norm")(x), rope, mask, cache_index)
         x = x + h
         x = x + SwiGLU(cfg, name="mlp")(norm("mlp_norm")(x))
         return nn.with_logical_constraint(x, ("batch", "length", "embed")), None

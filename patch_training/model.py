@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from patch_training.errors import UserError
-from patch_training.layers import DecoderLayer, RMSNorm, partitioned_param
+from patch_training.layers import DecoderLayer, RMSNorm, partitioned_param, rotary_tables
 
 Array = jax.Array
 
@@ -148,7 +148,8 @@ class Transformer(nn.Module):
                 causal = jnp.tril(jnp.ones((length, length), dtype=bool))
                 mask = (same & causal[None])[:, None]  # [B, 1, L, L]
 
-        x = self._layers(decode)(x, positions, mask, cache_index)[0]
+        rope = rotary_tables(positions, cfg.resolved_head_dim, cfg.rope_theta, dtype)
+        x = self._layers(decode)(x, rope, mask, cache_index)[0]
         x = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
         out_type = jnp.float32 if cfg.logits_dot_fp32 else None
         if cfg.tie_embeddings:
@@ -215,9 +216,9 @@ class Transformer(nn.Module):
 
         layers = [layer_cls(cfg, decode=decode, name=f"layers_{i}") for i in range(cfg.num_layers)]
 
-        def run(x, positions, mask, cache_index):
+        def run(x, rope, mask, cache_index):
             for layer in layers:
-                x, _ = layer(x, positions, mask, cache_index)
+                x, _ = layer(x, rope, mask, cache_index)
             return x, None
         return run
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from patch_training import layers
 from patch_training.errors import UserError
 from patch_training.model import ModelConfig, Transformer, init_params
 from patch_training.optimizer import OptimizerConfig
@@ -43,7 +44,11 @@ def _logits(cfg: ModelConfig, params, tokens, **kw) -> np.ndarray:
     return np.asarray(Transformer(cfg).apply({"params": params}, jnp.asarray(tokens), **kw))
 
 
-def test_einsum_attention_equals_xla_attention_in_fp32(params, packed_batch):
+@pytest.mark.parametrize("query_block", [128, 8], ids=["one_block", "causal_blocks"])
+def test_einsum_attention_equals_xla_attention_in_fp32(params, packed_batch, query_block, monkeypatch):
+    # Rows of 32 tokens: with 8-row query blocks the training path splits the queries into 4 causal
+    # blocks (keys 0..8, 0..16, ...), with 128 it runs as one block.
+    monkeypatch.setattr(layers, "CAUSAL_QUERY_BLOCK", query_block)
     einsum = dataclasses.replace(FP32, attention_impl="einsum", logits_dot_fp32=False)
     tokens = packed_batch["decoder_input_tokens"]
     packed = dict(positions=jnp.asarray(packed_batch["decoder_positions"]),
@@ -56,6 +61,37 @@ def test_einsum_attention_equals_xla_attention_in_fp32(params, packed_batch):
     want = _logits(FP32, params, packed_batch["decoder_target_tokens"], patch_size=4)
     np.testing.assert_allclose(_logits(einsum, params, packed_batch["decoder_target_tokens"], patch_size=4),
                                want, rtol=1e-5, atol=1e-5)
+
+
+def test_causal_blocks_give_the_unblocked_attention_and_gradients(monkeypatch):
+    monkeypatch.setattr(layers, "CAUSAL_QUERY_BLOCK", 4)
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.standard_normal((2, 12, 4, 8)), jnp.float32)  # 4 query heads over 2 KV heads
+    k, v = (jnp.asarray(rng.standard_normal((2, 12, 2, 8)), jnp.float32) for _ in range(2))
+    segments = jnp.asarray([[1] * 5 + [2] * 7, [1] * 12])
+    mask = ((segments[:, :, None] == segments[:, None, :]) & jnp.tril(jnp.ones((12, 12), bool)))[:, None]
+    for m in (None, mask):
+        def loss(q, k, v, causal):
+            return jnp.sum(jnp.sin(layers.einsum_attention(q, k, v, m, causal=causal)))
+        want = jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v, False)
+        got = jax.value_and_grad(loss, argnums=(0, 1, 2))(q, k, v, True)
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_rotary_tables_rotate_each_pair_by_position_times_frequency():
+    # head_dim 4, theta 1e4: frequencies 1 and 1e4 ** -0.5 = 0.01; position 3 -> angles 3 and 0.03.
+    cos, sin = layers.rotary_tables(jnp.asarray([[0, 3]]), 4, 1e4, jnp.float32)
+    assert cos.shape == sin.shape == (1, 2, 1, 2)
+    np.testing.assert_allclose(cos[0, 1, 0], np.cos([3.0, 0.03]), rtol=1e-6)
+    np.testing.assert_allclose(sin[0, 1, 0], np.sin([3.0, 0.03]), rtol=1e-6)
+    # "Rotate half": pairs are (x[i], x[i + 2]); x = e0 at position 3 turns into (cos 3, 0, sin 3, 0),
+    # e1 by the slow frequency into (0, cos 0.03, 0, sin 0.03); position 0 leaves x unchanged.
+    x = jnp.asarray([[[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]]] * 2).reshape(1, 2, 2, 4)
+    out = np.asarray(layers.apply_rotary(x, (cos, sin)))
+    np.testing.assert_allclose(out[0, 0], np.asarray(x[0, 0]), atol=1e-7)
+    np.testing.assert_allclose(out[0, 1, 0], [np.cos(3.0), 0, np.sin(3.0), 0], atol=1e-6)
+    np.testing.assert_allclose(out[0, 1, 1], [0, np.cos(0.03), 0, np.sin(0.03)], atol=1e-6)
 
 
 def test_bf16_fast_forward_is_close_to_fp32_and_returns_fp32_logits(params, packed_batch):
