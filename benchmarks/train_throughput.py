@@ -37,22 +37,43 @@ from typing import Callable
 import numpy as np
 
 DEFAULT_NUMERICS = "configs/models/cpu_bf16_train.gin"
-# glibc's malloc backs large blocks with transparent huge pages when this tunable is set at process
-# start: ~250k minor page faults per small-model step drop to ~10k (about 7% of our step time).
-# Both sides of the comparison run in this one process, so both get it.
+# Both sides run in this one process, so both get the same malloc (see patch_training/allocator.py):
+#   tcmalloc       preload tcmalloc (default; scripts/setup.sh installs it). XLA's and PyTorch's freed
+#                  buffers are reused, no side re-faults memory the other side just released.
+#   glibc_hugetlb  glibc with transparent huge pages for large blocks (the default when tcmalloc is
+#                  not installed): fewer faults, but each side still pays ~1 s of kernel time on its
+#                  first step after the other ran.
+#   system         whatever the process started with.
+MALLOC_CHOICES = ("tcmalloc", "glibc_hugetlb", "system")
 MALLOC_HUGETLB = "glibc.malloc.hugetlb=1"
 
 
-def reexec_with_malloc_hugetlb(argv: list[str]) -> None:
-    """Restart this benchmark with the hugetlb malloc tunable unless it is already set."""
+def reexec_with_malloc(choice: str, argv: list[str]) -> None:
+    """Restart this benchmark under the chosen allocator unless it already runs under it."""
+    from patch_training import allocator
+    module = __spec__.name if __spec__ else "benchmarks.train_throughput"
+    if choice == "tcmalloc":
+        if allocator.reexec_under_tcmalloc(module, argv) or allocator.preloaded_allocator():
+            return
+        print("warning: tcmalloc is not installed (scripts/setup.sh --hf installs it); "
+              "falling back to --malloc glibc_hugetlb", file=sys.stderr)
+    if choice == "system":
+        return
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in tunables:
+    if "glibc.malloc.hugetlb" in tunables or allocator.preloaded_allocator():
         return
     env = dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, MALLOC_HUGETLB) if t))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", __spec__.name if __spec__ else "benchmarks.train_throughput",
-                               *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
+
+
+def malloc_in_use() -> str:
+    from patch_training import allocator
+    preloaded = allocator.preloaded_allocator()
+    if preloaded:
+        return os.path.basename(preloaded)
+    return "glibc" + (" (" + os.environ["GLIBC_TUNABLES"] + ")" if os.environ.get("GLIBC_TUNABLES") else "")
 
 
 def load_model_config(gin_file: str = "configs/models/small.gin", numerics_gin: str | None = None):
@@ -258,11 +279,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--busy_threshold", type=float, default=0.10,
                         help="share of the cores other processes may use before the run is flagged busy")
     parser.add_argument("--strict", action="store_true", help="refuse a busy machine (exit 3)")
-    parser.add_argument("--no_malloc_hugetlb", action="store_true",
-                        help=f"do not restart with GLIBC_TUNABLES={MALLOC_HUGETLB}")
+    parser.add_argument("--malloc", choices=MALLOC_CHOICES, default="tcmalloc",
+                        help="the allocator both sides run with (restarts the benchmark under it)")
     args = parser.parse_args(argv)
-    if not args.no_malloc_hugetlb:
-        reexec_with_malloc_hugetlb(sys.argv[1:] if argv is None else argv)
+    reexec_with_malloc(args.malloc, sys.argv[1:] if argv is None else argv)
 
     if args.strict:
         share = idle_check()
@@ -301,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
         "params": count_params(jax.eval_shape(lambda: init_params(cfg, jax.random.PRNGKey(0)))),
         "batch": args.batch, "sequence_length": args.sequence_length, "repeats": args.repeats,
         "steps_per_repeat": args.steps_per_repeat, "cpu_threads": args.threads,
-        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        "malloc": malloc_in_use(),
         "numerics": {"dtype": cfg.dtype, "param_dtype": cfg.param_dtype, "attention_impl": cfg.attention_impl,
                      "logits_dot_fp32": cfg.logits_dot_fp32, "remat_policy": cfg.remat_policy,
                      "scan_layers": cfg.scan_layers, "onednn": args.onednn},

@@ -18,6 +18,11 @@ if [ -z "${JAX_PLATFORMS+x}" ] && ! compgen -G "/dev/accel*" >/dev/null && ! com
    && [ ! -e /dev/nvidia0 ]; then
   export JAX_PLATFORMS=cpu
 fi
+# CPU training reuses XLA's per-step buffers under tcmalloc instead of faulting them in again each
+# step under glibc's malloc (patch_training/allocator.py). A user's own LD_PRELOAD always wins.
+if [ -z "${LD_PRELOAD:-}" ] && tcmalloc="$("$PY" -m patch_training.allocator 2>/dev/null)" && [ -n "$tcmalloc" ]; then
+  export LD_PRELOAD="$tcmalloc"
+fi
 stages=(scripts/demo_stages/*.sh)
 n=${#stages[@]}
 i=0

@@ -22,15 +22,19 @@ done
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# 1. System packages for the code sandbox (evals/execution): bubblewrap gives namespaces, libseccomp
-#    backs the seccomp filter (and, with --browser, chromium for the report's rendering test). Installed only when we can (root + apt-get); otherwise we say so and the
-#    sandbox's start-up probe will pick a weaker tier or refuse.
+# 1. System packages: for the code sandbox (evals/execution) bubblewrap gives namespaces and libseccomp
+#    backs the seccomp filter; tcmalloc serves CPU training; with --browser, chromium for the report's
+#    rendering test. Installed only when we can (root + apt-get); otherwise we say so, the sandbox's
+#    start-up probe picks a weaker tier or refuses, and training runs on glibc's malloc.
 need_pkgs=()
 if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   need_pkgs+=(chromium)
 fi
 command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need_pkgs+=(libseccomp2)
+# tcmalloc for CPU training (patch_training/allocator.py): XLA's per-step buffers are reused instead
+# of being faulted in again every step. Optional: without it training runs on glibc's malloc.
+ldconfig -p 2>/dev/null | grep -q 'libtcmalloc_minimal.so.4' || need_pkgs+=(libtcmalloc-minimal4)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing system packages: ${need_pkgs[*]}"
