@@ -106,19 +106,26 @@ def einsum_attention(q: Array, k: Array, v: Array, mask: Array | None, causal: b
     kh, vh = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
     block = CAUSAL_QUERY_BLOCK
     blocked = causal and length == keys_len and length > block and length % block == 0
-    starts = range(0, length, block) if blocked else (0,)
+    n_blocks = length // block if blocked else 1
     rows = block if blocked else length
+    # Split (not slice) into blocks: the gradient of a split is a concatenation, that of overlapping
+    # slices a sum of zero-padded full-size tensors.
+    q_blocks = jnp.split(qh, n_blocks, axis=3)
+    k_blocks, v_blocks = jnp.split(kh, n_blocks, axis=2), jnp.split(vh, n_blocks, axis=2)
     outs = []
-    for start in starts:
+    for i in range(n_blocks):
+        start = i * rows
         keys = start + rows if blocked else keys_len
-        scores = jnp.einsum("bkgld,bksd->bkgls", qh[:, :, :, start:start + rows], kh[:, :, :keys])
+        k_i = k_blocks[0] if i == 0 else jnp.concatenate(k_blocks[:i + 1], axis=2)
+        v_i = v_blocks[0] if i == 0 else jnp.concatenate(v_blocks[:i + 1], axis=2)
+        scores = jnp.einsum("bkgld,bksd->bkgls", q_blocks[i], k_i)
         if mask is None:
             allowed = (jnp.arange(keys)[None, :] <= start + jnp.arange(rows)[:, None])[None, None, None]
         else:
             allowed = mask[:, :, None, start:start + rows, :keys]  # [B, 1, 1, rows, keys]
         scores = jnp.where(allowed, scores.astype(jnp.float32), _MASK_VALUE)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-        outs.append(jnp.einsum("bkgls,bksd->bkgld", probs, vh[:, :, :keys]))
+        outs.append(jnp.einsum("bkgls,bksd->bkgld", probs, v_i))
     out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3)
     return out.transpose(0, 3, 1, 2, 4).reshape(b, length, h, hd)
 
