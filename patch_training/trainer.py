@@ -18,6 +18,7 @@ import gin
 import jax
 import numpy as np
 
+from patch_training import allocator
 from patch_training import mfu as mfu_lib
 from patch_training.atomic import write_json_atomic
 from patch_training import partitioning as sharding_lib
@@ -343,6 +344,8 @@ def run_training(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUI
     trainer_config = trainer_config or TrainerConfig()
     mesh = make_mesh(mesh_shape)
     check_all_bindings_used()
+    if mesh.devices.flat[0].platform == "cpu" and (hint := allocator.cpu_training_hint()):
+        log.info(hint)
     run_dir = Path(model_dir)
     if jax.process_index() == 0:
         write_operative_config(run_dir)

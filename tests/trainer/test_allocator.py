@@ -37,3 +37,11 @@ def test_a_process_started_with_the_env_runs_on_tcmalloc():
     maps = subprocess.run([sys.executable, "-c", "print(open('/proc/self/maps').read())"], env=env,
                           capture_output=True, text=True, check=True).stdout
     assert library in maps
+
+
+def test_the_cpu_training_hint_names_the_library_or_the_package_and_is_silent_when_preloaded():
+    assert allocator.cpu_training_hint({"LD_PRELOAD": "/l/libjemalloc.so.2"}, "/l/libtcmalloc.so.4") is None
+    hint = allocator.cpu_training_hint({}, "/l/libtcmalloc_minimal.so.4")
+    assert "LD_PRELOAD=/l/libtcmalloc_minimal.so.4" in hint and "\n" not in hint
+    if allocator.find_tcmalloc() is None:
+        assert "libtcmalloc-minimal4" in allocator.cpu_training_hint({})
