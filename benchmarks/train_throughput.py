@@ -43,10 +43,10 @@ DEFAULT_NUMERICS = "configs/models/cpu_bf16_train.gin"
 #   tcmalloc       preload tcmalloc (default; scripts/setup.sh installs it). Freed buffers are reused,
 #                  neither side faults in memory again that the other side just released.
 #   system         glibc's malloc as the process started (the fallback when tcmalloc is missing). Each
-#                  side's first step after the other re-faults its buffers: measured on 2 cores, ours
-#                  3.3 s instead of 1.6 s per step, PyTorch bf16 2.2 s instead of 1.9 s.
+#                  side re-faults the buffers the other just released: measured on 2 cores, ours 3.1 s
+#                  instead of 1.4 s per step, PyTorch bf16 2.7 s instead of 1.7 s.
 #   glibc_hugetlb  glibc with transparent huge pages for large blocks: fewer faults, but each huge
-#                  page is compacted and zeroed in the kernel; worse still for ours (4.5-6 s per step).
+#                  page is compacted and zeroed in the kernel; worse still for ours (up to 6 s a step).
 MALLOC_CHOICES = ("tcmalloc", "glibc_hugetlb", "system")
 MALLOC_HUGETLB = "glibc.malloc.hugetlb=1"
 
