@@ -26,28 +26,40 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 #    backs the seccomp filter; tcmalloc serves CPU training; with --browser, chromium for the report's
 #    rendering test. Installed only when we can (root + apt-get); otherwise we say so, the sandbox's
 #    start-up probe picks a weaker tier or refuses, and training runs on glibc's malloc.
+# apt_install PKG...: install with apt-get as root or through sudo; returns 2 when neither is possible.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing system packages: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "$@" >/dev/null; }
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
+    log "installing system packages with sudo: $*"
+    sudo -n apt-get install -y -q --no-install-recommends "$@" >/dev/null
+  else
+    return 2
+  fi
+}
 need_pkgs=()
 if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   need_pkgs+=(chromium)
 fi
 command -v bwrap >/dev/null 2>&1 || need_pkgs+=(bubblewrap)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || need_pkgs+=(libseccomp2)
-# tcmalloc for CPU training (patch_training/allocator.py): XLA's per-step buffers are reused instead
-# of being faulted in again every step. Optional: without it training runs on glibc's malloc.
-ldconfig -p 2>/dev/null | grep -q 'libtcmalloc_minimal.so.4' || need_pkgs+=(libtcmalloc-minimal4)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "installing system packages: ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null; }
-  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
-    log "installing system packages with sudo: ${need_pkgs[*]}"
-    sudo -n apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >/dev/null
-  else
+  rc=0; apt_install "${need_pkgs[@]}" || rc=$?
+  if [ $rc = 2 ]; then
     log "WARNING: cannot install ${need_pkgs[*]} (not root, no apt-get). The code sandbox will run at a weaker"
     log "         tier or refuse; install them with your package manager for full isolation."
+  elif [ $rc != 0 ]; then
+    exit $rc
   fi
+fi
+# tcmalloc for CPU training (patch_training/allocator.py): XLA's per-step buffers are reused instead
+# of being faulted in again every step. Optional: if it cannot be installed, training runs on glibc.
+if ! ldconfig -p 2>/dev/null | grep -q 'libtcmalloc_minimal.so.4'; then
+  apt_install libtcmalloc-minimal4 \
+    || log "WARNING: tcmalloc (libtcmalloc-minimal4) not installed; CPU training runs on glibc's malloc (slower)."
 fi
 
 # 2. uv itself.
