@@ -56,20 +56,17 @@ def reexec_with_malloc(choice: str, argv: list[str]) -> None:
     from patch_training import allocator
     module = __spec__.name if __spec__ else "benchmarks.train_throughput"
     if choice == "tcmalloc":
-        if allocator.reexec_under_tcmalloc(module, argv) or allocator.preloaded_allocator():
-            return
-        print("warning: tcmalloc is not installed (scripts/setup.sh installs libtcmalloc-minimal4); "
-              "running on glibc's malloc, where page faults dominate the interleaved timings", file=sys.stderr)
-        return
-    if choice == "system":
+        allocator.reexec_under_tcmalloc(module, argv)  # returns only if there is nothing to change
+        if not allocator.preloaded_allocator():
+            print("warning: tcmalloc is not installed (scripts/setup.sh installs libtcmalloc-minimal4); "
+                  "running on glibc's malloc, where page faults dominate the interleaved timings",
+                  file=sys.stderr)
         return
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in tunables or allocator.preloaded_allocator():
+    if choice == "system" or "glibc.malloc.hugetlb" in tunables or allocator.preloaded_allocator():
         return
-    env = dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, MALLOC_HUGETLB) if t))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
+    allocator.reexec_module(module, argv,
+                            dict(os.environ, GLIBC_TUNABLES=":".join(t for t in (tunables, MALLOC_HUGETLB) if t)))
 
 
 def malloc_in_use() -> str:

@@ -54,19 +54,22 @@ def env_with_tcmalloc(env: dict[str, str] | os._Environ = os.environ,
     return dict(env, LD_PRELOAD=f"{library} {preload}".strip())
 
 
-def reexec_under_tcmalloc(module: str, argv: list[str]) -> bool:
-    """Restart this process as `python -m module *argv` with tcmalloc preloaded.
-
-    Returns False (and does nothing) when an allocator is already preloaded or tcmalloc is not
-    installed; otherwise it does not return.
-    """
-    env = env_with_tcmalloc()
-    if env is None:
-        return False
+def reexec_module(module: str, argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with `python -m module *argv` under `env` (same pid; does not return)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
-    return True  # not reached
+
+
+def reexec_under_tcmalloc(module: str, argv: list[str]) -> None:
+    """Restart this process as `python -m module *argv` with tcmalloc preloaded.
+
+    Returns (doing nothing) when an allocator is already preloaded or tcmalloc is not installed;
+    otherwise it does not return.
+    """
+    env = env_with_tcmalloc()
+    if env is not None:
+        reexec_module(module, argv, env)
 
 
 def cpu_training_hint(env: dict[str, str] | os._Environ = os.environ,
