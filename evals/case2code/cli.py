@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                    "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
                    "seed": args.seed, "chat": args.chat, "model": args.checkpoint or args.hf_dir or args.endpoint,
                    "model_name": args.model_name, "judge_limits": {"program_wall_s": 10.0},
-                   "prompt": "row prompt + official call-signature reminder", "extractor": "official (first ```python block)"},
+                   "prompt": "row prompt + official call-signature reminder", "extractor": "official unwrap_code (```python block, else first bare ``` block, else whole)"},
         "versions": _versions(), "model_fingerprint": model.fingerprint, "git_commit": _git_commit(),
         "skipped_data_rows": dict(problems),
         "summary": summary,

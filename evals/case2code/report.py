@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evals.case2code.protocol import OFFICIAL_MEAN_HIDDEN, OFFICIAL_MIN_HIDDEN
+
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
@@ -20,12 +22,20 @@ def write_markdown(results: dict, path: Path) -> None:
              f"| gold ceiling (reference functions, same judge) | {_pct(s.get('gold_ceiling'))} "
              f"({gold.get('passed', '?')}/{gold.get('rows', '?')}) |",
              f"| pass@1 on gold-solvable rows | {_pct(s.get('pass_at_1_on_gold_solvable'))} |"]
+    counts = s.get("inputs_per_row", {})
+    if counts.get("hidden"):
+        shown, hidden = counts["shown"], counts["hidden"]
+        lines.append(f"| inputs per row, shown / hidden (mean; hidden min-max) | {shown['mean']:.1f} / "
+                     f"{hidden['mean']:.1f} ({hidden['min']}-{hidden['max']}) |")
     for k, v in s.get("pass_at_k_unbiased", {}).items():
         if k != "1":
             lines.append(f"| pass@{k} (unbiased estimator) | {_pct(v)} |")
     for k, v in s.get("first_k_pass_official", {}).items():
         if k != "1":
             lines.append(f"| one of the first {k} passes (official harness figure) | {_pct(v)} |")
+    if counts.get("hidden") and counts["hidden"]["mean"] < OFFICIAL_MIN_HIDDEN:
+        lines += ["", f"Note: these rows hide {counts['hidden']['mean']:.1f} inputs on average, the official test "
+                      f"rows {OFFICIAL_MEAN_HIDDEN}, so this is an easier test than the official one and its pass@1 reads higher."]
     lines += ["", "## Answers by status", "", "| status | answers |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in s["counts_by_status"].items()]
     lines += ["", "## Pass rate by number of shown examples", "", "| shown | rows | pass@1 | gold |", "|---|---|---|---|"]

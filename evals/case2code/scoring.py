@@ -15,6 +15,7 @@ import numpy as np
 
 from evals.case2code.judge import STATUSES, gold_ceiling, judge
 from evals.case2code.passk import summarize
+from evals.case2code.protocol import OFFICIAL_MIN_HIDDEN
 from evals.execution import SandboxPool
 from patch_training.errors import UserError
 
@@ -54,6 +55,21 @@ def read_predictions(path: str | Path, known_ids: set[str]) -> tuple[list[dict],
     return answers, {"malformed_lines": malformed, "unknown_ids": unknown, "examples": examples}
 
 
+
+
+def input_counts(rows: list[dict]) -> dict[str, Any]:
+    """Shown and hidden inputs per row: shown = the prompt's examples (`choosed_example_idx`), hidden = the rest
+    of the row's inputs, which the judge runs too. -> {"shown": {mean,min,max}, "hidden": {...},
+    "rows_hiding_fewer_than_20": n}."""
+    shown = [len(set(r.get("choosed_example_idx") or [])) for r in rows]
+    hidden = [len(r["example_outputs"]) - k for r, k in zip(rows, shown)]
+
+    def stats(xs: list[int]) -> dict[str, float]:
+        return {"mean": float(np.mean(xs)), "min": int(min(xs)), "max": int(max(xs))} if xs else {}
+    return {"shown": stats(shown), "hidden": stats(hidden),
+            f"rows_hiding_fewer_than_{OFFICIAL_MIN_HIDDEN}": sum(h < OFFICIAL_MIN_HIDDEN for h in hidden)}
+
+
 def score(pool: SandboxPool, rows: list[dict], answers: list[dict], *, with_gold: bool = True) -> tuple[list[dict], dict]:
     """Judge every answer (and the gold functions). -> (verdicts sorted by row order and sample, summary)."""
     by_id = {r["id"]: r for r in rows}
@@ -83,6 +99,7 @@ def score(pool: SandboxPool, rows: list[dict], answers: list[dict], *, with_gold
     for name, value in summarize(per_problem, ks).items():
         k = name.split("@")[-1] if "@" in name else name.split("_")[1]
         summary["pass_at_k_unbiased" if name.startswith("pass@") else "first_k_pass_official"][k] = value
+    summary["inputs_per_row"] = input_counts(rows)
     by_shown = collections.defaultdict(list)
     for r, f in zip(rows, per_problem):
         by_shown[len(r.get("choosed_example_idx") or [])].append(float(np.mean(f)))

@@ -73,3 +73,14 @@ def extract_code(text: str) -> str | None:
     if "```" not in text and _DEFINES_ENTRY.search(text):
         return text.rstrip() + "\n"
     return None
+
+
+def extract_solver(completion: str, lead: str) -> str | None:
+    """The `solver` in a completion of a prompt that ends with `lead` (an opened "```python" fence).
+
+    A base model continues the lead, so the prompt's fence and the completion are read together. A chat model
+    answers afresh and opens its own fence ("```python\ndef solver..."): read together with the lead, that
+    fence would close the lead's empty block and the code would sit outside any block. So the completion is
+    read both ways: as a continuation first, then on its own.
+    """
+    return extract_code(lead + completion) or extract_code(completion)

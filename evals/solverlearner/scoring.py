@@ -2,7 +2,8 @@
 
 Input lines: `{"id": "<task>/<variant>/<index>", "setting": "...", "completion": "..."}` (extra keys ignored).
 - Direct settings: the task's parser finds the answer; none found = a parse failure.
-- `solverlearner`: the first fenced block defining `solver` (see `common.extract_code`); none = a parse
+- `solverlearner`: the first fenced block defining `solver`, the completion read as a continuation of the
+  prompt's "```python" lead or, for a chat model, on its own (see `common.extract_solver`); none = a parse
   failure. Every function runs in one `SandboxPool` for the whole batch, on the query's input only; the
   parent keeps the gold, reads back the return value's repr (a literal, parsed with `ast.literal_eval`) and
   judges it. Timeouts, crashes, exceptions and non-literal returns are wrong answers (their status is counted
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from evals.execution import Program
-from evals.solverlearner.common import ENTRY, SETTINGS, extract_code, split_id
+from evals.solverlearner.common import ENTRY, SETTINGS, extract_solver, split_id
 from evals.solverlearner.prompts import CODE_LEAD
 from evals.solverlearner.tasks import ProblemBank
 
@@ -97,7 +98,7 @@ def judge_predictions(rows: Iterable[dict], bank: ProblemBank, *, pool=None,
                "parts_correct": 0, "parts": 1, "finish_reason": row.get("finish_reason")}
         completion = row["completion"]
         if setting == "solverlearner":
-            code = extract_code(CODE_LEAD + completion)
+            code = extract_solver(completion, CODE_LEAD)
             if code is None:
                 rec["parse_failure"] = True
             else:

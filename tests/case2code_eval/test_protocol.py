@@ -12,12 +12,18 @@ FN = "def f(x):\n    return x + 1"
 @pytest.mark.parametrize("answer,code,how", [
     (f"The function is:\n\n```python\n{FN}\n\n```", FN, "fenced"),            # the gold answers' shape
     (f"Sure! Here it is:\n```python\n{FN}\n```\nIt adds one.", FN, "fenced"),
-    (f"```python\r\n{FN}\r\n```", FN.replace("\n", "\n"), "fenced"),
+    (f"```python\r\n{FN}\r\n```", FN, "fenced"),
     (f"```python3\n{FN}\n```", FN, "fenced"),                                 # one char after the tag is skipped
+    (f"```Python\n{FN}\n```", FN, "fenced"),                                  # capitalised tag is mapped first
     (f"```python\n{FN}", FN, "unterminated"),                                # cut before the closing fence
     (f"```python\n{FN}\n```\n```python\ndef g():\n    pass\n```", FN, "fenced"),  # the first block only
+    # a python block wins over an earlier bare one
+    (f"Example:\n```\nf(1) == 2\n```\nCode:\n```python\n{FN}\n```", FN, "fenced"),
+    (f"Here:\n```\n{FN}\n```\nDone.", FN, "bare_fenced"),                    # no python fence: first bare block
+    (f"```\n{FN}\n```\n```\ndef g():\n    pass\n```", FN, "bare_fenced"),
+    (f"```\n{FN}", FN, "bare_unterminated"),
+    (f"```py\n{FN}\n```", f"py\n{FN}", "bare_fenced"),                         # official quirk: "py" stays in the code
     (f"{FN}\n", FN, "whole"),                                                # no fence: the whole answer
-    (f"```\n{FN}\n```", f"```\n{FN}\n```", "whole"),                         # a bare fence is not python
     ("", "", "whole"),
 ])
 def test_extract_code(answer, code, how):
@@ -59,3 +65,24 @@ def test_bad_data_rows_are_counted(tmp_path):
     assert [r["id"] for r in rows] == ["a"] and rows[0]["example_outputs"] == [{"return": '"1"'}]
     assert problems["not JSON"] == 1 and problems["duplicate id"] == 1
     assert sum(problems.values()) == 4
+
+
+def test_hidden_input_counts_and_the_easier_split_note(tmp_path):
+    from evals.case2code.report import write_markdown
+    from evals.case2code.scoring import input_counts
+    rows = [{"example_outputs": [{"return": "1"}] * 8, "choosed_example_idx": [0, 3, 5]},     # 3 shown, 5 hidden
+            {"example_outputs": [{"return": "1"}] * 30, "choosed_example_idx": [1, 2, 4, 9]}]  # 4 shown, 26 hidden
+    c = input_counts(rows)
+    assert c["shown"] == {"mean": 3.5, "min": 3, "max": 4}
+    assert c["hidden"] == {"mean": 15.5, "min": 5, "max": 26}
+    assert c["rows_hiding_fewer_than_20"] == 1
+    summary = {"n_rows": 2, "samples_per_row": {"max": 1}, "pass_at_1": 0.5, "counts_by_status": {"passed": 1},
+               "pass_at_1_by_shown_examples": {}, "inputs_per_row": c}
+    results = {"config": {"data": "d", "max_new_tokens": 8, "temperature": 0.0}, "summary": summary}
+    write_markdown(results, tmp_path / "r.md")
+    text = (tmp_path / "r.md").read_text()
+    assert "| inputs per row, shown / hidden (mean; hidden min-max) | 3.5 / 15.5 (5-26) |" in text
+    assert "hide 15.5 inputs on average" in text and "easier test" in text
+    summary["inputs_per_row"] = input_counts([rows[1]])
+    write_markdown(results, tmp_path / "r.md")
+    assert "easier test" not in (tmp_path / "r.md").read_text()

@@ -96,6 +96,8 @@ def test_score_cli(tmp_path, official_rows, capsys):
     lines = [{"id": rows[0]["id"], "completion": rows[0]["output"]},
              {"id": rows[0]["id"], "completion": "```python\ndef nope(): pass\n```"},
              {"id": rows[1]["id"], "completion": "no code here"},
+             # a bare fence (no "python" tag): the official extractor takes its block, so the gold code passes
+             {"id": rows[2]["id"], "completion": f"Here it is:\n```\n{rows[2]['code']}\n```\nDone."},
              {"id": "unknown-id", "completion": "x"}]
     preds.write_text("".join(json.dumps(p) + "\n" for p in lines) + "{not json\n")
     out = tmp_path / "v.jsonl"
@@ -103,12 +105,14 @@ def test_score_cli(tmp_path, official_rows, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     verdicts = [json.loads(l) for l in out.read_text().splitlines()]
     assert [(v["id"], v["sample"], v["passed"]) for v in verdicts] == [
-        (rows[0]["id"], 0, True), (rows[0]["id"], 1, False), (rows[1]["id"], 0, False)]
+        (rows[0]["id"], 0, True), (rows[0]["id"], 1, False), (rows[1]["id"], 0, False), (rows[2]["id"], 0, True)]
+    assert [v["status"] for v in verdicts][1:3] == ["wrong_output", "syntax_error"]
     assert set(verdicts[0]) >= {"id", "passed", "n_inputs", "n_matched", "status"}
-    assert summary["n_rows"] == 3 and summary["n_predictions"] == 3
+    assert summary["n_rows"] == 3 and summary["n_predictions"] == 4
+    assert summary["extraction"] == {"fenced": 2, "whole": 1, "bare_fenced": 1}
     assert summary["unknown_ids"] == 1 and summary["malformed_lines"] == 1 and summary["skipped_data_rows"] == 1
-    assert summary["pass_at_1"] == pytest.approx((0.5 + 0 + 0) / 3)
-    assert summary["counts_by_status"]["missing"] == 1
+    assert summary["pass_at_1"] == pytest.approx((0.5 + 0 + 1) / 3)
+    assert "missing" not in summary["counts_by_status"]  # every row has a prediction
     assert 0 < summary["gold_ceiling"] <= 1
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from evals.solverlearner.arithmetic import ArithmeticTask, add_in_base
 from evals.solverlearner.cipher import CipherTask, shift_text
-from evals.solverlearner.common import Problem, extract_code, first_boxed, split_id
+from evals.solverlearner.common import Problem, extract_code, extract_solver, first_boxed, split_id
 from evals.solverlearner.prompts import CODE_LEAD
 from evals.solverlearner.spatial import MAPS, SpatialTask
 from evals.solverlearner.syntax import SyntaxTask
@@ -69,6 +69,23 @@ def test_extract_code_rules():
     assert extract_code(fn) == fn                                              # bare code, no fence
     assert extract_code(CODE_LEAD + "def helper():\n    pass\n```") is None    # no `solver`
     assert extract_code("The answer is 101.") is None
+
+
+@pytest.mark.parametrize("completion", [
+    "def solver(a, b):\n    return a\n```\nDone.",                     # a base model continues the lead
+    "def solver(a, b):\n    return a\n",                                # ... and is cut off
+    "```python\ndef solver(a, b):\n    return a\n```",                   # a chat model opens its own fence
+    "```python\ndef solver(a, b):\n    return a\n",                      # ... and is cut off
+    "Here is my solver:\n```python\ndef solver(a, b):\n    return a\n```\nIt returns a.",  # prose first
+    "```\n\n```python\ndef solver(a, b):\n    return a\n```",            # closes the lead, then its own block
+])
+def test_extract_solver_reads_continuations_and_fresh_answers(completion):
+    assert extract_solver(completion, CODE_LEAD) == "def solver(a, b):\n    return a\n"
+
+
+def test_extract_solver_finds_nothing_without_a_solver():
+    assert extract_solver("```python\ndef helper():\n    pass\n```", CODE_LEAD) is None
+    assert extract_solver("The answer is 101.", CODE_LEAD) is None
 
 
 def test_split_id():

@@ -61,13 +61,16 @@ EVIL = {
 
 
 def test_bad_functions_never_pass(bank, sl_pool, tmp_path):
-    rows = [{"id": "arithmetic/base9/0", "setting": "solverlearner", "completion": GOOD}]
+    rows = [{"id": "arithmetic/base9/0", "setting": "solverlearner", "completion": GOOD},
+            # a chat model's fresh answer: its own fence, not a continuation of the prompt's lead
+            {"id": "arithmetic/base9/0", "setting": "solverlearner", "completion": "```python\n" + GOOD}]
     rows += [{"id": "arithmetic/base9/0", "setting": "solverlearner", "completion": c, "tag": k}
              for k, c in EVIL.items()]
     judged, bad = judge_predictions(rows, bank, pool=sl_pool)
     assert not bad and len(judged) == len(rows)
     assert judged[0]["correct"] and judged[0]["exec_status"] == "ok"
-    by_tag = {r["tag"]: j for r, j in zip(rows[1:], judged[1:])}
+    assert judged[1]["correct"] and judged[1]["exec_status"] == "ok"
+    by_tag = {r["tag"]: j for r, j in zip(rows[2:], judged[2:])}
     assert not any(j["correct"] for j in by_tag.values())
     assert by_tag["loops"]["exec_status"] == "timeout"
     assert by_tag["crashes"]["exec_status"] == "error"
@@ -77,7 +80,7 @@ def test_bad_functions_never_pass(bank, sl_pool, tmp_path):
     summary = aggregate(judged)
     assert summary["n"]["arithmetic/base9/solverlearner"] == len(rows)
     assert summary["parse_failures"]["arithmetic/base9/solverlearner"] == 1
-    assert summary["accuracy"]["arithmetic/base9/solverlearner"] == pytest.approx(1 / len(rows))
+    assert summary["accuracy"]["arithmetic/base9/solverlearner"] == pytest.approx(2 / len(rows))
 
 
 def test_bad_lines_are_counted_not_fatal(bank, tmp_path):
