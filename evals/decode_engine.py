@@ -15,7 +15,9 @@ prompt's slots stay intact while a row decodes (generated tokens go to slots >= 
 
 Full-vocabulary mean (`return_mean`): each row keeps a `[V]` running sum of the softmax of the raw
 logits over its kept steps, so the mean distribution per sample costs `[B, V]` on the device instead of
-a `[B, max_new, V]` per-step buffer (`return_probs`, kept for tests and small uses).
+a `[B, max_new, V]` per-step buffer (`return_probs`, kept for tests and small uses). With
+`mean_includes_stop` the step that sampled a stop token (EOS) is summed and counted too: the official
+DynamicQA code averages the softmax over every generated step, the EOS step included.
 
 Each row has its own length and its own slots `0..len-1` in a `[B, KV_H, S, D]` cache (see
 `evals.decode_forward`), and sample j of prompt i uses key fold_in(fold_in(seed, i), j) folded with
@@ -52,6 +54,7 @@ class EngineSpec:
     compute_dtype: str
     cache_dtype: str
     return_mean: bool = False        # keep a [B, V] running sum of the raw softmax per row
+    mean_includes_stop: bool = False  # ... over every step, the one that sampled a stop token included
 
 
 @dataclasses.dataclass
@@ -62,7 +65,7 @@ class Finished:
     logprobs: list[float]
     stopped: bool
     probs: np.ndarray | None
-    mean_dist: np.ndarray | None = None   # [V] fp32 when spec.return_mean and at least one token
+    mean_dist: np.ndarray | None = None   # [V] fp32 when spec.return_mean and at least one step was summed
 
 
 def _empty_state(spec: EngineSpec) -> dict[str, Any]:
@@ -89,6 +92,7 @@ def _empty_state(spec: EngineSpec) -> dict[str, Any]:
         state["probs"] = jnp.zeros((b, n, cfg.vocab_size), jnp.float32)
     if spec.return_mean:
         state["dist_sum"] = jnp.zeros((b, cfg.vocab_size), jnp.float32)
+        state["dist_steps"] = jnp.zeros((b,), jnp.int32)   # steps summed (kept tokens, + the stop step)
     return state
 
 
@@ -106,6 +110,7 @@ def _arm(state: dict[str, Any], rows: Array, length: Array, logits: Array, keys:
         new[name] = state[name].at[rows].set(value, mode="drop")
     if spec.return_mean:
         new["dist_sum"] = state["dist_sum"].at[rows].set(0.0, mode="drop")
+        new["dist_steps"] = state["dist_steps"].at[rows].set(0, mode="drop")
     return new
 
 
@@ -175,7 +180,9 @@ def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, chunk_steps
         if spec.return_probs:
             new["probs"] = s["probs"].at[rows, at].set(probs, mode="drop")
         if spec.return_mean:
-            new["dist_sum"] = s["dist_sum"] + jnp.where(keep[:, None], probs, 0.0)
+            summed = active if spec.mean_includes_stop else keep
+            new["dist_sum"] = s["dist_sum"] + jnp.where(summed[:, None], probs, 0.0)
+            new["dist_steps"] = s["dist_steps"] + summed.astype(jnp.int32)
         gen = s["gen"] + keep.astype(jnp.int32)
         ended = active & (is_stop | (gen >= s["limit"]))
         new["gen"] = gen
@@ -289,12 +296,14 @@ def run_engine(weights: Any, spec: EngineSpec, prompts: Sequence[Sequence[int]],
             lps = np.asarray(state["logprobs"][idx, :width])
             probs = np.asarray(state["probs"][idx, :width]) if spec.return_probs else None
             sums = np.asarray(state["dist_sum"][idx]) if spec.return_mean else None
+            steps = np.asarray(state["dist_steps"][idx]) if spec.return_mean else None
             for k, r in enumerate(ended):
                 n = int(gen[r])
                 fin = Finished(request=occupant[r], token_ids=[int(t) for t in toks[k, :n]],
                                logprobs=[float(x) for x in lps[k, :n]], stopped=bool(stopped[r]),
                                probs=probs[k, :n].copy() if probs is not None else None,
-                               mean_dist=(sums[k] / n).astype(np.float32) if sums is not None and n else None)
+                               mean_dist=(sums[k] / steps[k]).astype(np.float32)
+                               if sums is not None and steps[k] else None)
                 results[fin.request] = fin
                 occupant[r] = None
                 done += 1

@@ -201,7 +201,7 @@ class Decoder:
                  sampling: SamplingConfig = SamplingConfig(), num_samples: int = 1, seed: int = 0,
                  stop_tokens: Sequence[int] | None = None, return_probs: bool = False,
                  return_mean_dist: bool = False, seeds: Sequence[int] | None = None,
-                 progress: bool = False) -> list[list[Sample]]:
+                 progress: bool = False, mean_includes_stop: bool = False) -> list[list[Sample]]:
         """For each prompt (a list of token ids), `num_samples` Samples.
 
         Sample j of prompt i uses key fold_in(fold_in(seed, i), j): reproducible and independent of
@@ -209,8 +209,12 @@ class Decoder:
         the key prompt i would get alone in a call with seed=seeds[i], so prompts seeded by their own
         identity can share one call. `max_new_tokens` is one limit for all or one per prompt. Empty
         prompts are refused (there is nothing to condition on; add a BOS). `return_probs` keeps every
-        step's [V] softmax; `return_mean_dist` only their mean (bounded memory).
+        step's [V] softmax; `return_mean_dist` only their mean (bounded memory), over the kept tokens' steps
+        or, with `mean_includes_stop`, over every step including the one that sampled a stop token (the
+        continuous engine only).
         """
+        if mean_includes_stop and self.engine != "continuous":
+            raise ValueError("mean_includes_stop needs the continuous engine (the static loop keeps no stop step)")
         limits = ([int(max_new_tokens)] * len(prompts) if np.ndim(max_new_tokens) == 0
                   else [int(n) for n in max_new_tokens])
         if len(limits) != len(prompts):
@@ -239,7 +243,7 @@ class Decoder:
         keys = [jax.random.fold_in(bases[i], j) for i, j in rows]
         if self.engine == "continuous":
             return self._generate_continuous(prompts, rows, keys, limits, sampling, stops, return_probs,
-                                             return_mean_dist, progress)
+                                             return_mean_dist, progress, mean_includes_stop)
         results = self._generate_static(prompts, rows, keys, limits, sampling, stops,
                                         return_probs or return_mean_dist, progress)
         for row in results:
@@ -256,7 +260,7 @@ class Decoder:
                       finish_reason="stop" if stopped else "length", probs=probs, mean_dist=mean_dist)
 
     def _generate_continuous(self, prompts, rows, keys, limits, sampling, stops, return_probs,
-                             return_mean_dist, progress) -> list[list[Sample]]:
+                             return_mean_dist, progress, mean_includes_stop=False) -> list[list[Sample]]:
         from evals import decode_engine
 
         if self._weights is None:
@@ -271,7 +275,8 @@ class Decoder:
             rows=min(self.batch_size, 1 << (len(rows) - 1).bit_length()),
             cache_len=cache_len, max_new_tokens=max(row_limits), stop_tokens=stops,
             return_probs=bool(return_probs), compute_dtype=self.compute_dtype,
-            cache_dtype=self.cache_dtype, return_mean=bool(return_mean_dist))
+            cache_dtype=self.cache_dtype, return_mean=bool(return_mean_dist),
+            mean_includes_stop=bool(return_mean_dist and mean_includes_stop))
         self.last_stats = {}
         finished = decode_engine.run_engine(
             self._weights, spec, [prompts[i] for i, _ in rows], keys, row_limits,

@@ -38,6 +38,7 @@ class Sampling:
     seed: int = 0
     stop: tuple[str, ...] = ()          # stop strings (in addition to the model's EOS)
     return_dist: bool = False           # also return the mean full-vocabulary distribution
+    dist_includes_stop: bool = False    # ... averaged over every step, the one that sampled EOS/a stop included
     chat: bool = False                  # format the prompt with the model's chat template
 
     def __post_init__(self):
@@ -53,6 +54,8 @@ class Sampling:
     def key(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
+        if not self.dist_includes_stop:   # added later: absent at its default, so older cache keys still match
+            d.pop("dist_includes_stop")
         return d
 
 

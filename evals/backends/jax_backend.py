@@ -128,7 +128,8 @@ class JaxModel:
         cfg = SamplingConfig(sampling.temperature, sampling.top_k, sampling.top_p)
         stops = tuple(sorted(set(self.stop_ids()) | set(self.stop_string_tokens(sampling.stop))))
         kw = dict(max_new_tokens=sampling.max_new_tokens, sampling=cfg, num_samples=n,
-                  stop_tokens=stops, return_mean_dist=sampling.return_dist)
+                  stop_tokens=stops, return_mean_dist=sampling.return_dist,
+                  mean_includes_stop=sampling.return_dist and sampling.dist_includes_stop)
         if cfg.greedy:
             raw = self.decoder.generate(list(prompts), seed=0, **kw)
         else:
@@ -136,7 +137,7 @@ class JaxModel:
             seeds = seeds if seeds is not None else [_ids_seed(sampling.seed, p) for p in prompts]
             raw = self.decoder.generate(list(prompts), seeds=list(seeds), **kw)
         out = []
-        rescore: list[tuple[list[int], Completion]] = []   # cut by a stop string on the host
+        rescore: list[tuple[list[int], Completion, list[int]]] = []   # cut by a stop string on the host
         for ids, samples in zip(prompts, raw):
             row = []
             for s in samples:
@@ -144,13 +145,16 @@ class JaxModel:
                 if sampling.return_dist:
                     if len(c.token_ids) == len(s.token_ids):
                         c.mean_dist = s.mean_dist
+                    elif sampling.dist_includes_stop:
+                        # the step that produced the stop text's first token is the stop step: score it too
+                        rescore.append((list(ids), c, list(s.token_ids[:len(c.token_ids) + 1])))
                     elif c.token_ids:
-                        rescore.append((list(ids), c))
+                        rescore.append((list(ids), c, list(c.token_ids)))
                 row.append(c)
             out.append(row)
         if rescore:
-            dists = self.mean_dists([p for p, _ in rescore], [c.token_ids for _, c in rescore])
-            for (_, c), d in zip(rescore, dists):
+            dists = self.mean_dists([p for p, _, _ in rescore], [steps for _, _, steps in rescore])
+            for (_, c, _), d in zip(rescore, dists):
                 c.mean_dist = d
         return out
 

@@ -11,8 +11,6 @@ import argparse
 import json
 import logging
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,26 +24,6 @@ log = logging.getLogger("evals.case2code")
 def _default_data() -> str:
     from patch_training.shared_data import shared_data_path
     return str(shared_data_path("case2code", "test.jsonl"))
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-    v = {"python": platform.python_version()}
-    for pkg in ("jax", "flax", "numpy", "tokenizers"):
-        try:
-            v[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return v
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -116,13 +94,18 @@ def cmd_run(args: argparse.Namespace) -> int:
          "status": v["status"], "passed": v["passed"], "n_inputs": v["n_inputs"], "n_matched": v["n_matched"],
          "verdicts": v["verdicts"], "first_mismatch": v.get("first_mismatch")} for v in verdicts))
     cache = getattr(model, "cache", None)
+    from evals.provenance import provenance, records_hash
+    config = {"data": str(args.data), "limit": args.limit, "num_samples": args.num_samples,
+              "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+              "seed": args.seed, "chat": args.chat, "model": args.checkpoint or args.hf_dir or args.endpoint,
+              "model_name": args.model_name, "judge_limits": {"program_wall_s": 10.0},
+              "prompt": "row prompt + official call-signature reminder",
+              "extractor": "official unwrap_code (```python block, else first bare ``` block, else whole)"}
+    prov = provenance(model_fingerprint=model.fingerprint, data_hash=records_hash(rows), data=str(args.data),
+                      settings={**config, "sampling": sampling.key()})
     results = {
-        "config": {"data": str(args.data), "limit": args.limit, "num_samples": args.num_samples,
-                   "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
-                   "seed": args.seed, "chat": args.chat, "model": args.checkpoint or args.hf_dir or args.endpoint,
-                   "model_name": args.model_name, "judge_limits": {"program_wall_s": 10.0},
-                   "prompt": "row prompt + official call-signature reminder", "extractor": "official unwrap_code (```python block, else first bare ``` block, else whole)"},
-        "versions": _versions(), "model_fingerprint": model.fingerprint, "git_commit": _git_commit(),
+        "config": config, "provenance": prov,
+        "versions": prov["versions"], "model_fingerprint": model.fingerprint, "git_commit": prov["git_commit"],
         "skipped_data_rows": dict(problems),
         "summary": summary,
         "cache": None if cache is None else {"dir": str(cache.dir), "hits": model.hits, "misses": model.misses},

@@ -10,6 +10,7 @@ Both print one JSON summary line (means per fact type) as the last stdout line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -18,8 +19,9 @@ from typing import Any, Sequence
 
 from evals.dynamicqa.data import FACT_TYPES, load_all
 from evals.dynamicqa.judges import JUDGES, make_judge
-from evals.dynamicqa.sample import SamplingPlan, sample_items
+from evals.dynamicqa.sample import P_S_STEPS, SamplingPlan, sample_items
 from evals.dynamicqa.score import ScoreOptions, score_samples
+from evals.provenance import provenance, records_hash
 from patch_training.errors import UserError, run_cli
 
 log = logging.getLogger("evals.dynamicqa")
@@ -70,7 +72,11 @@ def build_parser(with_backends: bool) -> argparse.ArgumentParser:
     run.add_argument("--max_new_tokens", type=int, default=20)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--stop", action="append", default=None,
-                     help="stop string (repeatable; default a newline; --stop '' for none)")
+                     help="stop string besides the model's EOS (repeatable; default none, as the official code)")
+    run.add_argument("--p_s_steps", choices=P_S_STEPS, default="all",
+                     help="steps p_s averages: all = every generated step, the EOS/stop step included (official); "
+                          "kept = the answer's own tokens only (this project's earlier variant, with --stop '\\n' "
+                          "for base models)")
     run.add_argument("--dist_dtype", choices=("float32", "float16"), default="float32",
                      help="storage dtype of the distributions (float16 halves the disk)")
     run.add_argument("--chunk_items", type=int, default=16, help="items per generate call (3 prompts each)")
@@ -116,6 +122,24 @@ def prepare_run(args) -> tuple[Any, dict]:
     return _judge(args), load_all(args.data_dir, parse_types(args.types), args.limit)
 
 
+RUN_RECORD = "run.json"
+
+
+def check_run_record(out: Path, prov: dict) -> None:
+    """Samples already in `out` must come from the same model, data and settings; the first run records them."""
+    path = out / RUN_RECORD
+    keys = ("model_fingerprint", "data_hash", "settings")
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = [k for k in keys if old.get(k) != prov.get(k)]
+        if diff:
+            raise UserError(f"{out} holds samples of another run ({', '.join(diff)} differ); "
+                            f"use another --out or remove {out}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
+
+
 def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dict[str, Any]:
     """The `run` command after the model is open (tests call this with a test double)."""
     judge, loads = prepared or prepare_run(args)
@@ -123,14 +147,19 @@ def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dic
     for t, res in loads.items():
         log.info("%s: %s", t, res.report())
         items.extend(res.items)
-    stop = tuple(s for s in (args.stop if args.stop is not None else ["\n"]) if s)
+    stop = tuple(s for s in (args.stop or []) if s)
     plan = SamplingPlan(num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
                         max_new_tokens=args.max_new_tokens, seed=args.seed, stop=stop,
+                        p_s_steps=getattr(args, "p_s_steps", "all"),
                         chat=bool(getattr(args, "chat", False)), dist_dtype=args.dist_dtype)
     out = Path(args.out)
+    prov = provenance(model_fingerprint=model.fingerprint, data=str(args.data_dir or "../shared/data/dynamicqa"),
+                      data_hash=records_hash(dataclasses.asdict(it) for it in items), settings=plan.settings())
+    check_run_record(out, prov)
     samples = sample_items(model, items, out, plan, chunk_items=args.chunk_items, log=log.info)
     summary = score_samples(samples, out, judge, ScoreOptions(official_clustering=args.official_clustering),
                             log=log.info)
+    summary["provenance"] = prov
     summary["load"] = {t: {"items": len(r.items), "rows": r.rows_read, "problems": dict(r.problems)}
                        for t, r in loads.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -145,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "score":
         summary = score_samples(args.samples, args.out, _judge(args),
                                 ScoreOptions(official_clustering=args.official_clustering), log=log.info)
+        recorded = Path(args.samples).parent / RUN_RECORD   # samples made by `run` carry their provenance
+        if recorded.is_file():
+            summary["provenance"] = json.loads(recorded.read_text())
+            (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     else:
         prepared = prepare_run(args)
         from evals.backends import open_model_from_args

@@ -24,24 +24,42 @@ from evals.dynamicqa.prompts import CONTEXT, Q_ONLY, context_prompt, question_on
 from evals.model_api import Completion, LanguageModel, Sampling
 
 DIST_NAME = "dists"
+P_S_STEPS = ("all", "kept")
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplingPlan:
-    """The paper's protocol by default: 10 samples, T = 0.5, top-p 1.0, at most 20 new tokens."""
+    """The official protocol by default: 10 samples, T = 0.5, top-p 1.0, at most 20 new tokens, no stop but the
+    model's EOS, and p_s = the mean softmax of the raw logits over every generated step, the EOS step included.
+
+    `stop=("\n",)` with `p_s_steps="kept"` is this project's earlier variant, kept for base models that go on
+    past the answer's line: the answer ends at the newline, and p_s averages only the answer's own tokens
+    (the step that sampled the newline belongs to what would follow). Scores under it are not the paper's.
+    """
     num_samples: int = 10
     temperature: float = 0.5
     top_p: float = 1.0
     max_new_tokens: int = 20
     seed: int = 0
-    stop: tuple[str, ...] = ("\n",)
+    stop: tuple[str, ...] = ()
+    p_s_steps: str = "all"              # "all" (official: EOS/stop step included) | "kept" (answer tokens only)
     chat: bool = False
     dist_dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.p_s_steps not in P_S_STEPS:
+            raise ValueError(f"p_s_steps must be one of {P_S_STEPS}, got {self.p_s_steps!r}")
 
     def sampling(self) -> Sampling:
         return Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
                         top_p=self.top_p, seed=self.seed, stop=self.stop, return_dist=True,
-                        chat=self.chat)
+                        dist_includes_stop=self.p_s_steps == "all", chat=self.chat)
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the samples (recorded with them; a resume under other settings is refused)."""
+        d = dataclasses.asdict(self)
+        d["stop"] = list(self.stop)
+        return d
 
 
 def _done_items(samples_path: Path) -> tuple[set[str], int]:
@@ -130,7 +148,7 @@ def sample_items(model: LanguageModel, items: Sequence[FactItem], out_dir: str |
                 raise RuntimeError("the model returned the wrong number of completions")
             refs: list[list[dict | None]] = []
             for completions in results:
-                # An empty answer has no generated step, hence no distribution: it gets no row.
+                # A sample with no summed step (an empty answer under p_s_steps="kept") gets no row.
                 have = [k for k, c in enumerate(completions) if c.mean_dist is not None]
                 row_refs: list[dict | None] = [None] * len(completions)
                 if have:

@@ -164,13 +164,23 @@ def main(argv=None) -> int:
         preds = pipeline.generate(model, bank, items, out, direct_sampling=direct, code_sampling=code,
                                   batch_size=max(1, int(getattr(args, "batch_size", 8) or 8)), config=config)
         title = f"SolverLearner ({args.harness or args.checkpoint or args.hf_dir or args.endpoint})"
+        fingerprint = model.fingerprint
+        settings = dict(config, direct_sampling=direct.key(), code_sampling=code.key())
     else:
         preds = Path(args.predictions)
         title = f"SolverLearner ({preds})"
         bank = None
+        # predictions made by `run` elsewhere carry their run.json: the model and settings come from there
+        run_json = preds.parent / "run.json"
+        recorded = json.loads(run_json.read_text()) if run_json.is_file() else {}
+        fingerprint = recorded.pop("model", None)
+        settings = recorded or {"n_shots": args.n_shots, "cipher_words": args.cipher_words,
+                                "cipher_seed": args.cipher_seed, "predictions": str(preds)}
     if bank is None:
         bank = _bank(args)
-    summary = pipeline.score(preds, bank, out, workers=args.workers, title=title)
+    from evals.provenance import provenance
+    prov = provenance(model_fingerprint=fingerprint, data_hash="", data=str(bank.data_dir), settings=settings)
+    summary = pipeline.score(preds, bank, out, workers=args.workers, title=title, provenance=prov)
     print(f"report: {out / 'results.md'}, {out / 'chart.png'}", file=sys.stderr)
     print(json.dumps(summary, sort_keys=True))
     return 0

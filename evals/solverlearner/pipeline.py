@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from evals.model_api import LanguageModel, Sampling
 from evals.solverlearner import report
@@ -98,10 +98,22 @@ def generate(model: LanguageModel, bank: ProblemBank, items: list[tuple[Problem,
     return path
 
 
+def data_hash(bank: ProblemBank, ids: Iterable[str]) -> str:
+    """The evaluated problems' identity: id, input, gold and demonstrations of each, in id order (the data
+    files and the generated cipher problems alike)."""
+    from evals.provenance import records_hash
+    from evals.solverlearner.common import split_id
+
+    problems = [bank.lookup(*split_id(i)) for i in sorted(set(ids))]
+    return records_hash([p.id, p.input, p.gold, list(p.demos)] for p in problems if p is not None)
+
+
 def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | None = None, pool=None,
-          title: str = "SolverLearner") -> dict:
+          title: str = "SolverLearner", provenance: dict | None = None) -> dict:
     """Judge `predictions` (sandbox for solverlearner lines), write judged.jsonl + the report; -> summary.
-    With `pool` given it is used (and left open); otherwise one is started for this batch when needed."""
+    With `pool` given it is used (and left open); otherwise one is started for this batch when needed.
+    `provenance` (evals.provenance shape) is stored in results.json with its data_hash set from the problems
+    judged here."""
     from evals.execution import Limits, SandboxPool
 
     out = Path(out)
@@ -124,6 +136,8 @@ def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | Non
         for rec in judged:
             f.write(json.dumps(rec) + "\n")
     summary = aggregate(judged, bad)
+    if provenance is not None:
+        summary["provenance"] = {**provenance, "data_hash": data_hash(bank, (r["id"] for r in judged))}
     if bad:
         log.warning("skipped prediction lines: %s", dict(bad))
     report.write_report(summary, out, title)

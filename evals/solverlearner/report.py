@@ -82,6 +82,9 @@ def chart(summary: dict, path: Path, title: str = "SolverLearner") -> None:
 def write_report(summary: dict, out: Path, title: str = "SolverLearner") -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
-    (out / "results.md").write_text(f"# {title}\n\n" + markdown({title: summary}))
+    prov = summary.get("provenance")
+    head = "" if not prov else (f"model fingerprint `{prov.get('model_fingerprint')}`, data hash `{prov.get('data_hash')}`, "
+                                f"commit `{prov.get('git_commit')}`\n\n")
+    (out / "results.md").write_text(f"# {title}\n\n" + head + markdown({title: summary}))
     if summary["accuracy"]:
         chart(summary, out / "chart.png", title)

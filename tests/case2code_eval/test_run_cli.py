@@ -29,6 +29,11 @@ def test_run_writes_every_output_and_resumes(tmp_path, official_rows, capsys):
     assert all(s["status"] == "truncated" for s in samples)   # 8 tokens cannot finish an answer
     results = json.loads((out / "results.json").read_text())
     assert results["cache"]["misses"] == 2 and results["model_fingerprint"]
+    from evals.provenance import records_hash
+    prov = results["provenance"]
+    assert prov["model_fingerprint"] == results["model_fingerprint"]
+    assert prov["data_hash"] == records_hash(official_rows[:2])      # the rows evaluated, as loaded
+    assert prov["settings"]["sampling"]["max_new_tokens"] == 8 and prov["settings"]["sampling"]["temperature"] == 0
     assert "gold ceiling" in (out / "results.md").read_text()
     assert main(argv) == 0                                       # a re-run asks the model for nothing
     assert json.loads((out / "results.json").read_text())["cache"] == {**results["cache"], "hits": 2, "misses": 0}

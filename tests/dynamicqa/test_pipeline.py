@@ -10,6 +10,7 @@ from evals.dynamicqa.data import load_fact_type
 from evals.dynamicqa.judges import ExactJudge
 from evals.dynamicqa.sample import SamplingPlan, sample_items
 from evals.dynamicqa.score import score_samples
+from patch_training.errors import UserError
 from tests.dynamicqa.conftest import VOCAB, DistScriptedModel
 
 
@@ -61,6 +62,24 @@ def test_run_writes_samples_distributions_and_scores(tmp_path, small_data_dir):
     assert summary["by_type"]["static"]["items"] == 4
     assert summary["load"]["static"]["problems"] == {"no [ENTITY] in context": 1}
     assert (out / "distributions.png").stat().st_size > 1000
+
+
+def test_run_records_provenance_and_refuses_a_resume_under_other_settings(tmp_path, small_data_dir):
+    summary = cli.run_with_model(DistScriptedModel(respond), _args(tmp_path, small_data_dir, limit=1))
+    prov = summary["provenance"]
+    assert prov["model_fingerprint"] == DistScriptedModel(respond).fingerprint
+    assert len(prov["data_hash"]) == 16 and prov["git_commit"]
+    # the official protocol by default: no stop string, p_s over every step (EOS included)
+    assert prov["settings"]["stop"] == [] and prov["settings"]["p_s_steps"] == "all"
+    assert prov["settings"]["num_samples"] == 4 and prov["settings"]["temperature"] == 0.5
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["provenance"] == prov
+    # the same run resumes; more rows are other data, another p_s rule other settings: both refused
+    cli.run_with_model(DistScriptedModel(respond), _args(tmp_path, small_data_dir, limit=1))
+    with pytest.raises(UserError, match="data_hash differ"):
+        cli.run_with_model(DistScriptedModel(respond), _args(tmp_path, small_data_dir, limit=2))
+    with pytest.raises(UserError, match="settings differ"):
+        cli.run_with_model(DistScriptedModel(respond), _args(tmp_path, small_data_dir, limit=1, p_s_steps="kept",
+                                                             stop=["\n"]))
 
 
 def test_resume_skips_done_items_and_drops_orphan_rows(tmp_path, small_data_dir):

@@ -63,3 +63,55 @@ def test_stop_string_cut_on_the_host_rescores_the_mean(model):
                                               return_dist=True))
     assert got[1][0].text == free[1][0].text[:2] and len(got[1][0].token_ids) == 2
     assert _check_means(model, PROMPTS, got) >= 4
+
+
+def test_p_s_over_every_step_includes_the_stop_step(model):
+    """The official p_s: the mean softmax over every generated step, the one that sampled the stop included.
+    Reference: the teacher-forced scoring pass over the kept tokens plus the stop token."""
+    free = model.generate(PROMPTS, 3, Sampling(max_new_tokens=12, temperature=0.5, seed=1))
+    stop = free[0][0].text[3]
+    stop_id = ord(stop) + 3
+    kept_only = model.generate(PROMPTS, 3, Sampling(max_new_tokens=12, temperature=0.5, seed=1, stop=(stop,),
+                                                    return_dist=True))
+    every = model.generate(PROMPTS, 3, Sampling(max_new_tokens=12, temperature=0.5, seed=1, stop=(stop,),
+                                                return_dist=True, dist_includes_stop=True))
+    stopped = 0
+    for p, row_k, row_e in zip(PROMPTS, kept_only, every):
+        for k, e in zip(row_k, row_e):
+            assert e.token_ids == k.token_ids and e.text == k.text   # the option changes p_s only
+            steps = e.token_ids + ([stop_id] if e.finish_reason == "stop" else [])
+            ref = model.mean_dists([model.prompt_ids(p, False)], [steps])[0]
+            np.testing.assert_allclose(e.mean_dist, ref, atol=1e-5)
+            if e.finish_reason == "stop":
+                stopped += 1
+                assert not np.allclose(e.mean_dist, k.mean_dist, atol=1e-4)
+            else:
+                np.testing.assert_allclose(e.mean_dist, k.mean_dist, atol=1e-6)
+    assert stopped >= 1
+
+
+def test_p_s_of_an_answer_that_stops_at_once_is_the_stop_steps_distribution(model):
+    first = model.generate(PROMPTS[:1], 1, Sampling(max_new_tokens=4, temperature=0.0))[0][0]
+    stop = first.text[0]                       # greedy: the first step samples exactly this character
+    sampling = Sampling(max_new_tokens=4, temperature=0.0, stop=(stop,), return_dist=True)
+    kept = model.generate(PROMPTS[:1], 1, sampling)[0][0]
+    assert kept.text == "" and kept.mean_dist is None          # no answer token: nothing to average
+    every = model.generate(PROMPTS[:1], 1, Sampling(**{**sampling.__dict__, "dist_includes_stop": True}))[0][0]
+    ref = model.mean_dists([model.prompt_ids(PROMPTS[0], False)], [[ord(stop) + 3]])[0]
+    np.testing.assert_allclose(every.mean_dist, ref, atol=1e-5)
+
+
+def test_host_cut_stop_with_every_step_rescores_through_the_stop_step(model):
+    free = model.generate(PROMPTS, 2, Sampling(max_new_tokens=12, temperature=0.5, seed=2))
+    stop = free[1][0].text[2:4]
+    got = model.generate(PROMPTS, 2, Sampling(max_new_tokens=12, temperature=0.5, seed=2, stop=(stop,),
+                                              return_dist=True, dist_includes_stop=True))
+    c = got[1][0]
+    assert c.text == free[1][0].text[:2]
+    ref = model.mean_dists([model.prompt_ids(PROMPTS[1], False)], [free[1][0].token_ids[:3]])[0]
+    np.testing.assert_allclose(c.mean_dist, ref, atol=1e-5)
+
+
+def test_the_new_option_keeps_old_generation_cache_keys():
+    assert "dist_includes_stop" not in Sampling(return_dist=True).key()
+    assert Sampling(return_dist=True, dist_includes_stop=True).key()["dist_includes_stop"] is True

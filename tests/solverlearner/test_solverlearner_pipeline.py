@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evals.model_api import Sampling, ScriptedModel
+from evals.model_api import Sampling, ScriptedModel, fingerprint_of
 from evals.solverlearner import pipeline
 from evals.solverlearner.harness_backends import harness_model
 from evals.solverlearner.scoring import aggregate, judge_predictions, read_predictions
@@ -137,6 +137,14 @@ def test_cli_run_and_score(tmp_path, capsys, data_dir):
           "--workers", "1"])
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["accuracy"] == last["accuracy"]
+    # provenance: the same model, problems and settings whether judged by `run` or re-scored later
+    prov, prov2 = last["provenance"], again["provenance"]
+    assert prov["model_fingerprint"] == fingerprint_of("scripted", "solverlearner-oracle")
+    assert prov2["model_fingerprint"] == prov["model_fingerprint"]
+    assert len(prov["data_hash"]) == 16 and prov2["data_hash"] == prov["data_hash"]
+    assert prov["settings"]["code_sampling"]["max_new_tokens"] > 0 and prov2["settings"] == prov["settings"]
+    assert json.loads((out / "results.json").read_text())["provenance"] == prov
+    assert f"data hash `{prov['data_hash']}`" in (out / "results.md").read_text()
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -1,0 +1,66 @@
+"""What every eval result records about where it came from: the model, the data, the code and the settings.
+
+A number is only comparable with another when these match, so every eval's results carry one
+`provenance` object of the same shape (as evalplus stores its dataset hash beside each result):
+  model_fingerprint  the backend's identity of the weights (LanguageModel.fingerprint)
+  data_hash          16 hex digits of a sha256 over the evaluated data (files, or the items themselves)
+  git_commit         the commit of this code (None outside a git checkout)
+  versions           python and the libraries that decide the numbers
+  settings           sampling and protocol options, JSON-able
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+_PACKAGES = ("jax", "flax", "numpy", "tokenizers", "transformers")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    v = {"python": platform.python_version()}
+    for pkg in _PACKAGES:
+        try:
+            v[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return v
+
+
+def files_hash(paths: Iterable[str | Path]) -> str:
+    """sha256 over the files' bytes, in the order given (each prefixed by its length, so files cannot blur)."""
+    h = hashlib.sha256()
+    for p in paths:
+        data = Path(p).read_bytes()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()[:16]
+
+
+def records_hash(records: Iterable[Any]) -> str:
+    """sha256 over JSON-able records (one canonical JSON line each, in the order given)."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps(r, sort_keys=True, default=repr).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def provenance(*, model_fingerprint: str | None, data_hash: str, settings: dict[str, Any],
+               data: str | None = None) -> dict[str, Any]:
+    """The one provenance shape every eval writes into its results."""
+    return {"model_fingerprint": model_fingerprint, "data_hash": data_hash, "data": data,
+            "git_commit": git_commit(), "versions": versions(), "settings": settings}
