@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import time
@@ -18,6 +19,8 @@ from patch_training.checkpointing import (CheckpointConfig, TrainCheckpointer, k
 from patch_training.errors import UserError
 
 FP = {"num_layers": 2, "hidden_size": 16, "vocab": "byte"}
+# When the SIGKILL test kills its writer (a seed of a 0-0.4 s delay); other seeds explore other moments.
+KILL_SEED = int(os.environ.get("RESUME_KILL_SEED", "0"))
 
 
 def _save_steps(run_dir, steps, config=None, fingerprint=FP):
@@ -129,12 +132,14 @@ def test_sigkill_at_a_random_moment_resumes_from_a_complete_checkpoint(run_dir):
         assert line, proc.stderr.read()[-2000:]
         if line.startswith("saved"):
             seen = int(line.split()[1])
-    time.sleep(random.Random().uniform(0.0, 0.4))
+    # A seeded moment, so a failure replays: RESUME_KILL_SEED=<seed from the message> reruns it.
+    delay = random.Random(KILL_SEED).uniform(0.0, 0.4)
+    time.sleep(delay)
     proc.kill()
     proc.communicate(timeout=30)
     ckpt = TrainCheckpointer(run_dir, fingerprint={"kind": "worker"})
     step = ckpt.latest_step()
-    assert step is not None and step >= 1
+    assert step is not None and step >= 1, f"kill seed {KILL_SEED} ({delay:.3f} s after step 2 was saved)"
     targets = {"w": jax.ShapeDtypeStruct((4_000_000,), np.float32),
                "step": jax.ShapeDtypeStruct((), np.int32)}
     restored = ckpt.restore_latest(targets)

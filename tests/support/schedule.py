@@ -52,7 +52,7 @@ SECONDS_MEASURED = {
     "tests/solverlearner/test_solverlearner_pipeline.py": 6,
     "tests/case2code_synthesis/test_pipeline.py": 6,
     "tests/execution/test_tiers.py": 5,
-    "tests/trainer/test_suite_schedule.py": 5,
+    "tests/suite/test_suite_schedule.py": 5,
     "tests/report/test_report.py": 4,
 }
 
