@@ -51,10 +51,6 @@ class PromptAnswerDataset(StepIndexedDataset):
                                    shape=(n, self.sequence_length)) if n else
                          np.zeros((0, self.sequence_length), np.uint8))
 
-    @property
-    def num_loss_tokens(self) -> int:
-        return int(self.meta["answer_tokens"])
-
     def rows(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         ids = np.asarray(ids, np.int64)
         batch = super().rows(ids)

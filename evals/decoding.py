@@ -332,8 +332,3 @@ class Decoder:
         if self.vocab is None:
             raise ValueError("generate_text needs a vocabulary")
         return self.generate([list(self.vocab.encode(p)) for p in prompts], **kwargs)
-
-
-def full_forward_logits(config: ModelConfig, params: Any, tokens: Array) -> Array:
-    """Logits of one plain forward pass (reference for tests of the cached path)."""
-    return Transformer(config).apply({"params": params}, tokens)

@@ -27,11 +27,3 @@ def context_prompt(item: FactItem, variant: str) -> str:
             f"[Question]: {item.question}\n"
             "[Answer]:")
 
-
-def prompt_for(item: FactItem, condition: str, variant: str) -> str:
-    """The prompt of one (item, condition, variant); the q-only prompt does not depend on the variant."""
-    if condition == Q_ONLY:
-        return question_only_prompt(item)
-    if condition == CONTEXT:
-        return context_prompt(item, variant)
-    raise ValueError(f"unknown condition {condition!r}")
