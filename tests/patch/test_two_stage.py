@@ -198,3 +198,19 @@ def test_resume_inside_stage2_matches_the_uninterrupted_run(full, tmp_path):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     steps = [r["step"] for r in metrics(run_dir / STAGE2) if "loss" in r and "eval/code/loss" not in r]
     assert steps == sorted(set(steps)) and max(steps) == 10  # metrics cut back to the checkpoint, no duplicates
+
+
+def test_stage1_killed_before_its_eval_json_resumes_to_the_same_eval_json(full, tmp_path):
+    """Issue 24 item 6. The kill point, built directly: stage 1's final checkpoint is on disk, its
+    eval.json and stage_summary.json (written after it) are not, and stage 2 has not started."""
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(full[0] / STAGE1, run_dir / STAGE1)
+    shutil.copy(full[0] / "two_stage.json", run_dir / "two_stage.json")
+    for name in ("eval.json", "stage_summary.json"):
+        (run_dir / STAGE1 / name).unlink()
+    want = json.loads((full[0] / STAGE1 / "eval.json").read_text())
+    assert isinstance(want["train_loss"], float)
+    result = run(run_dir, stage=1)   # resumes at the final step: no train step runs, only the evaluation
+    assert result.stages[1]["status"] == "completed"
+    assert json.loads((run_dir / STAGE1 / "eval.json").read_text()) == want
