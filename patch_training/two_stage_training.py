@@ -176,9 +176,9 @@ def resolve_config(run_dir: str | os.PathLike, cfg: TwoStageConfig) -> TwoStageC
     per_block = cfg.patch_rows_per_block
     default = cfg.batch_size // per_block if cfg.batch_size % per_block == 0 else None
     if recorded != default:
-        _say(f"note: {Path(run_dir) / PLAN_FILE} was planned with {recorded} patch rows per step "
-             f"(today's default for a new run dir: batch_size/{cfg.patch_rows_per_block}); "
-             "it resumes with its recorded plan")
+        new = f"{cfg.batch_size}/{per_block} = {default}" if default else f"{cfg.batch_size}/{per_block}"
+        _say(f"note: {Path(run_dir) / PLAN_FILE} was planned with {recorded} patch rows per step (a new run "
+             f"dir's default: {new}); it resumes with its recorded plan")
     return dataclasses.replace(cfg, patch_batch_size=recorded)
 
 
