@@ -8,6 +8,11 @@ The house has two length concepts and one name for each:
 `ModelConfig.max_seq_len` is neither: it is the positional capacity of the model (HF's
 `max_position_embeddings`) and keeps its name.
 
+The same goes for a retired default: until issue 25 the patch stage took B2 rows per step (K x the
+tokens of a token step) unless B1 was given, and `two_stage.json` recorded B1 only inside its stage
+list. `upgrade_plan_record` gives such a record the top-level `patch_batch_size` today's records
+carry, so an old run dir resumes with the B1 it was planned with.
+
 This module is the only place that spells the old names. A gin binding that uses one fails with
 gin's own error plus a line that names the new binding; metadata that older runs wrote into their
 run dirs (checkpoint fingerprints, `two_stage.json`) is read through `upgrade_metadata` so that
@@ -51,3 +56,14 @@ def upgrade_metadata(record: Any) -> Any:
     if isinstance(record, list):
         return [upgrade_metadata(v) for v in record]
     return record
+
+
+def upgrade_plan_record(record: Any) -> Any:
+    """A `two_stage.json` record in today's form: retired keys renamed, and `patch_batch_size` (the
+    rows per patch step the plan used; None without a patch stage) filled from the recorded stages
+    when the record predates that key."""
+    out = upgrade_metadata(record)
+    if isinstance(out, dict) and "patch_batch_size" not in out:
+        patch = [s for s in out.get("stages") or [] if isinstance(s, dict) and s.get("index") == 1]
+        out["patch_batch_size"] = patch[0].get("batch_size") if patch else None
+    return out

@@ -80,6 +80,22 @@ def plan_stages(*, token_budget: int, patch_fraction: float, patch_size: int, se
     return plans
 
 
+def format_plan(plans: list[StagePlan], *, token_budget: int, patch_fraction: float, patch_size: int) -> list[str]:
+    """The plan as a few printable lines: per stage its steps (one optimizer update each, however many
+    microbatches), rows and tokens per step, positions per row in the network, tokens, and share of the updates."""
+    updates = sum(p.num_steps for p in plans)
+    header = ("stage", "steps", "rows/step", "tokens/row", "tokens/step", "positions/row", "tokens", "updates")
+    rows = [header] + [(p.name, f"{p.num_steps:,}", f"{p.batch_size:,}", f"{p.sequence_length:,}",
+                        f"{p.batch_size * p.sequence_length:,}", f"{p.network_length:,}", f"{p.tokens:,}",
+                        f"{100 * p.num_steps / updates:.1f}%") for p in plans]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [f"two-stage plan: {token_budget:,} tokens, K={patch_size}, lambda={patch_fraction:.4g}, "
+             f"relative cost {relative_cost(patch_fraction, patch_size):.3f}; {updates:,} optimizer updates"]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return lines
+
+
 def cost_report(model_config, plans: list[StagePlan], *, token_budget: int, patch_fraction: float,
                 patch_size: int, sequence_length: int, measured: dict[int, dict]) -> dict:
     """The `cost.json` object. `measured[stage index]` holds wall/eval seconds and status."""

@@ -147,8 +147,11 @@ class CheckpointSaver:
 
     def run(self, loop: LoopState) -> None:
         s = loop.state
+        # `last_metrics` too: a run resumed from its final checkpoint takes no step, yet its result
+        # (e.g. the train loss in a stage's eval.json) must be the uninterrupted run's.
         self.ckpt.save(loop.step, s.params, s.opt_state, rng=s.rng,
-                       data_state={"next_step": loop.step, "loss_window": list(self.logger.window)}, force=True)
+                       data_state={"next_step": loop.step, "loss_window": list(self.logger.window),
+                                   "last_metrics": dict(loop.last_metrics)}, force=True)
         loop.last_good = loop.step
 
 

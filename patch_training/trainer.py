@@ -152,6 +152,9 @@ class Trainer:
                             f"{restored.data_state} does not match its step")
         window = (restored.data_state or {}).get("loss_window") or [0.0, 0]
         self._restored_loss_window = (float(window[0]), int(window[1]))
+        # Checkpoints written before the metrics were saved have none: the result then has none either.
+        self._restored_last_metrics = {k: float(v) for k, v in
+                                       ((restored.data_state or {}).get("last_metrics") or {}).items()}
         return TrainState(step=jax.device_put(np.asarray(restored.step, np.int32), rep),
                           params=restored.params, opt_state=restored.opt_state,
                           rng=jax.device_put(np.asarray(restored.rng), rep))
@@ -201,7 +204,8 @@ class Trainer:
                     state: TrainState, start: int, resumed: bool) -> TrainResult:
         """Step until `num_steps`; logging, the NaN stop, checkpoints, evaluation and preemption are hooks."""
         cfg = self.cfg
-        loop = LoopState(step=start, state=state, last_good=start if resumed else None)
+        loop = LoopState(step=start, state=state, last_good=start if resumed else None,
+                         last_metrics=dict(self._restored_last_metrics) if resumed else {})
         logger, metric_hooks, preemption, state_hooks = self._hooks(ckpt, watcher, writer, resumed)
         pending: list[tuple[int, Any]] = []
 

@@ -2,7 +2,9 @@
 
 Stage 1 trains at patch level (K tokens per patch) on a fraction λ of the token budget; stage 2
 trains at token level on the rest, starting from stage 1's final parameters with a fresh optimizer
-state and a fresh warm-up + cosine schedule. Each stage is an ordinary `Trainer` run in its own
+state and a fresh warm-up + cosine schedule. By default both stages take the same tokens per optimizer
+step (B2 rows of T tokens, B2/K rows of K·T), so stage 1 gets λ of the updates, as the official scripts
+run it; `two_stage.json` records the rows per patch step, and a run dir resumes with its recorded plan. Each stage is an ordinary `Trainer` run in its own
 sub-directory (`stage1_patch_k{K}/`, `stage2_token/`), so resume inside a stage is the trainer's
 exact resume. Across the boundary: stage 2 with no checkpoint of its own starts from stage 1's
 final checkpoint, so a run killed between the stages simply restarts stage 2.
@@ -35,7 +37,7 @@ from patch_training.atomic import write_json_atomic
 from patch_training.data.factory import make_dataset
 from patch_training.data.paths import wikitext_test_file
 from patch_training.errors import UserError
-from patch_training.legacy_names import upgrade_metadata
+from patch_training.legacy_names import upgrade_plan_record
 from patch_training.gin_utils import check_all_bindings_used, write_operative_config
 from patch_training.partitioning import make_mesh
 from patch_training.optimizer import OptimizerConfig
@@ -60,7 +62,7 @@ class TwoStageConfig:
     batch_size: int = gin.REQUIRED            # B2: token-stage rows per step
     patch_size: int = 4                       # K
     patch_fraction: Any = "2/3"               # λ: share of the budget trained at patch level
-    patch_batch_size: int | None = None       # B1 (default B2): patch rows of K·T tokens per step
+    patch_batch_size: int | None = None       # B1 (default B2/K): patch rows of K·T tokens per step
     patch_sequence_length: int | None = None  # tokens per patch-stage row (default K·T); K must divide it
     evals_per_stage: int = 1                  # validation passes per stage, evenly spaced, last at the end
 
@@ -81,6 +83,18 @@ class TwoStageConfig:
                             "(a patch row must split into whole token rows)")
         if self.evals_per_stage < 0:
             raise UserError(f"TwoStageConfig.evals_per_stage must be >= 0, got {self.evals_per_stage}")
+        if self.patch_batch_size is not None and (not isinstance(self.patch_batch_size, int)
+                                                  or isinstance(self.patch_batch_size, bool)
+                                                  or self.patch_batch_size <= 0):
+            raise UserError(f"TwoStageConfig.patch_batch_size must be a positive integer or None, "
+                            f"got {self.patch_batch_size!r}")
+        per_block = self.patch_rows_per_block
+        if lam > 0 and self.patch_batch_size is None and self.batch_size % per_block:
+            # B1 = B2/K keeps tokens per step equal; rounding it would quietly change the recipe.
+            what = f"K={k}" if per_block == k else f"patch rows of {per_block} token rows"
+            raise UserError(f"TwoStageConfig: {what} does not divide batch_size={self.batch_size}, so the patch "
+                            f"stage cannot take batch_size/{per_block} rows per step (equal tokens per step); "
+                            "set PATCH_BATCH_SIZE (two_stage.TwoStageConfig.patch_batch_size) explicitly")
         return lam
 
     @property
@@ -91,8 +105,18 @@ class TwoStageConfig:
         return self.patch_size * self.sequence_length
 
     @property
+    def patch_rows_per_block(self) -> int:
+        """Token rows one patch row holds: K with the default K·T patch rows."""
+        return self.patch_stage_sequence_length // self.sequence_length
+
+    @property
     def patch_rows_per_step(self) -> int:
-        return self.patch_batch_size or self.batch_size
+        """B1: `patch_batch_size`, else B2/K rows of K·T tokens, so that a patch step takes the tokens of a
+        token step and the patch stage gets λ of the optimizer updates (the official run_patch.sh /
+        run_token.sh: 256 x 8192 and 1024 x 2048 tokens per step; REFERENCE §1)."""
+        if self.patch_batch_size is not None:
+            return self.patch_batch_size
+        return self.batch_size // self.patch_rows_per_block
 
     def plan(self) -> list[patch_cost.StagePlan]:
         lam = self.validate()
@@ -139,11 +163,38 @@ def load_stage_params(stage_dir: Path, step: int, model_config) -> Any:
     return params_io.load_run_params(stage_dir, step, model_config, what="stage-1")
 
 
+def resolve_config(run_dir: str | os.PathLike, cfg: TwoStageConfig) -> TwoStageConfig:
+    """The config this run dir trains with: `cfg`, except that an unset B1 takes the rows per patch step
+    the run dir's plan recorded. A run dir planned when B1 defaulted to B2 thus resumes with its own
+    plan; the plan check still refuses one whose budget, K, λ or B2 differ."""
+    if cfg.patch_batch_size is not None:
+        return cfg
+    saved = _read_json(Path(run_dir) / PLAN_FILE)
+    recorded = upgrade_plan_record(saved).get("patch_batch_size") if isinstance(saved, dict) else None
+    if recorded is None:
+        return cfg
+    per_block = cfg.patch_rows_per_block
+    default = cfg.batch_size // per_block if cfg.batch_size % per_block == 0 else None
+    if recorded != default:
+        new = f"{cfg.batch_size}/{per_block} = {default}" if default else f"{cfg.batch_size}/{per_block}"
+        _say(f"note: {Path(run_dir) / PLAN_FILE} was planned with {recorded} patch rows per step (a new run "
+             f"dir's default: {new}); it resumes with its recorded plan")
+    return dataclasses.replace(cfg, patch_batch_size=recorded)
+
+
+def plan_record(cfg: TwoStageConfig, plans: Sequence[patch_cost.StagePlan], seed: int) -> dict:
+    """What `two_stage.json` holds: the choices that fix the data each step reads."""
+    stage1 = next((p for p in plans if p.index == 1), None)
+    return {"token_budget": cfg.token_budget, "patch_size": cfg.patch_size, "patch_fraction": cfg.validate(),
+            "sequence_length": cfg.sequence_length, "seed": seed,
+            "patch_batch_size": stage1.batch_size if stage1 else None, "stages": [p.to_dict() for p in plans]}
+
+
 def _check_plan(run_dir: Path, plan_record: dict) -> None:
     """A run dir belongs to one plan: resuming with a different budget/K/λ/batch would mix data."""
     saved = _read_json(run_dir / PLAN_FILE)
-    if saved is not None:  # a plan written before the sequence-length rename reads under today's keys
-        saved = upgrade_metadata(saved)
+    if saved is not None:  # an older plan (renamed keys, B1 only per stage) reads in today's form
+        saved = upgrade_plan_record(saved)
     if saved is not None and saved != plan_record:
         diffs = sorted(k for k in set(saved) | set(plan_record) if saved.get(k) != plan_record.get(k))
         raise UserError(f"{run_dir / PLAN_FILE} was written for a different two-stage plan (differs in "
@@ -153,8 +204,9 @@ def _check_plan(run_dir: Path, plan_record: dict) -> None:
 
 def check_stage_request(run_dir: str | os.PathLike, cfg: TwoStageConfig,
                         stage: int | None) -> list[patch_cost.StagePlan]:
-    """Validate the config and the `--stage` request before any data is built; returns the plan."""
-    plans = cfg.plan()
+    """Validate the config and the `--stage` request before any data is built; returns the plan
+    (`cfg` as `resolve_config` gives it for this run dir)."""
+    plans = resolve_config(run_dir, cfg).plan()
     by_index = {p.index: p for p in plans}
     if stage not in (None, 1, 2):
         raise UserError(f"--stage must be 1 or 2, got {stage!r}")
@@ -219,17 +271,19 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
     its plan-derived fields (steps, batch size, row length, K) must be left unset.
     """
     base = trainer_config if trainer_config is not None else TrainerConfig()
+    cfg = resolve_config(run_dir, cfg)
     plans = check_stage_request(run_dir, cfg, stage)
     check_base_trainer_config(base, cfg)
     lam = cfg.validate()
     seed = base.seed
     by_index = {p.index: p for p in plans}
     run_dir = Path(run_dir)
-    record = {"token_budget": cfg.token_budget, "patch_size": cfg.patch_size, "patch_fraction": lam,
-              "sequence_length": cfg.sequence_length, "seed": seed, "stages": [p.to_dict() for p in plans]}
     stage1 = by_index.get(1)
     stage1_dir = run_dir / stage1.name if stage1 else None
-    _check_plan(run_dir, record)
+    _check_plan(run_dir, plan_record(cfg, plans, seed))
+    for line in patch_cost.format_plan(plans, token_budget=cfg.token_budget, patch_fraction=lam,
+                                       patch_size=cfg.patch_size):
+        _say(line)
     mesh = mesh if mesh is not None else make_mesh()
 
     # The block walk both stages share.
@@ -345,8 +399,8 @@ def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQ
 
     if not model_dir:
         raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
-    cfg = two_stage_config
     base = trainer_config if trainer_config is not None else TrainerConfig()
+    cfg = resolve_config(model_dir, two_stage_config)
     plans = check_stage_request(model_dir, cfg, stage)  # fail fast, before building any data
     check_base_trainer_config(base, cfg)
     vocab_size = getattr(vocab, "vocab_size", None)
@@ -381,6 +435,15 @@ def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQ
         write_operative_config(run_dir)
         print(summary_line(result), flush=True)
     return result
+
+
+def plan_lines(cfg: TwoStageConfig, model_dir: str | os.PathLike | None = None) -> list[str]:
+    """The plan a run would train with, as printable lines: no data, no compile. With `model_dir`, an
+    existing run dir's recorded B1 applies as it would on resume."""
+    if model_dir:
+        cfg = resolve_config(model_dir, cfg)
+    return patch_cost.format_plan(cfg.plan(), token_budget=cfg.token_budget, patch_fraction=cfg.validate(),
+                                  patch_size=cfg.patch_size)
 
 
 def summary_line(result: TwoStageResult) -> str:

@@ -22,8 +22,11 @@ Chosen: d 96 with 14,745,600 tokens per run (3600 token steps of 32 x 128): 23.0
 parameter (33.3 per non-embedding parameter). Expected: 6.61 x 14.75M / 25.5K tokens/s = 1.06 h of
 train steps, plus ~1-2 min per run of compilation and validation (~0.3 h), plus the first-time
 corpus, tokenizer and row-cache builds: about 1.5 h on 2 quiet cores, inside the 2-hour target. The
-next size up would need 2.5 h of steps alone. A patch step costs about what a token step does (the
-network sees T = 128 positions either way), so a run's time scales with λ/K + (1 − λ).
+next size up would need 2.5 h of steps alone. Every step of both stages takes 32 x 128 tokens (the
+patch stage 32/K rows of K·128 tokens, the recipe of the official scripts; issue 25), so the patch stage
+has λ of the steps, each with 1/K of a token step's positions in the network, and a run's time scales
+with λ/K + (1 − λ). The results committed in `benchmarks/results/patch_study/` predate that fix (their
+patch stages took 32 rows of K·128 tokens per step): see the README there.
 
 Parameters are counted with both (untied) embedding tables, the Chinchilla convention: the stricter
 count at this size, where the tables are a third of the model. The vocabulary is a sentencepiece
@@ -34,8 +37,8 @@ so each run reads its 14.7M tokens once, without repeating data.
 
 Input pipeline (`python -m benchmarks.patch_study.pipeline_check --out runs/study_smoke`, on the smoke's
 row caches, same row format): 0.5-0.7 ms per 32-row batch, 5.9M tokens/s at K=1 up to 54M at K=8,
-against the trainer's 20K-160K (K x the token rate): 290-390x headroom, so a patch step costs what a
-token step does (the smoke's K=8 patch stage ran at 0.187 s/step = 175K tokens/s). First use builds
+against the trainer's 20K-160K (K x the token rate): 290-390x headroom (measured when a patch step held
+32 rows; the smoke's K=8 patch stage then ran at 0.187 s/step = 175K tokens/s). First use builds
 the code mix (~100 MB JSONL, seconds), the 1024-piece tokenizer (~30 s), the TFDS copy (~40 s) and
 one row cache per row length (128, 256, 512, 1024 tokens) at 0.2-0.4M tokens/s: about 5 minutes for
 the study's 16.5M tokens, once.

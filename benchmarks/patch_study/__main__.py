@@ -101,6 +101,8 @@ def main(argv=None) -> dict:
         meta = runner.load_or_write_study_record(out, meta)
     steps, budget = meta["token_steps"], meta["token_budget"]
 
+    for r in runs:  # finished runs too: the report must not mix budgets or recipes
+        runner.check_plan_matches(out / r.name, budget)
     todo = [r for r in selected if runner.run_state(out / r.name) != "finished"]
     expected = runner.expected_seconds(todo, steps, rates["seconds_per_step"], rates["overhead_s_per_run"])
     say(f"study in {out}: {len(runs)} runs, {cost:.2f} token-run equivalents, {budget:,} tokens per run "

@@ -4,8 +4,8 @@
 For each K of the study (1 = token rows, 2/4/8 = patch rows of K·128 tokens), opens the study's own
 row cache (the one `<out>/study.json`'s budget built; building it first if missing), then times what
 the trainer does per step: `host_batch(step)` plus the device transfer (`benchmarks.input_pipeline`).
-Trainer side: K x the study's measured tokens/s (a patch step costs about a token step but reads
-K x the tokens). Prints one JSON object as its last line.
+Trainer side: K x the study's measured tokens/s (the network sees 1/K of the positions per token read
+at patch level). Prints one JSON object as its last line.
 """
 from __future__ import annotations
 

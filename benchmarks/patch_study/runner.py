@@ -119,7 +119,10 @@ def observed_rates(out: Path, runs: Sequence[StudyRun]) -> dict | None:
             t = [r["step_time_s"] for r in rows if "step_time_s" in r]
             if not t:
                 break
-            step_times.append(statistics.median(t))
+            # A patch step of B2/K rows puts 1/K of a token step's positions through the network:
+            # scale it to a token step so that both stages estimate the same rate.
+            positions = stage["batch_size"] * stage["network_length"] / (BATCH_SIZE * SEQUENCE_LENGTH)
+            step_times.append(statistics.median(t) / positions)
             steady += statistics.median(t) * stage["num_steps"]
         overheads.append(max(0.0, cost["total_wall_s"] - steady))
     if not step_times:
@@ -138,16 +141,27 @@ def format_duration(seconds: float) -> str:
 
 def expected_seconds(runs: Sequence[StudyRun], token_steps: int, seconds_per_step: float,
                      overhead_s_per_run: float) -> float:
-    """Training time = Σ relative cost × token steps × step time (a patch step costs about what a
-    token step does: the network sees T positions either way), plus a fixed overhead per run."""
+    """Training time = Σ relative cost × token steps × step time (the patch stage takes λ of the steps,
+    each 1/K of a token step's positions in the network), plus a fixed overhead per run."""
     return sum(r.row.relative_cost * token_steps * seconds_per_step + overhead_s_per_run for r in runs)
 
 
 def check_plan_matches(run_dir: Path, token_budget: int) -> None:
-    """Refuse early, with the fix, when a run dir was planned for another budget."""
+    """Refuse early, with the fix, when a run dir was planned for another budget, or under the recipe
+    before issue 25 (a patch step of B2 rows, K x a token step's tokens): such a run would resume, or
+    count as finished, with its own plan and mix two recipes in one table."""
+    from patch_training.legacy_names import upgrade_plan_record
     plan = run_dir / "two_stage.json"
-    if plan.is_file():
-        saved = json.loads(plan.read_text()).get("token_budget")
-        if saved != token_budget:
-            raise UserError(f"{run_dir} was trained with a token budget of {saved:,}, this study plans "
-                            f"{token_budget:,}; use another --out (or delete that run dir)")
+    if not plan.is_file():
+        return
+    record = upgrade_plan_record(json.loads(plan.read_text()))
+    saved = record.get("token_budget")
+    if saved != token_budget:
+        raise UserError(f"{run_dir} was trained with a token budget of {saved:,}, this study plans "
+                        f"{token_budget:,}; use another --out (or delete that run dir)")
+    for stage in record.get("stages") or []:
+        per_step = stage["batch_size"] * stage["sequence_length"]
+        if per_step != BATCH_SIZE * SEQUENCE_LENGTH:
+            raise UserError(f"{run_dir}: its {stage['name']} takes {per_step:,} tokens per step, this study "
+                            f"{BATCH_SIZE * SEQUENCE_LENGTH:,} in every stage (a run dir from before equal tokens "
+                            "per step, issue 25); use another --out")

@@ -44,11 +44,13 @@ def test_paper_370m_configs_compile_and_fit_their_slice(capsys):
     patch_stage, token_stage = patch["stages"]
     # The patch run's token stage is the baseline's step (only the LR schedule's constants differ).
     assert token_stage["hbm_bytes_per_chip"] == base_stage["hbm_bytes_per_chip"]
-    # K patches of T tokens per row: 4x the tokens, the same positions in the network, more memory
-    # (the K-token targets and the wider input gather) but the same analytic FLOPs.
+    # Equal tokens per step (issue 25): B2/K rows of K·T tokens, i.e. T patches per row, so a patch step
+    # puts a quarter of the token step's positions through the network: a quarter of its analytic FLOPs,
+    # and far less memory (4 rows per chip instead of 16).
     assert patch_stage["sequence_length"] == 4 * token_stage["sequence_length"]
-    assert patch_stage["analytic_flops"] == token_stage["analytic_flops"]
-    assert patch_stage["hbm_bytes_per_chip"] > token_stage["hbm_bytes_per_chip"]
+    assert patch_stage["batch_size"] * 4 == token_stage["batch_size"]
+    assert patch_stage["analytic_flops"] == pytest.approx(token_stage["analytic_flops"] / 4, rel=1e-12)
+    assert patch_stage["hbm_bytes_per_chip"] < token_stage["hbm_bytes_per_chip"]
     # The figures WORKSPACE.md records are the ones the compiler gives today.
     assert _workspace_gib("370m_baseline") == [round(base_stage["hbm_bytes_per_chip"] / GIB, 1)]
     assert _workspace_gib("370m_patch") == [round(s["hbm_bytes_per_chip"] / GIB, 1) for s in patch["stages"]]

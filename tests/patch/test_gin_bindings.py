@@ -14,7 +14,7 @@ from patch_training.errors import UserError, one_line
 from patch_training.gin_utils import call_configured
 from tests.support.stream import EvalRows, StreamRows
 
-T, K, B = 16, 4, 4
+T, K, B = 16, 4, 8
 # The real run file through a real experiment, shrunk to the micro model and synthetic rows.
 BASE = ["MODEL_DIR = '{run_dir}'", "TOKEN_BUDGET = 768", f"BATCH_SIZE = {B}", f"SEQUENCE_LENGTH = {T}",
         f"PATCH_SIZE = {K}", "PATCH_FRACTION = '2/3'", "DATA_MAX_TOKENS = None",
@@ -31,7 +31,7 @@ def synthetic_data(monkeypatch):
         return StreamRows(sequence_length, patch_size, 400 // (sequence_length // T))
     monkeypatch.setattr(two_stage, "make_dataset", fake_make_dataset)
     monkeypatch.setattr(sd, "dataset_rows", lambda ds: ds)
-    monkeypatch.setattr(two_stage, "build_eval_sets", lambda *a, **k: {"code": EvalRows(T, 4, seed=5)})
+    monkeypatch.setattr(two_stage, "build_eval_sets", lambda *a, **k: {"code": EvalRows(T, 2 * B, seed=5)})
     yield
     gin.clear_config()
 
@@ -48,16 +48,17 @@ def logged_steps(stage_dir) -> list[int]:
 
 
 def test_trainer_config_bindings_take_effect_in_both_stages(tmp_path, synthetic_data):
-    # 768 tokens: stage 1 = 2 steps of 4 x 64 tokens, stage 2 = 4 steps of 4 x 16 tokens.
+    # 768 tokens, 128 per step in both stages: stage 1 = 4 steps of B/K = 2 rows x 64 tokens (one row
+    # per microbatch), stage 2 = 2 steps of 8 x 16 tokens.
     result = run_experiment(tmp_path / "run", "trainer.TrainerConfig.log_every = 3",
                             "trainer.TrainerConfig.num_microbatches = 2", "trainer.TrainerConfig.eval_batches = 1")
     assert [result.stages[i]["status"] for i in (1, 2)] == ["completed", "completed"]
     # log_every=3 (not the run file's 2, nor the old TwoStageConfig default): step 3 and the last step.
-    assert logged_steps(tmp_path / "run" / "stage1_patch_k4") == [2]
-    assert logged_steps(tmp_path / "run" / "stage2_token") == [3, 4]
+    assert logged_steps(tmp_path / "run" / "stage1_patch_k4") == [3, 4]
+    assert logged_steps(tmp_path / "run" / "stage2_token") == [2]
     operative = (tmp_path / "run" / "config.gin").read_text()
     assert "TrainerConfig.num_microbatches = 2" in operative
-    # eval_batches=1 caps validation at one batch of B rows (the set has 4 rows = 1 batch of 4 tokens x T).
+    # eval_batches=1 caps validation at one batch of B rows (the set has 2 batches of B rows x T tokens).
     evals = json.loads((tmp_path / "run" / "stage2_token" / "eval.json").read_text())["eval"]["code"]
     assert evals["tokens"] <= B * T
 

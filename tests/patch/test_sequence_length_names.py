@@ -11,7 +11,8 @@ from patch_training import two_stage_training as two_stage
 from patch_training.checkpointing import fingerprint_differences
 from patch_training.errors import UserError
 from patch_training.gin_utils import parse_gin
-from patch_training.legacy_names import RENAMED_GIN_PARAMETERS, RENAMED_METADATA_KEYS, upgrade_metadata
+from patch_training.legacy_names import (RENAMED_GIN_PARAMETERS, RENAMED_METADATA_KEYS, upgrade_metadata,
+                                         upgrade_plan_record)
 from patch_training.trainer import TrainerConfig
 
 # The retired spellings come from the one table that keeps them, so that this file holds no old name.
@@ -59,12 +60,13 @@ def test_an_old_checkpoint_fingerprint_still_matches():
 def test_an_old_two_stage_plan_file_is_accepted_and_rewritten(tmp_path):
     cfg = two_stage.TwoStageConfig(token_budget=8192, sequence_length=16, batch_size=4, patch_size=4)
     plans = cfg.plan()
-    record = {"token_budget": 8192, "patch_size": 4, "patch_fraction": 2 / 3, "sequence_length": 16, "seed": 0,
-              "stages": [p.to_dict() for p in plans]}
+    record = two_stage.plan_record(cfg, plans, seed=0)
     old = json.loads(json.dumps(record).replace('"sequence_length"', f'"{OLD_TOKENS_PER_ROW}"', 1))
+    del old["patch_batch_size"]   # nor did such a record have B1 outside its stages
     for stage in old["stages"]:
         stage[OLD_STAGE_ROW] = stage.pop("sequence_length")
-    assert upgrade_metadata(old) == record
+    assert upgrade_plan_record(old) == record
+    assert upgrade_metadata(old) == {k: v for k, v in record.items() if k != "patch_batch_size"}
     (tmp_path / two_stage.PLAN_FILE).write_text(json.dumps(old))
     two_stage._check_plan(tmp_path, record)
     assert json.loads((tmp_path / two_stage.PLAN_FILE).read_text()) == record

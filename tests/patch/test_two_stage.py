@@ -14,12 +14,15 @@ from patch_training import stage_data as sd
 from patch_training.checkpointing import CheckpointConfig
 from patch_training.optimizer import OptimizerConfig
 from patch_training.trainer import TrainerConfig
+from patch_training.params_io import latest_checkpoint
 from patch_training.two_stage_training import StageSources, TwoStageConfig, load_stage_params, run_two_stage
 from tests.support.stream import EvalRows, StreamRows, micro_model
 
 REPO = Path(__file__).resolve().parents[2]
 T, K, B = 16, 4, 4
-# 2/3 of 1920 tokens: 5 steps of 4 rows x 64 tokens; 1/3: 10 steps of 4 rows x 16 tokens.
+# 2/3 of 1920 tokens: 20 steps of B/K = 1 row x 64 tokens; 1/3: 10 steps of 4 rows x 16 tokens. Equal
+# tokens per step, so the patch stage takes 2/3 of the optimizer updates.
+B1, S1, S2 = B // K, 20, 10
 CFG = TwoStageConfig(token_budget=1920, sequence_length=T, batch_size=B, patch_size=K, patch_fraction="2/3",
                      evals_per_stage=2)
 TRAINER = TrainerConfig(seed=0, log_every=1, eval_batches=None)   # what both stages share
@@ -33,10 +36,10 @@ def make_sources():
     return patch, tokens, StageSources(patch_rows=lambda: patch, token_rows=lambda: tokens)
 
 
-def run(run_dir: Path, stage=None, sources=None):
+def run(run_dir: Path, stage=None, sources=None, cfg=CFG):
     sources = sources or make_sources()[2]
     evals = {"code": EvalRows(T, 8, seed=5), "wikitext": EvalRows(T, 8, seed=9)}
-    return run_two_stage(run_dir, model_config=micro_model(), cfg=CFG, sources=sources, trainer_config=TRAINER,
+    return run_two_stage(run_dir, model_config=micro_model(), cfg=cfg, sources=sources, trainer_config=TRAINER,
                          eval_sets=evals, optimizer_config=OPT, checkpoint_config=CKPT, stage=stage, console=False)
 
 
@@ -61,7 +64,7 @@ def full(tmp_path_factory):
 def test_both_stages_run_in_their_own_dirs_and_validate_on_both_sets(full):
     run_dir, _, _, result = full
     assert [result.stages[i]["status"] for i in (1, 2)] == ["completed", "completed"]
-    for name, steps in ((STAGE1, 5), (STAGE2, 10)):
+    for name, steps in ((STAGE1, S1), (STAGE2, S2)):
         stage_dir = run_dir / name
         evals = json.loads((stage_dir / "eval.json").read_text())
         assert evals["step"] == steps and set(evals["eval"]) == {"code", "wikitext"}
@@ -88,12 +91,12 @@ def test_stage2_starts_from_stage1_params_with_fresh_optimizer_and_schedule(full
     # Stage 2's own schedule (10 steps): the same compiled step the trainer used.
     compiled = compile_train_step(model, OPT, 10, StepConfig(1, 1), mesh)
     state = create_train_state(model, compiled.tx, mesh, TRAINER.seed, compiled.shardings)
-    stage1_params = load_stage_params(run_dir / STAGE1, 5, model)
+    stage1_params = load_stage_params(run_dir / STAGE1, S1, model)
     state = state.replace(params=jax.tree_util.tree_map(lambda p, s: jax.device_put(np.asarray(p), s),
                                                         stage1_params, compiled.shardings.params))
     _, tokens, _ = make_sources()
     walk = sd.BlockWalk(100, TRAINER.seed)
-    data = sd.TokenStageData(tokens, walk, K, skip_blocks=5 * B)
+    data = sd.TokenStageData(tokens, walk, K, skip_blocks=S1 * B1)
     step = compiled.train_step
     start = {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(stage1_params)[0]}
     # Two steps: the first has lr = schedule(0) = 0, the second shows Adam's moments started from zero.
@@ -111,7 +114,7 @@ def test_stage2_starts_from_stage1_params_with_fresh_optimizer_and_schedule(full
     lr2 = {r["step"]: r["learning_rate"] for r in metrics(run_dir / STAGE2) if "learning_rate" in r}
     lr1 = {r["step"]: r["learning_rate"] for r in metrics(run_dir / STAGE1) if "learning_rate" in r}
     assert lr2[1] == 0.0 and lr2[2] == pytest.approx(OPT.learning_rate / 3)
-    assert lr1[1] == 0.0 and lr1[5] < OPT.learning_rate
+    assert lr1[1] == 0.0 and lr1[S1] < OPT.learning_rate
     assert min(lr2) == 1
 
 
@@ -120,7 +123,7 @@ def test_stage2_reads_only_blocks_stage1_did_not(full):
     # The first request of each is the same-stream check (patch row 0 vs token rows 0..K-1).
     stage1_blocks = set(np.concatenate(patch.requested[1:]).tolist())
     stage2_blocks = set((np.concatenate(tokens.requested[1:]) // K).tolist())
-    assert len(stage1_blocks) == 5 * B and len(stage2_blocks) == 10 * B // K
+    assert len(stage1_blocks) == S1 * B1 and len(stage2_blocks) == S2 * B // K
     assert not stage1_blocks & stage2_blocks
 
 
@@ -130,10 +133,12 @@ def test_cost_json(full):
     lam = 2 / 3
     assert cost["relative_cost"] == pytest.approx(lam / K + (1 - lam))
     model = micro_model()
-    per_step = mfu_lib.training_flops_per_step(model, T, B)  # patches (= T) as the length in stage 1
+    per_row = mfu_lib.training_flops_per_step(model, T, 1)  # patches (= T) as the length in stage 1
     s1, s2 = cost["stages"]
-    assert (s1["name"], s1["num_steps"], s1["tokens"], s1["flops"]) == (STAGE1, 5, 5 * B * K * T, 5 * per_step)
-    assert (s2["name"], s2["num_steps"], s2["tokens"], s2["flops"]) == (STAGE2, 10, 10 * B * T, 10 * per_step)
+    assert (s1["name"], s1["num_steps"], s1["tokens"], s1["flops"]) == (STAGE1, S1, S1 * B1 * K * T,
+                                                                        S1 * B1 * per_row)
+    assert (s2["name"], s2["num_steps"], s2["tokens"], s2["flops"]) == (STAGE2, S2, S2 * B * T, S2 * B * per_row)
+    assert s1["batch_size"] * s1["sequence_length"] == s2["batch_size"] * s2["sequence_length"]
     assert cost["total_tokens"] == 1920
     assert cost["token_only_flops"] == pytest.approx(1920 / T * mfu_lib.training_flops_per_step(model, T, 1))
     assert cost["relative_flops_analytic"] == pytest.approx(cost["relative_cost"])
@@ -148,8 +153,8 @@ def test_patch_stage_mfu_counts_patches_not_tokens(full):
     assert timed
     for r in timed:
         flops = r["tflops_per_s_per_device"] * 1e12 * r["step_time_s"]
-        assert flops == pytest.approx(mfu_lib.training_flops_per_step(model, T, B), rel=1e-6)
-        assert flops != pytest.approx(mfu_lib.training_flops_per_step(model, K * T, B), rel=1e-2)
+        assert flops == pytest.approx(mfu_lib.training_flops_per_step(model, T, B1), rel=1e-6)
+        assert flops != pytest.approx(mfu_lib.training_flops_per_step(model, K * T, B1), rel=1e-2)
 
 
 def test_resume_across_the_stage_boundary(full, tmp_path):
@@ -198,3 +203,46 @@ def test_resume_inside_stage2_matches_the_uninterrupted_run(full, tmp_path):
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     steps = [r["step"] for r in metrics(run_dir / STAGE2) if "loss" in r and "eval/code/loss" not in r]
     assert steps == sorted(set(steps)) and max(steps) == 10  # metrics cut back to the checkpoint, no duplicates
+
+
+def test_stage1_killed_before_its_eval_json_resumes_to_the_same_eval_json(full, tmp_path):
+    """Issue 24 item 6. The kill point, built directly: stage 1's final checkpoint is on disk, its
+    eval.json and stage_summary.json (written after it) are not, and stage 2 has not started."""
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(full[0] / STAGE1, run_dir / STAGE1)
+    shutil.copy(full[0] / "two_stage.json", run_dir / "two_stage.json")
+    for name in ("eval.json", "stage_summary.json"):
+        (run_dir / STAGE1 / name).unlink()
+    want = json.loads((full[0] / STAGE1 / "eval.json").read_text())
+    assert isinstance(want["train_loss"], float)
+    result = run(run_dir, stage=1)   # resumes at the final step: no train step runs, only the evaluation
+    assert result.stages[1]["status"] == "completed"
+    assert json.loads((run_dir / STAGE1 / "eval.json").read_text()) == want
+
+
+def test_a_run_dir_planned_under_the_old_default_resumes_with_its_recorded_plan(tmp_path):
+    """Before issue 25 an unset B1 meant B2 rows of K·T tokens (5 patch steps of 4 rows here); such a
+    run dir, interrupted, must finish that plan rather than be re-planned at B2/K rows (20 steps)."""
+    import dataclasses
+    run_dir = tmp_path / "run"
+    old = dataclasses.replace(CFG, patch_batch_size=B)
+    patch = CrashingRows(K * T, K, 100, crash_at=4)   # steps 1-3 train, step 4's batch crashes
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(run_dir, stage=1, cfg=old, sources=StageSources(patch_rows=lambda: patch,
+                                                            token_rows=lambda: StreamRows(T, 1, 400)))
+    # What an old two_stage.json held: B1 only inside the stage list, no top-level patch_batch_size.
+    record = json.loads((run_dir / "two_stage.json").read_text())
+    assert record.pop("patch_batch_size") == B
+    (run_dir / "two_stage.json").write_text(json.dumps(record))
+    assert latest_checkpoint(run_dir / STAGE1) == 3
+    assert [p.num_steps for p in CFG.plan()] == [S1, S2]   # what a new run dir would get
+
+    patch, tokens, sources = make_sources()
+    result = run(run_dir, stage=1, sources=sources)        # B1 unset, as in the old run's config
+    assert result.stages[1]["status"] == "completed"
+    assert latest_checkpoint(run_dir / STAGE1) == 5
+    assert [len(ids) for ids in patch.requested[1:]] == [B] * 2   # steps 4-5, 4 rows each
+    saved = json.loads((run_dir / "two_stage.json").read_text())
+    assert saved["patch_batch_size"] == B and saved["stages"][0]["num_steps"] == 5
+    assert saved["stages"][1]["num_steps"] == S2   # the token stage is the same under both rules

@@ -4,7 +4,6 @@ from fractions import Fraction
 import pytest
 
 from benchmarks.patch_study import plan as plan_lib
-from patch_training import patch_cost
 from patch_training.errors import UserError
 
 
@@ -28,13 +27,16 @@ def test_only_filters_by_run_or_row_and_refuses_unknown():
 
 @pytest.mark.parametrize("steps", [plan_lib.STEP_QUANTUM, plan_lib.DESIGN_TOKEN_STEPS])
 def test_every_row_splits_into_whole_steps(steps):
+    from patch_training.two_stage_training import TwoStageConfig
     budget = plan_lib.token_budget(steps)
     for row in plan_lib.ROWS:
-        plans = patch_cost.plan_stages(token_budget=budget, patch_fraction=float(row.patch_fraction),
-                                       patch_size=row.patch_size, sequence_length=plan_lib.SEQUENCE_LENGTH,
-                                       batch_size=plan_lib.BATCH_SIZE, patch_batch_size=plan_lib.BATCH_SIZE,
-                                       patch_sequence_length=plan_lib.SEQUENCE_LENGTH * row.patch_size)
+        # The default B1 (B2/K rows): every step of both stages takes B2·T tokens.
+        plans = TwoStageConfig(token_budget=budget, sequence_length=plan_lib.SEQUENCE_LENGTH,
+                               batch_size=plan_lib.BATCH_SIZE, patch_size=row.patch_size,
+                               patch_fraction=str(row.patch_fraction)).plan()
         assert sum(p.tokens for p in plans) == budget, row.name   # no rounding: equal tokens per run
+        assert {p.batch_size * p.sequence_length for p in plans} == {plan_lib.BATCH_SIZE * plan_lib.SEQUENCE_LENGTH}
+        assert sum(p.num_steps for p in plans) == steps, row.name   # λ of the updates at patch level
 
 
 def test_budget_minutes_quantised_and_capped():
@@ -81,5 +83,7 @@ def test_pod_table1_rows_bind_the_paper_recipe():
         assert gin.query_parameter("%BATCH_SIZE") * gin.query_parameter("%SEQUENCE_LENGTH") == 1024 * 2048
         assert gin.query_parameter("optimizer.OptimizerConfig.learning_rate") == 3e-4
         assert gin.query_parameter("optimizer.OptimizerConfig.warmup_steps") == 2000
+        assert gin.query_parameter("optimizer.OptimizerConfig.end_lr_fraction") == 0.0   # HF cosine, to 0
+        assert gin.query_parameter("%PATCH_BATCH_SIZE") is None   # B2/K rows: equal tokens per step
         assert gin.query_parameter("pile/tasks.register_tfds_corpus.tfds_name") == "pile:1.0.0"
     gin.clear_config()

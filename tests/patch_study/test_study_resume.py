@@ -79,3 +79,21 @@ def test_plan_mismatch_refused(tmp_path):
     (tmp_path / "two_stage.json").write_text(json.dumps({"token_budget": 5}))
     with pytest.raises(UserError, match="another --out"):
         runner.check_plan_matches(tmp_path, 6)
+
+
+def test_a_run_dir_from_before_equal_tokens_per_step_is_refused(tmp_path):
+    """K=4 λ=2/3 planned with B2 rows per patch step (the recipe before issue 25) would otherwise resume,
+    or count as finished, under its own plan."""
+    from patch_training.two_stage_training import TwoStageConfig, plan_record
+    budget = plan_lib.token_budget(plan_lib.STEP_QUANTUM)
+    cfg = TwoStageConfig(token_budget=budget, sequence_length=plan_lib.SEQUENCE_LENGTH,
+                         batch_size=plan_lib.BATCH_SIZE, patch_size=4)
+    (tmp_path / "two_stage.json").write_text(json.dumps(plan_record(cfg, cfg.plan(), seed=0)))
+    runner.check_plan_matches(tmp_path, budget)   # today's default plan passes
+    old = TwoStageConfig(token_budget=budget, sequence_length=plan_lib.SEQUENCE_LENGTH,
+                         batch_size=plan_lib.BATCH_SIZE, patch_size=4, patch_batch_size=plan_lib.BATCH_SIZE)
+    record = plan_record(old, old.plan(), seed=0)
+    del record["patch_batch_size"]               # as such a record was written
+    (tmp_path / "two_stage.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match="stage1_patch_k4 takes 16,384 tokens per step, this study 4,096"):
+        runner.check_plan_matches(tmp_path, budget)
