@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch intra-op threads (XLA uses all cores)")
     parser.add_argument("--strict", action="store_true", help="refuse to report when the CPUs are busy")
+    parser.add_argument("--idle_probe_s", type=float, default=1.0,
+                        help="seconds of watching the CPUs before the run (0: no probe, for smoke runs)")
     parser.add_argument("--with_static", action="store_true",
                         help="also time the static-batch path (engine='static', fp32)")
     args = parser.parse_args(argv)
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     jax.config.update("jax_platforms", "cpu")
     torch.set_num_threads(args.threads)
-    before = _idle_probe()
+    before = _idle_probe(args.idle_probe_s) if args.idle_probe_s > 0 else 0.0
     if before > BUSY_CORES:
         print(f"WARNING: other processes use {before:.2f} cores before the run", flush=True)
     config = _model_config(args.model)
