@@ -199,6 +199,7 @@ def smoke_sandbox_throughput(tmp_path, capsys):
 
 
 def smoke_solverlearner_exec(tmp_path, capsys):
+    needs_shared("counterfactual", "arithmetic")  # the problems are the official two-digit sums
     r = run_benchmark("benchmarks.solverlearner_exec", ["--limit", 1, "--workers", 1], capsys)
     assert r["functions"] == 5  # one problem per base
     assert r["pool_correct"] == r["subprocess_correct"] == 5  # the oracle's solvers are right both ways
