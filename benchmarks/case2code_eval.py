@@ -78,14 +78,14 @@ def ours(rows: list[dict], workers: int | None) -> dict:
                 "passed": sum(v["passed"] for v in verdicts), "tier": pool.tier, "workers": len(pool.workers)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from evals.case2code.data import load_rows
     from patch_training.shared_data import shared_data_path
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(shared_data_path("case2code", "test.jsonl")))
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None, help="default: one per core (both schemes)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     workers = args.workers or len(os.sched_getaffinity(0))
     rows, _ = load_rows(args.data, args.limit)
     result = {"rows": len(rows), "workers": workers, "ours": ours(rows, workers)}

@@ -17,12 +17,12 @@ import time
 from case2code_finetune.pipeline import SynthesisConfig, synthesize
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--max_functions", type=int, default=500, help="0 = the whole default source")
     p.add_argument("--out", default=None)
     p.add_argument("--workers", type=int, default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or f"{tmp}/c2c"

@@ -1,10 +1,10 @@
 """Eval-shaped decoding: completions of very different lengths, continuous batching vs static batches.
 
-    python -m benchmarks.decode_mixed_lengths [--num_prompts 32] [--batch 8] [--min_new 20]
+    python -m benchmarks.decode_mixed_lengths [--model small] [--num_prompts 32] [--batch 8] [--min_new 20]
         [--max_new 1000] [--max_prompt 384] [--seed 0] [--skip_static]
 
 Prompts are the Case2Code test set's (../shared/data/case2code/test.jsonl, the official prompt plus
-call reminder), byte-tokenised for the `small` model (random weights; ids 3 + byte, the tail kept
+call reminder), byte-tokenised for the `small` model (`--model`; random weights; ids 3 + byte, the tail kept
 when longer than --max_prompt). A random model never emits a stop token, so each prompt's completion
 length is forced by a per-prompt limit drawn log-uniformly from [min_new, max_new] (seeded): most
 completions are short, a few are long, as in Case2Code answers.
@@ -46,9 +46,10 @@ def _prompts(path: str, count: int, max_prompt: int, vocab_size: int) -> list[li
     return prompts
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="small", help="configs/models/<name>.gin (random weights)")
     parser.add_argument("--num_prompts", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--min_new", type=int, default=20)
@@ -57,17 +58,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip_static", action="store_true", help="only the engine runs")
     parser.add_argument("--data", default=None, help="Case2Code test JSONL (default: shared data)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import jax
 
-    from benchmarks.decode_throughput import CpuWatch, _small_config
+    from benchmarks.decode_throughput import CpuWatch, _model_config
     from evals.decoding import Decoder
     from patch_training.model import init_params
     from patch_training.shared_data import shared_data_path
 
     jax.config.update("jax_platforms", "cpu")
-    config = _small_config()
+    config = _model_config(args.model)
     params = init_params(config, jax.random.key(0))
     data = args.data or str(shared_data_path("case2code", "test.jsonl"))
     prompts = _prompts(data, args.num_prompts, args.max_prompt, config.vocab_size)
@@ -111,7 +112,7 @@ def main() -> int:
     kept = sum(len(t) for t in ids("continuous_fp32"))
     out = {
         "benchmark": "decode_mixed_lengths",
-        "model": "small",
+        "model": args.model,
         "num_prompts": len(prompts),
         "batch": args.batch,
         "prompt_tokens": {"min": min(lengths), "max": max(lengths), "mean": round(float(np.mean(lengths)), 1)},

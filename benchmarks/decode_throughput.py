@@ -1,9 +1,9 @@
 """Greedy decode throughput: our decoder vs transformers' PyTorch LLaMA (same weights), interleaved.
 
-    python -m benchmarks.decode_throughput [--batch 8] [--new_tokens 128] [--prompt_len 16]
+    python -m benchmarks.decode_throughput [--model small] [--batch 8] [--new_tokens 128] [--prompt_len 16]
         [--repeats 5] [--threads N] [--strict] [--with_static]
 
-The `small` shape (configs/models/small.gin) with random weights, on CPU. Every side decodes the same
+The `small` shape (configs/models/small.gin; `--model`) with random weights, on CPU. Every side decodes the same
 random prompts for exactly `new_tokens` tokens (no early stop). Each repeat runs every side once, in
 turn (ours bf16, ours fp32, PyTorch fp32, PyTorch bf16), so a disturbance hits all sides alike;
 compiles and warm-ups are excluded; best and median over the repeats are reported.
@@ -34,13 +34,14 @@ import numpy as np
 BUSY_CORES = 0.2
 
 
-def _small_config():
+def _model_config(name: str = "small"):
+    """ModelConfig of configs/models/<name>.gin."""
     import gin
     from patch_training.gin_utils import CONFIG_ROOT
     from patch_training.model import ModelConfig
 
     gin.clear_config()
-    gin.parse_config_file(str(CONFIG_ROOT / "models" / "small.gin"))
+    gin.parse_config_file(str(CONFIG_ROOT / "models" / f"{name}.gin"))
     config = ModelConfig()
     gin.clear_config()
     return config
@@ -84,9 +85,10 @@ def _timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="small", help="configs/models/<name>.gin (random weights)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--prompt_len", type=int, default=16)
@@ -94,9 +96,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch intra-op threads (XLA uses all cores)")
     parser.add_argument("--strict", action="store_true", help="refuse to report when the CPUs are busy")
+    parser.add_argument("--idle_probe_s", type=float, default=1.0,
+                        help="seconds of watching the CPUs before the run (0: no probe, for smoke runs)")
     parser.add_argument("--with_static", action="store_true",
                         help="also time the static-batch path (engine='static', fp32)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import jax
     import torch
@@ -108,12 +112,12 @@ def main() -> int:
 
     jax.config.update("jax_platforms", "cpu")
     torch.set_num_threads(args.threads)
-    before = _idle_probe()
+    before = _idle_probe(args.idle_probe_s) if args.idle_probe_s > 0 else 0.0
     if before > BUSY_CORES:
         print(f"WARNING: other processes use {before:.2f} cores before the run", flush=True)
-    config = _small_config()
+    config = _model_config(args.model)
     params = init_params(config, jax.random.key(0))
-    print(f"small model: {count_params(params) / 1e6:.1f}M params; batch {args.batch}, "
+    print(f"{args.model} model: {count_params(params) / 1e6:.1f}M params; batch {args.batch}, "
           f"prompt {args.prompt_len}, {args.new_tokens} new tokens, greedy, {args.repeats} repeats",
           flush=True)
     prompts = np.random.default_rng(0).integers(3, config.vocab_size, (args.batch, args.prompt_len))
@@ -179,7 +183,7 @@ def main() -> int:
     agree = lambda a, b: round(float(np.mean(tokens[a] == tokens[b])), 4)
     result = {
         "benchmark": "decode_throughput",
-        "model": "small",
+        "model": args.model,
         "batch": args.batch,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,

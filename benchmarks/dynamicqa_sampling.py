@@ -7,7 +7,7 @@
 Runs the eval's sampling stage (`evals.dynamicqa.sample.sample_items`: 10 samples per prompt at T=0.5,
 mean distribution per sample appended to `dists.bin`) on real DynamicQA prompts (3 per row: q-only and
 both contexts, rows cycled until `--prompts` is reached). Model: `--checkpoint` through
-`evals.backends`, else the `small` shape with random weights behind a minimal adapter over
+`evals.backends`, else the `small` shape (`--model`) with random weights behind a minimal adapter over
 `evals.decoding.Decoder` (continuous batching, fp32; the samples of a prompt share its prefill unless
 `--no_share_prefill`; mean distribution from the engine's on-device running sum) (byte-level prompts,
 no stop token, so every sample runs the full `max_new_tokens`). The first chunk (compilation) is timed
@@ -33,16 +33,17 @@ class _DecoderModel:
     """LanguageModel over evals.decoding.Decoder with a byte vocabulary (benchmark use only)."""
 
     def __init__(self, config, params, batch_size: int, max_prompt: int, engine: str = "continuous",
-                 share_prefill: bool = True, compute_dtype: str | None = None):
+                 share_prefill: bool = True, compute_dtype: str | None = None, name: str = "small"):
         from evals.decoding import Decoder
         self.decoder = Decoder(config, params, batch_size=batch_size, engine=engine,
                                share_prefill=share_prefill, compute_dtype=compute_dtype)
         self.max_prompt = max_prompt
+        self.name = name
         self.stats = {"prefills": 0, "copies": 0}
 
     @property
     def fingerprint(self) -> str:
-        return "benchmark-random-small"
+        return f"benchmark-random-{self.name}"
 
     def generate(self, prompts: Sequence[str], n: int, sampling):
         from evals.model_api import Completion
@@ -68,18 +69,14 @@ class _DecoderModel:
         raise NotImplementedError
 
 
-def _small_random(batch_size: int, engine: str, share_prefill: bool, compute_dtype: str | None):
-    import gin
+def _random_model(name: str, batch_size: int, engine: str, share_prefill: bool, compute_dtype: str | None):
     import jax
-    from patch_training.gin_utils import CONFIG_ROOT
-    from patch_training.model import ModelConfig, init_params
-    gin.clear_config()
-    gin.parse_config_file(str(CONFIG_ROOT / "models" / "small.gin"))
-    config = ModelConfig()
-    gin.clear_config()
+    from benchmarks.decode_throughput import _model_config
+    from patch_training.model import init_params
+    config = _model_config(name)
     params = init_params(config, jax.random.key(0))
     return (_DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32, engine=engine,
-                          share_prefill=share_prefill, compute_dtype=compute_dtype),
+                          share_prefill=share_prefill, compute_dtype=compute_dtype, name=name),
             config.vocab_size)
 
 
@@ -96,13 +93,15 @@ def _sampled_tokens(samples_path: Path, skip_rows: set[int]) -> int:
     return total
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=1000)
     parser.add_argument("--num_samples", type=int, default=10)
     parser.add_argument("--max_new_tokens", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=32, help="rows decoded together")
     parser.add_argument("--checkpoint", help="use this checkpoint through evals.backends")
+    parser.add_argument("--model", default="small",
+                        help="configs/models/<name>.gin of the random-weights model (without --checkpoint)")
     parser.add_argument("--engine", choices=("continuous", "static"), default="continuous",
                         help="decode engine of the random-weights model (evals.decoding.Decoder)")
     parser.add_argument("--no_share_prefill", action="store_true",
@@ -111,11 +110,12 @@ def main() -> None:
                         help="continuous engine's matmul dtype (default: the model's, fp32)")
     parser.add_argument("--dist_dtype", default="float32", choices=("float32", "float16"))
     parser.add_argument("--out", help="where samples + distributions go (default: a temporary dir, removed)")
-    args = parser.parse_args()
-    if args.checkpoint and (args.engine != "continuous" or args.no_share_prefill or args.compute_dtype):
+    args = parser.parse_args(argv)
+    if args.checkpoint and (args.engine != "continuous" or args.no_share_prefill or args.compute_dtype
+                            or args.model != "small"):
         # A checkpoint goes through evals.backends, whose engine settings these flags do not reach.
-        parser.error("--engine, --no_share_prefill and --compute_dtype apply to the random-weights model only, "
-                     "not with --checkpoint")
+        parser.error("--model, --engine, --no_share_prefill and --compute_dtype apply to the random-weights model "
+                     "only, not with --checkpoint")
 
     from evals.dynamicqa.data import load_all
     from evals.dynamicqa.sample import SamplingPlan, sample_items
@@ -130,7 +130,7 @@ def main() -> None:
         from evals.backends import open_model
         model, vocab = open_model(checkpoint=args.checkpoint, batch_size=args.batch_size), None
     else:
-        model, vocab = _small_random(args.batch_size, args.engine, not args.no_share_prefill,
+        model, vocab = _random_model(args.model, args.batch_size, args.engine, not args.no_share_prefill,
                                      args.compute_dtype)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dqa_bench_"))
     plan = SamplingPlan(num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, stop=(),
@@ -155,7 +155,7 @@ def main() -> None:
         samples = 3 * len(items) * args.num_samples
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result = {
-            "benchmark": "dynamicqa_sampling", "model": args.checkpoint or "small (random weights)",
+            "benchmark": "dynamicqa_sampling", "model": args.checkpoint or f"{args.model} (random weights)",
             "engine": None if args.checkpoint else args.engine,
             "share_prefill": None if args.checkpoint else not args.no_share_prefill,
             "compute_dtype": None if args.checkpoint else (args.compute_dtype or "float32"),

@@ -46,11 +46,11 @@ def ours(n: int) -> tuple[str, float]:
         return pool.tier, rate
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--n-baseline", type=int, default=100)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     tier, ours_rate = ours(args.n)
     base_rate = baseline(args.n_baseline)
     print(json.dumps({"tier": tier, "ours_programs_per_s": round(ours_rate, 1),

@@ -30,11 +30,11 @@ _DRIVER = ("import json, sys\n"
            "print(json.dumps(repr(ns['solver'](**req['kwargs']))))\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=None, help="problems per base (default: all 1000)")
     ap.add_argument("--workers", type=int, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     with SandboxPool(args.workers) as pool:  # started before the gold is loaded
         bank = ProblemBank(make_tasks(), shared_data_dir(), n_shots=0)
         problems = [p for b in BASES for p in bank.problems("arithmetic", f"base{b}")[:args.limit]]

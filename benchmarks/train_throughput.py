@@ -149,7 +149,9 @@ class Side:
     last_loss: float | None = None
 
 
-def jax_side(name: str, cfg, batch_np: dict, onednn: str = "auto", peak_n: int = 1536) -> Side:
+def jax_side(name: str, cfg, batch_np: dict, onednn: str = "auto", peak_n: int = 1536, patch_size: int = 1) -> Side:
+    """Our compiled train step on `batch_np` (rows of K·T tokens when `patch_size` = K > 1). The matmul peak
+    is measured by whoever needs it (`measure_peak`), not here: benchmarks that only time steps skip it."""
     import jax
     from patch_training import mfu as mfu_lib
     from patch_training.optimizer import OptimizerConfig
@@ -159,7 +161,7 @@ def jax_side(name: str, cfg, batch_np: dict, onednn: str = "auto", peak_n: int =
 
     mesh = make_mesh((1, 1, 1), jax.devices()[:1])
     compiled = compile_train_step(cfg, OptimizerConfig(warmup_steps=0), 1000,
-                                  StepConfig(patch_size=1, onednn_on_cpu=onednn), mesh)
+                                  StepConfig(patch_size=patch_size, onednn_on_cpu=onednn), mesh)
     holder = {"state": create_train_state(cfg, compiled.tx, mesh, 0, compiled.shardings)}
     batch = global_batch(batch_np, mesh)
 
@@ -170,9 +172,7 @@ def jax_side(name: str, cfg, batch_np: dict, onednn: str = "auto", peak_n: int =
 
     options = compiled.compiler_options
     peak = lambda: mfu_lib.measure_matmul_peak_tflops(cfg.dtype, n=peak_n, repeats=8, compiler_options=options)
-    side = Side(name, one, peak, "jax " + mfu_lib.kernel_path_name(cfg.dtype, options))
-    side.peak_tflops = peak()
-    return side
+    return Side(name, one, peak, "jax " + mfu_lib.kernel_path_name(cfg.dtype, options))
 
 
 def _torch_peak_tflops(dtype, n: int = 1536, repeats: int = 8) -> float:
@@ -187,7 +187,7 @@ def _torch_peak_tflops(dtype, n: int = 1536, repeats: int = 8) -> float:
     return 2.0 * n ** 3 / best / 1e12
 
 
-def torch_side(name: str, cfg, batch_np: dict, autocast_bf16: bool, threads: int) -> Side:
+def torch_side(name: str, cfg, batch_np: dict, autocast_bf16: bool, threads: int, peak_n: int = 1536) -> Side:
     import contextlib
 
     import torch
@@ -221,9 +221,8 @@ def torch_side(name: str, cfg, batch_np: dict, autocast_bf16: bool, threads: int
         return float(loss.detach())
 
     dtype = torch.bfloat16 if autocast_bf16 else torch.float32
-    side = Side(name, one, lambda: _torch_peak_tflops(dtype), f"torch.matmul:{str(dtype).removeprefix('torch.')}")
-    side.peak_tflops = side.measure_peak()
-    return side
+    return Side(name, one, lambda: _torch_peak_tflops(dtype, peak_n),
+                f"torch.matmul:{str(dtype).removeprefix('torch.')}")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -280,6 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--busy_threshold", type=float, default=0.10,
                         help="share of the cores other processes may use before the run is flagged busy")
     parser.add_argument("--strict", action="store_true", help="refuse a busy machine (exit 3)")
+    parser.add_argument("--peak_n", type=int, default=1536,
+                        help="size n of the n×n matmul that measures each side's peak (small only for smoke runs)")
     parser.add_argument("--malloc", choices=MALLOC_CHOICES, default="tcmalloc",
                         help="the allocator both sides run with (restarts the benchmark under it)")
     args = parser.parse_args(argv)
@@ -304,14 +305,18 @@ def main(argv: list[str] | None = None) -> dict:
     watch.start()
     print(f"building: ours ({cfg.dtype}, attention {cfg.attention_impl}, remat {cfg.remat_policy}) ...",
           file=sys.stderr, flush=True)
-    sides = [jax_side("ours", cfg, batch, args.onednn)]
+    sides = [jax_side("ours", cfg, batch, args.onednn, args.peak_n)]
     if args.with_ours_fp32:
         fp32_cfg = load_model_config(args.model_gin, None)
         fp32_cfg = dataclasses.replace(fp32_cfg, scan_layers=False)
-        sides.append(jax_side("ours_fp32", fp32_cfg, batch, args.onednn))
+        sides.append(jax_side("ours_fp32", fp32_cfg, batch, args.onednn, args.peak_n))
     if not args.skip_reference:
-        sides.append(torch_side("torch_fp32", cfg, batch, autocast_bf16=False, threads=args.threads))
-        sides.append(torch_side("torch_bf16_autocast", cfg, batch, autocast_bf16=True, threads=args.threads))
+        sides.append(torch_side("torch_fp32", cfg, batch, autocast_bf16=False, threads=args.threads,
+                                peak_n=args.peak_n))
+        sides.append(torch_side("torch_bf16_autocast", cfg, batch, autocast_bf16=True, threads=args.threads,
+                                peak_n=args.peak_n))
+    for side in sides:
+        side.peak_tflops = side.measure_peak()
     run_interleaved(sides, args.repeats, args.steps_per_repeat, args.warmup)
     contention = watch.stop()
     for side in sides:  # the peak is the best of a measurement before and one after the run
