@@ -140,7 +140,7 @@ def smoke_finetune_throughput(tmp_path, capsys):
 def smoke_patch_reproduction(tmp_path, capsys):
     r = run_benchmark("benchmarks.patch_reproduction",
                       ["--out", tmp_path / "repro", "--model", "tiny", "--vocab", "byte",
-                       "--budget_tokens", 3 * 4 * 16 * 2, "--batch", 2, "--sequence_length", 16,
+                       "--budget_tokens", 3 * 4 * 16 * 2, "--batch", 4, "--sequence_length", 16,  # K=4 divides the batch
                        "--eval_batches", 1, "--evals", 1], capsys)
     assert r["benchmark"] == "patch_reproduction" and r["k"] == 4
     assert [run["run"] for run in r["runs"]] == ["baseline", "patch_k4"]
