@@ -5,7 +5,7 @@
 
 HF layout: `config.json` (LlamaForCausalLM), `model.safetensors` or sharded
 `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json`, and tokenizer files, which are
-carried over unchanged. HF stores Linear weights as [out, in]; ours are [in, (heads, head_dim) | out].
+carried over unchanged and named in `vocab.json` (tokenizer.model or tokenizer.json). HF stores Linear weights as [out, in]; ours are [in, (heads, head_dim) | out].
 HF's LLaMA rotary embedding uses the "rotate half" layout, as ours does, so no permutation is needed.
 Both directions write into a temporary directory and rename it into place.
 """
@@ -22,10 +22,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from patch_training.data.hf_tokenizer import load_hf_tokenizer, tokenizer_files, tokenizer_spec
 from patch_training.errors import UserError, run_cli, squash
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "added_tokens.json", "generation_config.json")
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
 # Buffers some older exports contain; they are recomputed from rope_theta.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -234,20 +233,8 @@ def _check_tokenizer_files(src: Path) -> None:
     if sp.is_file():
         from patch_training.data.vocab import check_sentencepiece_model
         check_sentencepiece_model(sp)
-    tj = src / "tokenizer.json"
-    if tj.is_file():
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
-            return  # cannot check without the optional extra; carried over as is
-        try:
-            Tokenizer.from_file(str(tj))
-        except Exception as e:
-            raise UserError(f"tokenizer file {tj} does not load: {squash(e, 200)}") from None
-
-
-def _tokenizer_files(src: Path) -> list[Path]:
-    return [src / n for n in TOKENIZER_FILES if (src / n).is_file()]
+    if (src / "tokenizer.json").is_file():
+        load_hf_tokenizer(src)
 
 
 def _atomic_dir(target: Path, overwrite: bool):
@@ -294,13 +281,13 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: b
 
     src = Path(hf_dir)
     config, params = load_hf_dir(src, scan_layers=scan_layers)
-    extra = {p.name: p for p in _tokenizer_files(src)}
-    if "tokenizer.model" in extra:
-        vocab_spec = {"kind": "sentencepiece", "model_path": "tokenizer.model"}
-    else:
+    extra = {p.name: p for p in tokenizer_files(src)}
+    # The checkpoint names the tokenizer it carries (tokenizer.model or tokenizer.json); only a
+    # directory with neither gets the byte vocabulary, and says so.
+    vocab_spec = tokenizer_spec(src)
+    if vocab_spec is None:
         vocab_spec = {"kind": "byte"}
-        print(f"note: {src} has no tokenizer.model; vocab.json says 'byte' "
-              f"(other tokenizer files are carried over unchanged)", file=sys.stderr)
+        print(f"note: {src} has no tokenizer.model or tokenizer.json; vocab.json says 'byte'", file=sys.stderr)
     return save_params(out, params, config, vocab_spec, overwrite=overwrite, extra_files=extra)
 
 
@@ -343,7 +330,7 @@ def export_hf(checkpoint: str | os.PathLike, hf_dir: str | os.PathLike, *, overw
             total = sum(t.nbytes for t in tensors.values())
             (tmp / "model.safetensors.index.json").write_text(json.dumps(
                 {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
-        for f in _tokenizer_files(root):
+        for f in tokenizer_files(root):
             shutil.copy2(f, tmp / f.name)
         if vocab_spec.get("kind") == "sentencepiece" and not (tmp / "tokenizer.model").exists():
             shutil.copy2(vocab_spec["model_path"], tmp / "tokenizer.model")
@@ -375,8 +362,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                      help="split the weights into shards of at most this size (with an index)")
     args = parser.parse_args(None if argv is None else list(argv))
     if args.command == "import":
-        out = import_hf(args.hf_dir, args.out, overwrite=args.overwrite,
-                        scan_layers=not args.no_scan_layers)
+        out = import_hf(args.hf_dir, args.out, overwrite=args.overwrite, scan_layers=not args.no_scan_layers)
     else:
         shard = int(args.max_shard_mb * 2**20) if args.max_shard_mb else None
         out = export_hf(args.checkpoint, args.hf_dir, overwrite=args.overwrite, max_shard_bytes=shard)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evals.backends.text_vocab import TextVocab, byte_text_vocab, from_hf_dir, from_seqio
+from evals.backends.text_vocab import TextVocab, open_text_vocab
 from evals.model_api import Completion, Sampling, fingerprint_of
 from patch_training.errors import UserError
 
@@ -238,39 +238,30 @@ def _tokens_covering(vocab: TextVocab, ids: list[int], chars: int) -> int:
 
 def load_jax_model(*, checkpoint: str | None = None, hf_dir: str | None = None, batch_size: int = 8,
                    add_bos: bool | None = None) -> JaxModel:
-    """A JaxModel from a params checkpoint / trainer run dir, or from an HF LLaMA directory."""
-    from evals.generate import load_model
+    """A JaxModel from a params checkpoint / trainer run dir, or from an HF LLaMA directory. The tokenizer
+    is the one its vocab spec names (`vocab.json`, or the HF directory's tokenizer files), opened before
+    the weights so a model that cannot read text fails fast."""
+    from patch_training.data.hf_tokenizer import tokenizer_spec
+    from patch_training.data.vocab import resolve_spec
 
     if checkpoint:
+        from patch_training.params_io import load_config, load_params
         root = Path(checkpoint)
         if root.is_dir() and not (root / "vocab.json").is_file():
             raise UserError(f"checkpoint {root} has no vocab.json: it carries no tokenizer, so text prompts "
                             "cannot be encoded")
-        from patch_training.params_io import load_config, load_params
-        _, spec = load_config(Path(checkpoint))
-        if spec.get("kind") == "byte":  # no seqio import (TensorFlow) for the byte vocabulary
-            params, config, _ = load_params(checkpoint)
-            return JaxModel(config, params, byte_text_vocab(add_bos=bool(add_bos)), batch_size=batch_size,
-                            name=str(checkpoint))
-        config, params, seqio_vocab = load_model(checkpoint, None)
-        if seqio_vocab is None:
-            raise UserError(f"checkpoint {checkpoint} has no tokenizer")
-        vocab = from_seqio(seqio_vocab, add_bos=bool(add_bos), name=str(checkpoint))
-        vocab.fingerprint = fingerprint_of("seqio", json.loads((root / "vocab.json").read_text()).get("kind"))
+        _, spec = load_config(root)
+        vocab = open_text_vocab(resolve_spec(spec, root), add_bos=add_bos, default_add_bos=False,
+                                name=str(checkpoint))
+        params, config, _ = load_params(checkpoint)
         return JaxModel(config, params, vocab, batch_size=batch_size, name=str(checkpoint))
+    from patch_training.hf_convert import load_hf_dir
     src = Path(hf_dir)
     if not src.is_dir():
         raise UserError(f"HF directory not found: {src}")
-    if not (src / "tokenizer.json").is_file() and not (src / "tokenizer.model").is_file():
+    spec = tokenizer_spec(src)
+    if spec is None:
         raise UserError(f"{src}: no tokenizer.json or tokenizer.model: the model cannot read text")
-    vocab = from_hf_dir(src) if (src / "tokenizer.json").is_file() else None  # before the weights: fail fast
-    config, params, seqio_vocab = load_model(None, hf_dir)
-    if vocab is None:
-        vocab = from_seqio(seqio_vocab, add_bos=True if add_bos is None else add_bos, name=str(src))
-        vocab.fingerprint = hashlib.sha256((src / "tokenizer.model").read_bytes()).hexdigest()[:16]
-        cfg = json.loads((src / "tokenizer_config.json").read_text()) if (src / "tokenizer_config.json").is_file() else {}
-        if isinstance(cfg.get("chat_template"), str):
-            vocab.chat_template = cfg["chat_template"]
-    elif add_bos is not None:
-        vocab.add_bos = add_bos
+    vocab = open_text_vocab(resolve_spec(spec, src), add_bos=add_bos, default_add_bos=True, name=str(src))
+    config, params = load_hf_dir(src)
     return JaxModel(config, params, vocab, batch_size=batch_size, name=str(src))
