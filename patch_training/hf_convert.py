@@ -1,6 +1,7 @@
 """Convert between HF transformers LLaMA checkpoints and our params checkpoints.
 
     python -m patch_training.hf_convert import --hf_dir D --out CKPT
+    python -m patch_training.hf_convert import --gguf FILE.gguf --out CKPT   (llama.cpp files: gguf_import)
     python -m patch_training.hf_convert export --checkpoint CKPT --hf_dir D2 [--max_shard_mb N]
 
 HF layout: `config.json` (LlamaForCausalLM), `model.safetensors` or sharded
@@ -348,8 +349,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m patch_training.hf_convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="HF LLaMA directory -> params checkpoint")
-    imp.add_argument("--hf_dir", required=True)
+    imp = sub.add_parser("import", help="HF LLaMA directory or GGUF file -> params checkpoint")
+    src = imp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hf_dir", help="HF LLaMA directory (config.json, safetensors, tokenizer files)")
+    src.add_argument("--gguf", help="llama.cpp GGUF file of a LLaMA model (quantized or not)")
     imp.add_argument("--out", required=True)
     imp.add_argument("--overwrite", action="store_true")
     imp.add_argument("--no_scan_layers", action="store_true",
@@ -362,7 +365,11 @@ def main(argv: Iterable[str] | None = None) -> int:
                      help="split the weights into shards of at most this size (with an index)")
     args = parser.parse_args(None if argv is None else list(argv))
     if args.command == "import":
-        out = import_hf(args.hf_dir, args.out, overwrite=args.overwrite, scan_layers=not args.no_scan_layers)
+        if args.gguf:
+            from patch_training.gguf_import import import_gguf
+            out = import_gguf(args.gguf, args.out, overwrite=args.overwrite, scan_layers=not args.no_scan_layers)
+        else:
+            out = import_hf(args.hf_dir, args.out, overwrite=args.overwrite, scan_layers=not args.no_scan_layers)
     else:
         shard = int(args.max_shard_mb * 2**20) if args.max_shard_mb else None
         out = export_hf(args.checkpoint, args.hf_dir, overwrite=args.overwrite, max_shard_bytes=shard)
