@@ -335,6 +335,9 @@ def export_hf(checkpoint: str | os.PathLike, hf_dir: str | os.PathLike, *, overw
             shutil.copy2(f, tmp / f.name)
         if vocab_spec.get("kind") == "sentencepiece" and not (tmp / "tokenizer.model").exists():
             shutil.copy2(vocab_spec["model_path"], tmp / "tokenizer.model")
+        if vocab_spec.get("kind") == "hf_tokenizer" and not (tmp / "tokenizer.json").exists():
+            for f in tokenizer_files(Path(vocab_spec["model_path"]).parent):   # the tokenizer named elsewhere
+                shutil.copy2(f, tmp / f.name)
         commit()
     except BaseException:
         abort()
