@@ -131,8 +131,14 @@ def _load_cached(tj: str, mtime_ns: int, size: int) -> HFTokenizer:
     for e in (extra if isinstance(extra, list) else [extra]):
         if isinstance(e, int) and e not in eos_ids:
             eos_ids.append(e)
-    # add_bos_token is absent in many configs; LLaMA-family post-processors add BOS, so default to it
-    add_bos = bool(cfg.get("add_bos_token", bos_id is not None))
+    if "add_bos_token" in cfg:
+        add_bos = bool(cfg["add_bos_token"])
+    else:
+        # Absent from many configs (transformers 5 writes none): then the tokenizer's own post-processor
+        # decides, as it does in transformers. LLaMA-family tokenizer.json files put BOS there; SmolLM2's
+        # does not, and giving it BOS anyway (its BOS is <|im_start|>) changes every plain prompt.
+        probe = tok.encode("a", add_special_tokens=True).ids
+        add_bos = bos_id is not None and bool(probe) and probe[0] == bos_id
     template = read_chat_template(src)
     h = hashlib.sha256(Path(tj).read_bytes())
     h.update(json.dumps(cfg, sort_keys=True, default=str).encode())

@@ -85,3 +85,14 @@ def test_generate_cli_reads_text_prompts_of_a_tokenizer_json_model(hf_dir, impor
         (bare / name).unlink()
     with pytest.raises(UserError, match="text prompt, but the model has no tokenizer"):
         main(["--hf_dir", str(bare), "--prompts", str(prompts), "--out", str(tmp_path / "x.jsonl")])
+
+
+@pytest.mark.parametrize("bos_in_post_processor", [True, False])
+def test_bos_follows_the_tokenizer_when_the_config_does_not_say(tmp_path, bos_in_post_processor):
+    """transformers 5 writes no add_bos_token: BOS is added exactly when the tokenizer's post-processor adds it
+    (LLaMA's does; SmolLM2's does not, and its BOS string is <|im_start|>)."""
+    from evals.backends.text_vocab import from_hf_dir
+    d = write_tokenizer_dir(tmp_path / "tok", bos_in_post_processor=bos_in_post_processor)
+    vocab = from_hf_dir(d)
+    assert vocab.bos_id == 1 and vocab.add_bos is bos_in_post_processor
+    assert (vocab.encode_prompt(TEXT)[0] == 1) is bos_in_post_processor
