@@ -204,6 +204,8 @@ def _vocabulary_class():
 
         def _encode_tf(self, s):
             def enc(x):
+                if isinstance(x, np.ndarray):   # eager calls pass a 0-d object array, tf.data passes bytes
+                    x = x.item()
                 return np.asarray(self.hf.encode(x.decode("utf-8")), np.int32)
             if s.shape.rank == 0:
                 out = tf.numpy_function(enc, [s], tf.int32, stateful=False)

@@ -40,3 +40,7 @@ def test_rows_use_the_checkpoint_tokenizer(imported, c2c_dir, cache_dir):
     assert got == expected
     assert max(max(r) for r in got) >= 259            # BPE merges, not the byte vocabulary's ids
     assert TINY["vocab_size"] >= tok.get_vocab_size()
+    import tensorflow as tf
+    text = rows[0]["prompt"]
+    assert init.vocab.encode_tf(tf.constant(text)).numpy().tolist() == list(enc(text))     # eager, as well
+    assert init.vocab.decode(list(enc(text))) == text
