@@ -6,7 +6,7 @@ The file is read with the `gguf` library; every tensor is dequantized to fp32 by
 (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants Q2_K..Q6_K among others). llama.cpp's
 converter reorders the rows of the Q and K projections of each head from HF's "rotate half" RoPE layout
 into interleaved pairs; we undo that, then map llama.cpp's tensor names onto HF's and hand over to
-`hf_convert.hf_to_params`, so both importers share the layout code.
+`hf_layout.hf_to_params`, so both importers share the layout code.
 
 The tokenizer is rebuilt from the `tokenizer.ggml.*` metadata as a `tokenizer.json` (byte-level BPE:
 vocabulary, merges, control tokens as special tokens, the pre-tokenizer split that llama.cpp applies
@@ -146,7 +146,7 @@ def read_gguf_tensors(reader, config, where: str) -> dict[str, np.ndarray]:
     from gguf import GGMLQuantizationType
     from gguf.quants import dequantize
 
-    from patch_training.hf_convert import expected_hf_shapes
+    from patch_training.hf_layout import expected_hf_shapes
 
     expected = expected_hf_shapes(config)
     plan = []
@@ -283,7 +283,7 @@ def load_gguf(path: str | os.PathLike, *, scan_layers: bool | None = None) -> tu
     """(ModelConfig, our fp32 params) from a GGUF file."""
     import dataclasses
 
-    from patch_training.hf_convert import hf_to_params
+    from patch_training.hf_layout import hf_to_params
 
     reader = read_gguf(path)
     config = config_from_gguf(reader, str(path))
@@ -314,7 +314,7 @@ def import_gguf(gguf_path: str | os.PathLike, out: str | os.PathLike, *, overwri
         raise UserError(f"output directory {target} already exists and is not empty (use --overwrite)")
     import dataclasses
 
-    from patch_training.hf_convert import hf_to_params
+    from patch_training.hf_layout import hf_to_params
 
     # Cheap checks first (architecture, then the tokenizer), so a file we cannot use is refused in a
     # second, before the weights are dequantized.
