@@ -50,10 +50,7 @@ def open_init_checkpoint(path: str | os.PathLike | None, *, model_overrides: Map
                         "(a trainer run dir or a params checkpoint, e.g. from hf_convert import)")
     root, _ = resolve_params_dir(path)  # missing dir, no complete step, wrong layout: one line each
     ckpt_config, spec = load_config(root)
-    if spec.get("kind") == "sentencepiece" and spec.get("model_path"):
-        model_path = Path(os.path.expanduser(spec["model_path"]))
-        if not model_path.is_absolute():
-            spec = {**spec, "model_path": str((root / model_path).resolve())}
+    spec = vocab_lib.resolve_spec(spec, root)
     config = ckpt_config
     if model_overrides:
         shaped = sorted(set(model_overrides) & SHAPE_FIELDS)

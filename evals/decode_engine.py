@@ -311,7 +311,10 @@ def run_engine(weights: Any, spec: EngineSpec, prompts: Sequence[Sequence[int]],
                 if on_finish is not None:
                     on_finish(fin)
         if progress is not None:
-            progress(done, total, tokens_out)
+            # Count the tokens of rows still decoding too: with long rows nothing may finish for minutes.
+            gen_now = np.asarray(state["gen"])
+            live = sum(int(gen_now[r]) for r in range(spec.rows) if occupant[r] is not None)
+            progress(done, total, tokens_out + live)
     return results  # type: ignore[return-value]
 
 

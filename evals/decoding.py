@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -201,7 +201,8 @@ class Decoder:
                  sampling: SamplingConfig = SamplingConfig(), num_samples: int = 1, seed: int = 0,
                  stop_tokens: Sequence[int] | None = None, return_probs: bool = False,
                  return_mean_dist: bool = False, seeds: Sequence[int] | None = None,
-                 progress: bool = False, mean_includes_stop: bool = False) -> list[list[Sample]]:
+                 progress: bool | Callable[[int, int, int], None] = False,
+                 mean_includes_stop: bool = False) -> list[list[Sample]]:
         """For each prompt (a list of token ids), `num_samples` Samples.
 
         Sample j of prompt i uses key fold_in(fold_in(seed, i), j): reproducible and independent of
@@ -281,7 +282,7 @@ class Decoder:
         finished = decode_engine.run_engine(
             self._weights, spec, [prompts[i] for i, _ in rows], keys, row_limits,
             chunk_steps=self.chunk_steps, share_prefill=self.share_prefill, stats=self.last_stats,
-            progress=decode_engine.make_progress_printer() if progress else None)
+            progress=(progress if callable(progress) else decode_engine.make_progress_printer()) if progress else None)
         results: list[list[Sample]] = [[] for _ in prompts]
         for (i, _), fin in zip(rows, finished):
             results[i].append(self._sample(fin.token_ids, fin.logprobs, fin.stopped, fin.probs,

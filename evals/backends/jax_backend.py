@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evals.backends.text_vocab import TextVocab, byte_text_vocab, from_hf_dir, from_seqio
+from evals.backends.text_vocab import TextVocab, open_text_vocab
 from evals.model_api import Completion, Sampling, fingerprint_of
 from patch_training.errors import UserError
 
@@ -73,7 +73,7 @@ class JaxModel:
     """`LanguageModel` over params in this process."""
 
     def __init__(self, config: Any, params: Any, vocab: TextVocab, *, batch_size: int = 8,
-                 fingerprint: str | None = None, name: str = "jax"):
+                 fingerprint: str | None = None, name: str = "jax", decode_dtype: str | None = None):
         from evals.decoding import Decoder
 
         self.config = config
@@ -81,10 +81,13 @@ class JaxModel:
         self.vocab = vocab
         self.batch_size = batch_size
         self.name = name
-        self.decoder = Decoder(config, params, vocab, batch_size=batch_size)
+        self.decoder = Decoder(config, params, vocab, batch_size=batch_size, compute_dtype=decode_dtype)
+        self.progress = False   # log decoding progress inside each call (the eval CLIs turn it on)
         self._stop_token_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
-        self._fingerprint = fingerprint or fingerprint_of("jax", config.to_json(), params_fingerprint(params),
-                                                          vocab.fingerprint)
+        parts = ["jax", config.to_json(), params_fingerprint(params), vocab.fingerprint]
+        if decode_dtype is not None and decode_dtype != config.dtype:
+            parts.append(f"decode_dtype={decode_dtype}")   # other numerics, other samples: not the same cache entries
+        self._fingerprint = fingerprint or fingerprint_of(*parts)
         if vocab.vocab_size > config.vocab_size:
             log.warning("%s: tokenizer has %d ids but the model only %d", name, vocab.vocab_size, config.vocab_size)
 
@@ -129,7 +132,8 @@ class JaxModel:
         stops = tuple(sorted(set(self.stop_ids()) | set(self.stop_string_tokens(sampling.stop))))
         kw = dict(max_new_tokens=sampling.max_new_tokens, sampling=cfg, num_samples=n,
                   stop_tokens=stops, return_mean_dist=sampling.return_dist,
-                  mean_includes_stop=sampling.return_dist and sampling.dist_includes_stop)
+                  mean_includes_stop=sampling.return_dist and sampling.dist_includes_stop,
+                  progress=_progress_logger() if self.progress else False)
         if cfg.greedy:
             raw = self.decoder.generate(list(prompts), seed=0, **kw)
         else:
@@ -219,6 +223,23 @@ class JaxModel:
         return ctx, self.vocab.encode(continuation)
 
 
+def _progress_logger(every_s: float = 10.0):
+    """The decoding engine's progress callback as a log line at most every `every_s` seconds: a long batch
+    (thousands of tokens per row on CPU) shows its rate long before it ends."""
+    import time
+
+    start, last = time.monotonic(), [time.monotonic()]
+
+    def report(done: int, total: int, tokens: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s or done >= total:
+            return
+        last[0] = now
+        log.info("decoding this batch: %d/%d samples done, %d tokens, %.1f tokens/s", done, total, tokens,
+                 tokens / max(now - start, 1e-9))
+    return report
+
+
 def _prompt_seed(seed: int, prompt: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()[:4], "little") & 0x7FFFFFFF
 
@@ -241,40 +262,31 @@ def _tokens_covering(vocab: TextVocab, ids: list[int], chars: int) -> int:
 
 
 def load_jax_model(*, checkpoint: str | None = None, hf_dir: str | None = None, batch_size: int = 8,
-                   add_bos: bool | None = None) -> JaxModel:
-    """A JaxModel from a params checkpoint / trainer run dir, or from an HF LLaMA directory."""
-    from evals.generate import load_model
+                   add_bos: bool | None = None, decode_dtype: str | None = None) -> JaxModel:
+    """A JaxModel from a params checkpoint / trainer run dir, or from an HF LLaMA directory. The tokenizer
+    is the one its vocab spec names (`vocab.json`, or the HF directory's tokenizer files), opened before
+    the weights so a model that cannot read text fails fast."""
+    from patch_training.data.hf_tokenizer import tokenizer_spec
+    from patch_training.data.vocab import resolve_spec
 
     if checkpoint:
+        from patch_training.params_io import load_config, load_params
         root = Path(checkpoint)
         if root.is_dir() and not (root / "vocab.json").is_file():
             raise UserError(f"checkpoint {root} has no vocab.json: it carries no tokenizer, so text prompts "
                             "cannot be encoded")
-        from patch_training.params_io import load_config, load_params
-        _, spec = load_config(Path(checkpoint))
-        if spec.get("kind") == "byte":  # no seqio import (TensorFlow) for the byte vocabulary
-            params, config, _ = load_params(checkpoint)
-            return JaxModel(config, params, byte_text_vocab(add_bos=bool(add_bos)), batch_size=batch_size,
-                            name=str(checkpoint))
-        config, params, seqio_vocab = load_model(checkpoint, None)
-        if seqio_vocab is None:
-            raise UserError(f"checkpoint {checkpoint} has no tokenizer")
-        vocab = from_seqio(seqio_vocab, add_bos=bool(add_bos), name=str(checkpoint))
-        vocab.fingerprint = fingerprint_of("seqio", json.loads((root / "vocab.json").read_text()).get("kind"))
-        return JaxModel(config, params, vocab, batch_size=batch_size, name=str(checkpoint))
+        _, spec = load_config(root)
+        vocab = open_text_vocab(resolve_spec(spec, root), add_bos=add_bos, default_add_bos=False,
+                                name=str(checkpoint))
+        params, config, _ = load_params(checkpoint)
+        return JaxModel(config, params, vocab, batch_size=batch_size, name=str(checkpoint), decode_dtype=decode_dtype)
+    from patch_training.hf_convert import load_hf_dir
     src = Path(hf_dir)
     if not src.is_dir():
         raise UserError(f"HF directory not found: {src}")
-    if not (src / "tokenizer.json").is_file() and not (src / "tokenizer.model").is_file():
+    spec = tokenizer_spec(src)
+    if spec is None:
         raise UserError(f"{src}: no tokenizer.json or tokenizer.model: the model cannot read text")
-    vocab = from_hf_dir(src) if (src / "tokenizer.json").is_file() else None  # before the weights: fail fast
-    config, params, seqio_vocab = load_model(None, hf_dir)
-    if vocab is None:
-        vocab = from_seqio(seqio_vocab, add_bos=True if add_bos is None else add_bos, name=str(src))
-        vocab.fingerprint = hashlib.sha256((src / "tokenizer.model").read_bytes()).hexdigest()[:16]
-        cfg = json.loads((src / "tokenizer_config.json").read_text()) if (src / "tokenizer_config.json").is_file() else {}
-        if isinstance(cfg.get("chat_template"), str):
-            vocab.chat_template = cfg["chat_template"]
-    elif add_bos is not None:
-        vocab.add_bos = add_bos
-    return JaxModel(config, params, vocab, batch_size=batch_size, name=str(src))
+    vocab = open_text_vocab(resolve_spec(spec, src), add_bos=add_bos, default_add_bos=True, name=str(src))
+    config, params = load_hf_dir(src)
+    return JaxModel(config, params, vocab, batch_size=batch_size, name=str(src), decode_dtype=decode_dtype)

@@ -2,9 +2,9 @@
 
 Two sources of a vocabulary:
 - a seqio vocabulary (our checkpoints: byte or SentencePiece), wrapped as is;
-- an HF directory that ships `tokenizer.json` (most current LLaMA-family models ship only that),
-  loaded with the `tokenizers` library; `tokenizer_config.json` gives the BOS/EOS strings and the
-  Jinja chat template, `generation_config.json` any extra end-of-turn ids.
+- a directory that ships `tokenizer.json` (an HF model directory, or a checkpoint imported from one or
+  from a GGUF file), read by `patch_training.data.hf_tokenizer`: BOS/EOS strings, extra end-of-turn ids
+  and the Jinja chat template (`chat_template.jinja` or `tokenizer_config.json`).
 
 BOS policy: a prompt is encoded without special tokens, then BOS is put in front exactly once when the
 vocabulary wants one (`add_bos`), unless the text already begins with the BOS string (a chat template
@@ -12,8 +12,6 @@ that writes `{{ bos_token }}` itself).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,13 +19,6 @@ from typing import Any, Sequence
 from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def _token_text(value: Any) -> str | None:
-    """tokenizer_config.json writes special tokens as strings or as {"content": ...} dicts."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None
 
 
 class TextVocab:
@@ -80,7 +71,7 @@ class TextVocab:
         """The chat template applied to `messages`, ending with the assistant's turn opener."""
         if not self.chat_template:
             raise UserError(f"{self.name}: chat formatting was asked for, but the tokenizer has no chat template "
-                            "(tokenizer_config.json 'chat_template')")
+                            "(neither chat_template.jinja nor tokenizer_config.json 'chat_template')")
         try:
             from jinja2.sandbox import ImmutableSandboxedEnvironment
         except ImportError:
@@ -132,52 +123,38 @@ def byte_text_vocab(*, add_bos: bool = False) -> TextVocab:
                      fingerprint="byte", name="byte")
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-    return data if isinstance(data, dict) else {}
-
-
 def from_hf_dir(hf_dir: str | Path) -> TextVocab:
-    """A `tokenizers`-backed vocabulary from an HF model directory's `tokenizer.json`."""
-    src = Path(hf_dir)
-    tj = src / "tokenizer.json"
-    if not tj.is_file():
-        raise UserError(f"{src}: no tokenizer.json (and no tokenizer.model): the model cannot read text")
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
-        raise UserError("reading tokenizer.json needs the 'tokenizers' package (make setup-hf)") from None
-    try:
-        tok = Tokenizer.from_file(str(tj))
-    except Exception as e:  # noqa: BLE001 - library errors vary by version
-        raise UserError(f"tokenizer file {tj} does not load: {' '.join(str(e).split())[:200]}") from None
-    cfg = _read_json(src / "tokenizer_config.json")
-    gen = _read_json(src / "generation_config.json")
-    bos_text, eos_text = _token_text(cfg.get("bos_token")), _token_text(cfg.get("eos_token"))
-    bos_id = tok.token_to_id(bos_text) if bos_text else None
-    eos_ids = []
-    if eos_text and tok.token_to_id(eos_text) is not None:
-        eos_ids.append(tok.token_to_id(eos_text))
-    extra = gen.get("eos_token_id")  # LLaMA-3 style: several end-of-turn ids
-    for e in (extra if isinstance(extra, list) else [extra]):
-        if isinstance(e, int) and e not in eos_ids:
-            eos_ids.append(e)
-    # add_bos_token is absent in many configs; LLaMA-family post-processors add BOS, so default to it
-    add_bos = bool(cfg.get("add_bos_token", bos_id is not None))
-    template = cfg.get("chat_template")
-    if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
-        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-        template = named.get("default") or next(iter(named.values()), None)
-    h = hashlib.sha256(tj.read_bytes())
-    h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-    return TextVocab(encode_fn=lambda s: tok.encode(s, add_special_tokens=False).ids,
-                     decode_fn=lambda ids: tok.decode(ids, skip_special_tokens=False),
-                     vocab_size=tok.get_vocab_size(with_added_tokens=True), bos_id=bos_id, eos_ids=eos_ids,
-                     bos_text=bos_text, eos_text=eos_text, add_bos=add_bos,
-                     chat_template=template if isinstance(template, str) else None,
-                     fingerprint=h.hexdigest()[:16], name=str(src))
+    """A `tokenizers`-backed vocabulary from a directory's `tokenizer.json` and its companions (an HF model
+    directory or a checkpoint that carries them; `patch_training.data.hf_tokenizer` reads them)."""
+    from patch_training.data.hf_tokenizer import load_hf_tokenizer
+
+    tok = load_hf_tokenizer(hf_dir)
+    return TextVocab(encode_fn=tok.encode, decode_fn=tok.decode, vocab_size=tok.vocab_size, bos_id=tok.bos_id,
+                     eos_ids=tok.eos_ids, bos_text=tok.bos_text, eos_text=tok.eos_text, add_bos=tok.add_bos,
+                     chat_template=tok.chat_template, fingerprint=tok.fingerprint, name=str(hf_dir))
+
+
+def open_text_vocab(spec: dict, *, add_bos: bool | None, default_add_bos: bool, name: str) -> TextVocab:
+    """The TextVocab of a vocab spec whose `model_path` is absolute (`patch_training.data.vocab.resolve_spec`).
+
+    add_bos: the caller's choice; None = the tokenizer config's for an HF tokenizer, else `default_add_bos`.
+    A SentencePiece model also takes the chat template that sits beside it (an imported HF checkpoint).
+    """
+    import hashlib
+    from patch_training.data.hf_tokenizer import HF_TOKENIZER_KIND, read_chat_template
+    from patch_training.data.vocab import vocab_from_spec
+
+    kind = spec.get("kind")
+    if kind == "byte":  # no seqio import (TensorFlow) for the byte vocabulary
+        return byte_text_vocab(add_bos=bool(add_bos))
+    if kind == HF_TOKENIZER_KIND:
+        vocab = from_hf_dir(Path(spec["model_path"]).parent)
+        vocab.name = name
+        if add_bos is not None:
+            vocab.add_bos = add_bos
+        return vocab
+    model = Path(spec["model_path"])
+    vocab = from_seqio(vocab_from_spec(spec), add_bos=default_add_bos if add_bos is None else add_bos, name=name)
+    vocab.fingerprint = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    vocab.chat_template = read_chat_template(model.parent)
+    return vocab

@@ -50,6 +50,7 @@ def _add_fallback_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_name")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--chat", action="store_true")
+    p.add_argument("--decode_dtype", choices=("float32", "bfloat16"))
     p.add_argument("--cache_dir")
 
 

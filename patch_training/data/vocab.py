@@ -4,6 +4,8 @@ A *vocab spec* is what checkpoints and run dirs store in `vocab.json`:
 
     {"kind": "byte"}
     {"kind": "sentencepiece", "model_path": "tokenizer.model"}   # absolute or relative to the json
+    {"kind": "hf_tokenizer", "model_path": "tokenizer.json"}     # an HF tokenizer; its companions
+                                                                 # (config, chat template) sit beside it
 
 Token ids follow seqio: pad=0 and, for the byte vocabulary and every tokenizer trained by
 `train_tokenizer`, eos=1 (unk=2, no bos). A foreign model such as LLaMA-2's keeps its own ids
@@ -20,6 +22,7 @@ from typing import Any, Mapping
 import gin
 
 from patch_training.atomic import copy_file_atomic, write_json_atomic
+from patch_training.data.hf_tokenizer import HF_TOKENIZER_KIND, tokenizer_files, tokenizer_json_vocabulary
 from patch_training.errors import UserError, squash
 
 BYTE_SPEC: dict[str, Any] = {"kind": "byte"}
@@ -66,6 +69,15 @@ def _resolve(model_path: str, base_dir: str | os.PathLike | None) -> Path:
     return p
 
 
+def resolve_spec(spec: Mapping[str, Any], base_dir: str | os.PathLike) -> dict[str, Any]:
+    """`spec` with a relative tokenizer `model_path` made absolute against `base_dir` (the directory of
+    the vocab.json that holds it), so the vocabulary opens from any working directory."""
+    spec = dict(spec)
+    if spec.get("kind") in ("sentencepiece", HF_TOKENIZER_KIND) and spec.get("model_path"):
+        spec["model_path"] = str(_resolve(spec["model_path"], base_dir).resolve())
+    return spec
+
+
 def vocab_from_spec(spec: Mapping[str, Any], base_dir: str | os.PathLike | None = None):
     """Build the seqio vocabulary a spec describes; relative model paths resolve against `base_dir`."""
     if not isinstance(spec, Mapping) or "kind" not in spec:
@@ -77,7 +89,14 @@ def vocab_from_spec(spec: Mapping[str, Any], base_dir: str | os.PathLike | None 
         if not spec.get("model_path"):
             raise UserError(f"sentencepiece vocab spec needs 'model_path': {dict(spec)!r}")
         return load_sentencepiece(_resolve(spec["model_path"], base_dir), int(spec.get("extra_ids", 0)))
-    raise UserError(f"unknown vocab kind {kind!r} (expected 'byte' or 'sentencepiece')")
+    if kind == HF_TOKENIZER_KIND:
+        if not spec.get("model_path"):
+            raise UserError(f"{HF_TOKENIZER_KIND} vocab spec needs 'model_path': {dict(spec)!r}")
+        path = _resolve(spec["model_path"], base_dir)
+        if not path.is_file():
+            raise UserError(f"tokenizer file not found: {path}")
+        return tokenizer_json_vocabulary(path)
+    raise UserError(f"unknown vocab kind {kind!r} (expected 'byte', 'sentencepiece' or '{HF_TOKENIZER_KIND}')")
 
 
 def spec_for(vocab) -> dict[str, Any]:
@@ -91,6 +110,8 @@ def spec_for(vocab) -> dict[str, Any]:
         if vocab.extra_ids:
             spec["extra_ids"] = int(vocab.extra_ids)
         return spec
+    if hasattr(vocab, "hf") and hasattr(vocab, "model_path"):  # hf_tokenizer.TokenizerJsonVocabulary
+        return {"kind": HF_TOKENIZER_KIND, "model_path": str(Path(vocab.model_path).resolve())}
     raise UserError(f"cannot describe vocabulary of type {type(vocab).__name__} as a spec")
 
 
@@ -106,6 +127,8 @@ def as_spec(vocab_or_spec) -> dict[str, Any]:
             return read_vocab_json(p)
         if str(vocab_or_spec) == "byte":
             return dict(BYTE_SPEC)
+        if p.name == "tokenizer.json":
+            return {"kind": HF_TOKENIZER_KIND, "model_path": str(p.resolve())}
         return {"kind": "sentencepiece", "model_path": str(p.resolve())}
     return spec_for(vocab_or_spec)
 
@@ -119,6 +142,9 @@ def spec_fingerprint(spec: Mapping[str, Any], base_dir: str | os.PathLike | None
         check_sentencepiece_model(path)
         h.update(path.read_bytes())
         h.update(str(int(spec.get("extra_ids", 0))).encode())
+    elif spec["kind"] == HF_TOKENIZER_KIND:
+        from patch_training.data.hf_tokenizer import load_hf_tokenizer
+        h.update(load_hf_tokenizer(_resolve(spec["model_path"], base_dir)).fingerprint.encode())
     return h.hexdigest()[:16]
 
 
@@ -138,6 +164,14 @@ def write_vocab_json(directory: str | os.PathLike, vocab_or_spec, copy_model: bo
         if src.resolve() != dst.resolve():
             copy_file_atomic(src, dst)
         spec = {**spec, "model_path": "tokenizer.model"}
+    elif copy_model and spec["kind"] == HF_TOKENIZER_KIND:
+        # The whole tokenizer travels: tokenizer.json alone would lose BOS/EOS and the chat template.
+        src = _resolve(spec["model_path"], None)
+        for f in [f for f in tokenizer_files(src.parent) if f.name != "tokenizer.model"]:
+            dst = out.parent / f.name
+            if f.resolve() != dst.resolve():
+                copy_file_atomic(f, dst)
+        spec = {**spec, "model_path": "tokenizer.json"}
     return write_json_atomic(out, spec, sort_keys=False)
 
 
@@ -151,7 +185,7 @@ def read_vocab_json(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"vocab spec not found: {p}") from None
     except (OSError, ValueError) as e:
         raise UserError(f"vocab spec {p} is not valid JSON: {e}") from None
-    if spec.get("kind") == "sentencepiece" and spec.get("model_path"):
+    if spec.get("kind") in ("sentencepiece", HF_TOKENIZER_KIND) and spec.get("model_path"):
         spec["model_path"] = str(_resolve(spec["model_path"], p.parent))
     return spec
 

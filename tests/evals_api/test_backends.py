@@ -1,5 +1,4 @@
 """Backends from disk: HF tokenizers (tokenizer.json only) with a chat template and BOS once; bad inputs."""
-import json
 import logging
 import shutil
 
@@ -11,24 +10,7 @@ from evals.backends.text_vocab import from_hf_dir
 from evals.model_api import Sampling
 from patch_training.errors import UserError
 
-TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|eot|>{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-
-
-def _tokenizer_dir(path, vocab_size=200):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<|eot|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["def add(a, b):\n    return a + b\n", "hello world, hello user"] * 20, trainer)
-    path.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path / "tokenizer.json"))
-    (path / "tokenizer_config.json").write_text(json.dumps(
-        {"bos_token": "<s>", "eos_token": {"content": "</s>"}, "chat_template": TEMPLATE}))
-    (path / "generation_config.json").write_text(json.dumps({"eos_token_id": [2, 3]}))
-    return path
+from tests.support.tokenizers import write_tokenizer_dir as _tokenizer_dir  # noqa: E402
 
 
 def test_tokenizer_json_vocab_bos_once_and_chat(tmp_path, caplog):

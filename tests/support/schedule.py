@@ -26,6 +26,7 @@ SECONDS_MEASURED = {
     # 2026-12-07, run alone, empty compilation and row caches, a loaded 2-core machine: 68-72 s (~50 s in a
     # process that has TensorFlow and torch imported already, as a suite worker often has).
     "tests/benchmarks/test_benchmark_smoke.py": 70,
+    "tests/hf/test_gguf_import.py": 56,   # transformers' GGUF load ~23 s, our import ~10 s (2026-12-07, one process)
     "tests/trainer/test_sharded_runs.py": 52,
     "tests/trainer/test_trainer_runs.py": 31,
     "tests/aot/test_aot_compile.py": 26,
@@ -47,6 +48,8 @@ SECONDS_MEASURED = {
     "tests/evals_api/test_backends.py": 12,
     "tests/checkpointing/test_multihost.py": 12,
     "tests/decoding/test_generate_cli.py": 12,
+    "tests/finetune/test_tokenizer_json_rows.py": 11,
+    "tests/evals_api/test_tokenizer_openers.py": 10,
     "tests/decoding/test_shared_prefill.py": 10,
     "tests/finetune/test_bad_input.py": 9,
     "tests/case2code_synthesis/test_real_kill.py": 8,
