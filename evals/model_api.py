@@ -59,6 +59,34 @@ class Sampling:
         return d
 
 
+class LeadPrompt(str):
+    """A prompt whose text ends with an answer lead ("The result for A+B is", an opened python fence): it is the
+    full text for a completion model, and for a chat model the user turn is the text before the lead while the
+    assistant turn is opened with the lead already written (the answer continues it, as a base model's does).
+    A str subclass, so every cache key, log line and backend that reads plain text sees the same prompt."""
+
+    lead: str
+
+    def __new__(cls, text: str, lead: str):
+        if lead and not text.endswith(lead):
+            raise ValueError(f"the prompt does not end with its lead {lead!r}")
+        obj = super().__new__(cls, text)
+        obj.lead = lead
+        return obj
+
+    @property
+    def user_text(self) -> str:
+        """What the user turn holds: the text without the lead."""
+        return self[:len(self) - len(self.lead)].rstrip() if self.lead else str(self)
+
+
+def chat_parts(prompt: str) -> tuple[str, str]:
+    """(user turn, assistant prefix) of a prompt sent with chat formatting."""
+    if isinstance(prompt, LeadPrompt):
+        return prompt.user_text, prompt.lead
+    return str(prompt), ""
+
+
 @dataclasses.dataclass
 class Completion:
     """One sampled continuation of one prompt."""

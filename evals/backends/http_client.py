@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from evals.model_api import Completion, Sampling, fingerprint_of
+from evals.model_api import Completion, Sampling, chat_parts, fingerprint_of
 from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,11 @@ class OpenAIModel:
         if sampling.return_dist:
             body["return_tokens_as_token_ids"] = True  # vLLM extension: tokens as "token_id:N"
         if chat:
-            body["messages"] = [{"role": "user", "content": prompt}]
+            user, prefix = chat_parts(prompt)
+            body["messages"] = [{"role": "user", "content": user}]
+            if prefix:  # the answer lead opens the assistant turn (vLLM's continue_final_message; ours too)
+                body["messages"].append({"role": "assistant", "content": prefix})
+                body.update(continue_final_message=True, add_generation_prompt=False)
             body["logprobs"] = True
             if k:
                 body["top_logprobs"] = k

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from evals.backends.text_vocab import TextVocab, open_text_vocab
-from evals.model_api import Completion, Sampling, fingerprint_of
+from evals.model_api import Completion, Sampling, chat_parts, fingerprint_of
 from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,13 @@ class JaxModel:
 
     # ------------------------------------------------------------------ prompts
     def prompt_ids(self, prompt: str, chat: bool) -> list[int]:
-        ids = self.vocab.encode_chat([{"role": "user", "content": prompt}]) if chat else self.vocab.encode_prompt(prompt)
+        if chat:
+            # A LeadPrompt's lead opens the assistant turn (the template's opener, then the lead's text), so a
+            # chat model continues the answer the way a completion model does.
+            user, prefix = chat_parts(prompt)
+            ids = self.vocab.encode_chat([{"role": "user", "content": user}], assistant_prefix=prefix)
+        else:
+            ids = self.vocab.encode_prompt(prompt)
         return ids or self.vocab.start_ids()
 
     def stop_ids(self) -> tuple[int, ...]:

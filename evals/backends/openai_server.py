@@ -177,8 +177,13 @@ class ModelService:
         want_lp = bool(body.get("logprobs", False))
         k = _num(body, "top_logprobs", int, 0, 0, 20) if want_lp else 0
         as_ids = bool(body.get("return_tokens_as_token_ids", False))
+        prefix = ""
+        if body.get("continue_final_message"):   # vLLM's extension: the last (assistant) message is continued
+            if messages[-1]["role"] != "assistant" or len(messages) < 2:
+                raise BadRequest("continue_final_message needs an assistant message after at least one other")
+            messages, prefix = messages[:-1], messages[-1]["content"]
         with self.lock:
-            ids = self.model.vocab.encode_chat(messages)
+            ids = self.model.vocab.encode_chat(messages, assistant_prefix=prefix)
             samples = self._generate(ids, json.dumps(messages), n, s)
             choices = []
             for c in samples:

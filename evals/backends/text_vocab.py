@@ -89,8 +89,10 @@ class TextVocab:
         return template.render(messages=messages, add_generation_prompt=True, bos_token=self.bos_text or "",
                                eos_token=self.eos_text or "")
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
-        ids = self.encode_prompt(self.render_chat(messages))
+    def encode_chat(self, messages: list[dict[str, str]], assistant_prefix: str = "") -> list[int]:
+        """The rendered conversation, its assistant turn opened; `assistant_prefix` is written into that turn (the
+        answer continues it: what chat APIs call continuing the final message)."""
+        ids = self.encode_prompt(self.render_chat(messages) + assistant_prefix)
         if not self._logged_chat_example:  # one example of exactly what the model sees
             self._logged_chat_example = True
             log.info("chat template applied; the first prompt as sent (%d token ids): %s", len(ids), ids)

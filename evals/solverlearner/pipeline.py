@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from evals.model_api import LanguageModel, Sampling
 from evals.solverlearner import report
 from evals.solverlearner.common import Problem
-from evals.solverlearner.prompts import build_prompt
+from evals.solverlearner.prompts import lead_prompt
 from evals.solverlearner.scoring import aggregate, judge_predictions, read_predictions
 from evals.solverlearner.tasks import ProblemBank
 from patch_training.errors import UserError
@@ -79,7 +79,7 @@ def generate(model: LanguageModel, bank: ProblemBank, items: list[tuple[Problem,
             group = [(p, s) for p, s in todo if (s == "solverlearner") == (kind == "code")]
             for start in range(0, len(group), batch_size):
                 batch = group[start:start + batch_size]
-                prompts = [build_prompt(bank.tasks[p.task], p, s)[0] for p, s in batch]
+                prompts = [lead_prompt(bank.tasks[p.task], p, s) for p, s in batch]
                 outs = model.generate(prompts, 1, sampling)
                 for (p, s), comps in zip(batch, outs):
                     c = comps[0]

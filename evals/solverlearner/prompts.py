@@ -7,10 +7,12 @@
   ```python fence, so a base model continues with code and a chat model may open its own.
 
 Every direct-answer prompt ends with the query's answer lead (e.g. "The result for 34+25 is"), which is also
-what a parser puts back in front of the completion. `build_prompt` returns (prompt, lead).
+what a parser puts back in front of the completion. `build_prompt` returns (prompt, lead); `lead_prompt` the
+prompt as a `LeadPrompt`, whose last line a chat model finds already written in its own turn.
 """
 from __future__ import annotations
 
+from evals.model_api import LeadPrompt
 from evals.solverlearner.common import ENTRY, SETTINGS, Problem
 from evals.solverlearner.task_base import Task
 
@@ -41,3 +43,13 @@ def build_prompt(task: Task, problem: Problem, setting: str) -> tuple[str, str]:
     note = task.rule_note(v, problem.input) if setting == "deductive_fewshot" else None
     blocks.append(task.example_text(problem.input, None, note))
     return "\n".join(parts) + "\n\n" + "\n\n".join(blocks), task.answer_lead_for(problem.input)
+
+
+def lead_prompt(task: Task, problem: Problem, setting: str) -> LeadPrompt:
+    """The prompt with its answer lead marked: with chat formatting the prompt's last line (the query that ends in
+    the lead, or the opened python fence) opens the assistant turn, so a chat model continues the answer as a
+    completion model does, and the parsers read both the same way."""
+    text, lead = build_prompt(task, problem, setting)
+    body = text[:-1] if text.endswith("\n") else text      # a fence lead ends with its newline
+    tail = text[body.rfind("\n") + 1:]
+    return LeadPrompt(text, tail if lead.strip() and lead.strip().lower() in tail.lower() else "")

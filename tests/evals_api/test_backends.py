@@ -27,6 +27,18 @@ def test_tokenizer_json_vocab_bos_once_and_chat(tmp_path, caplog):
     assert "token ids" in caplog.text and str(chat[:5])[1:-1] in caplog.text
 
 
+def test_lead_prompt_opens_the_assistant_turn_with_its_lead(tmp_path):
+    from evals.model_api import LeadPrompt, chat_parts
+    vocab = from_hf_dir(_tokenizer_dir(tmp_path / "tok"))
+    p = LeadPrompt("Add 2 and 3.\nThe result is", "The result is")
+    assert p == "Add 2 and 3.\nThe result is" and chat_parts(p) == ("Add 2 and 3.", "The result is")
+    assert chat_parts("plain") == ("plain", "")
+    ids = vocab.encode_chat([{"role": "user", "content": p.user_text}], assistant_prefix=p.lead)
+    assert vocab.decode(ids[1:]) == "<|user|>Add 2 and 3.<|eot|><|assistant|>The result is"
+    with pytest.raises(ValueError, match="does not end with its lead"):
+        LeadPrompt("Add 2 and 3.", "The result is")
+
+
 @pytest.mark.slow
 def test_hf_dir_end_to_end_and_bad_tokenizers(tmp_path, tiny_checkpoint):
     from patch_training.hf_convert import export_hf

@@ -63,3 +63,19 @@ def test_cipher_is_deterministic_real_words(bank, data_dir):
     assert all(p.input != p.gold for p in a)                          # ROT13 changes every letter
     assert [p.gold for p in bank.problems("cipher", "shift0")] == [p.gold for p in a]
     assert all(p.input == p.gold for p in bank.problems("cipher", "shift0"))
+
+
+def test_lead_prompts_put_the_query_line_in_the_assistant_turn(bank):
+    from evals.solverlearner.prompts import CODE_LEAD, build_prompt, lead_prompt
+    checked = set()
+    for task_name, variant in [("arithmetic", "base9"), ("syntax", "ovs"), ("spatial", "r90"), ("cipher", "shift13")]:
+        problem = bank.problems(task_name, variant)[0]
+        for setting in ("deductive_zeroshot", "inductive_fewshot", "solverlearner"):
+            text, lead = build_prompt(bank.tasks[task_name], problem, setting)
+            p = lead_prompt(bank.tasks[task_name], problem, setting)
+            assert p == text and p.lead and text.endswith(p.lead) and "\n" not in p.lead.rstrip("\n")
+            assert lead.strip().lower() in p.lead.lower()      # the parser's lead sits in the assistant turn
+            if setting == "solverlearner":
+                assert p.lead == CODE_LEAD
+            checked.add((task_name, setting))
+    assert len(checked) == 12

@@ -168,3 +168,4 @@ def test_spatial_parse_names_inside_names():
     got = SPATIAL.parse(" coffee table = (0, -1); table = (0, 1); lamp = (1, 0)", p)
     assert got == {"table": (0.0, 1.0), "coffee table": (0.0, -1.0), "lamp": (1.0, 0.0)}
     assert SPATIAL.judge(got, p).correct
+
