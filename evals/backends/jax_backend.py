@@ -11,10 +11,12 @@ that another stop string cuts on the host has fewer steps than the engine averag
 recomputed by the scoring pass below.
 
 One jitted teacher-forced scoring pass over prompt + completion serves that fallback,
-`loglikelihood` and the server's prompt/top-k log-probs.
+`loglikelihood` (with whether each continuation is the greedy one: `score_continuations`, what
+lm-evaluation-harness asks), and the server's prompt/top-k log-probs.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -74,8 +76,10 @@ class JaxModel:
 
     def __init__(self, config: Any, params: Any, vocab: TextVocab, *, batch_size: int = 8,
                  fingerprint: str | None = None, name: str = "jax", decode_dtype: str | None = None):
-        from evals.decoding import Decoder
+        from evals.decoding import DECODE_DTYPES, Decoder
 
+        if decode_dtype is not None and decode_dtype not in DECODE_DTYPES:
+            raise UserError(f"decode dtype {decode_dtype!r}: expected one of {', '.join(DECODE_DTYPES)}")
         self.config = config
         self.params = params
         self.vocab = vocab
@@ -83,6 +87,10 @@ class JaxModel:
         self.name = name
         self.decoder = Decoder(config, params, vocab, batch_size=batch_size, compute_dtype=decode_dtype)
         self.progress = False   # log decoding progress inside each call (the eval CLIs turn it on)
+        # Scoring computes in the same dtype as decoding, so a bf16 model's log-likelihoods and its
+        # samples come from one set of numerics.
+        self.score_config = config if decode_dtype in (None, config.dtype) else dataclasses.replace(
+            config, dtype=decode_dtype)
         self._stop_token_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
         parts = ["jax", config.to_json(), params_fingerprint(params), vocab.fingerprint]
         if decode_dtype is not None and decode_dtype != config.dtype:
@@ -179,8 +187,9 @@ class JaxModel:
 
     # ------------------------------------------------------------------ scoring
     def score(self, rows: Sequence[list[int]], starts: Sequence[int], top_k: int = 0):
-        """For each id row: (log p of rows[t] for t in [start, len)), (top-k ids, log-probs) at those
-        positions, and the mean softmax over them. One row per jitted call batch, right-padded."""
+        """For each id row: (log p of rows[t] for t in [start, len)), the argmax id at each of those
+        positions, (top-k ids, log-probs) there, and the mean softmax over them. `batch_size` rows
+        per jitted call, right-padded."""
         results = []
         for b0 in range(0, len(rows), self.batch_size):
             chunk = [list(r) for r in rows[b0:b0 + self.batch_size]]
@@ -196,11 +205,12 @@ class JaxModel:
                 start[i] = max(1, s)
             chosen, top_lp, top_ids, mean = jax.device_get(_score(
                 self.params, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(start),
-                config=self.config, top_k=int(top_k)))
+                config=self.score_config, top_k=int(top_k)))
             for i, (r, s) in enumerate(zip(chunk, st)):
                 s = max(1, s)
                 pos = slice(s - 1, len(r) - 1)   # position t-1 predicts token t
                 results.append({"logprobs": [float(x) for x in chosen[i, pos]],
+                                "argmax": top_ids[i, pos, 0].tolist(),   # top_k's first: lowest id on a tie
                                 "top_ids": top_ids[i, pos, :top_k].tolist() if top_k else None,
                                 "top_logprobs": top_lp[i, pos, :top_k].tolist() if top_k else None,
                                 "mean": np.asarray(mean[i], np.float32)})
@@ -212,12 +222,13 @@ class JaxModel:
         return [s["mean"] if c else None for s, c in zip(scored, completions)]
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
-        rows, starts = [], []
-        for context, continuation in requests:
-            ctx, cont = self.split_ids(context, continuation)
-            rows.append(ctx + cont)
-            starts.append(len(ctx))
-        return [float(sum(s["logprobs"])) for s in self.score(rows, starts)]
+        return [lp for lp, _ in self.score_continuations([self.split_ids(c, x) for c, x in requests])]
+
+    def score_continuations(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """(context ids, continuation ids) -> (sum of log p(continuation | context), whether greedy
+        decoding from the context would produce exactly the continuation), in the order given."""
+        scored = self.score([list(c) + list(x) for c, x in pairs], [len(c) for c, _ in pairs])
+        return [(float(sum(s["logprobs"])), s["argmax"] == list(x)) for s, (_, x) in zip(scored, pairs)]
 
     def split_ids(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """Context and continuation ids as the model reads them together: encode the whole, then cut at

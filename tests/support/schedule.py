@@ -39,6 +39,7 @@ SECONDS_MEASURED = {
     "tests/checkpointing/test_resume.py": 15,
     "tests/model/test_model_forward.py": 15,
     "tests/hf/test_hf_parity.py": 15,
+    "tests/lm_eval/test_lm_eval_harness.py": 14,   # measured alone (2026-12-07), not in a cold CI run
     "tests/trainer/test_trainer_units.py": 14,
     "tests/execution/test_adversarial.py": 14,
     "tests/decoding/test_decoding_cache.py": 13,
