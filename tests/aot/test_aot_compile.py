@@ -28,7 +28,9 @@ def _run_main(capsys, argv):
 
 @pytest.mark.slow   # two TPU compiles: ~10-15 s of CPU
 def test_two_stage_experiment_compiles_each_stage(capsys):
-    code, report = _run_main(capsys, [f"--gin_file={f}" for f in TINY_PATCH] + ["--topology=v5p-8", "--flops=none"])
+    # 16 rows per token step: the patch stage takes 16/K = 4 rows, one per fsdp shard of the 4 chips
+    code, report = _run_main(capsys, [f"--gin_file={f}" for f in TINY_PATCH]
+                             + ["--gin.BATCH_SIZE=16", "--topology=v5p-8", "--flops=none"])
     assert code == 0
     assert report["topology"] == "v5p-8" and report["chips"] == 4 and report["mesh"]["fsdp"] == 4
     assert [s["stage"] for s in report["stages"]] == ["stage1_patch_k4", "stage2_token"]
@@ -39,8 +41,9 @@ def test_two_stage_experiment_compiles_each_stage(capsys):
         assert s["alias_bytes"] > 0 and 0 < s["hbm_bytes_per_chip"] < s["hbm_capacity_bytes"]
     patch, token = report["stages"]
     assert patch["sequence_length"] == 4 * token["sequence_length"]
-    # Same positions in the network, same analytic FLOPs per step (REFERENCE §1).
-    assert patch["analytic_flops"] == token["analytic_flops"]
+    # Equal tokens per step: the patch step has 1/K of the rows at the same positions per row, so 1/K of the
+    # token step's analytic FLOPs (REFERENCE §1: the patch stage costs λ/K of a token-only run's compute).
+    assert patch["analytic_flops"] * 4 == token["analytic_flops"]
 
 
 @pytest.mark.slow   # three TPU compiles: ~15-25 s of CPU

@@ -101,11 +101,16 @@ def _chat_ids(ours):
     return [ours.prompt_ids(q, chat=True) for q in QUESTIONS] + [ours.vocab.encode(TEXTS[1])]
 
 
+def _forward_logits(config, params, tokens):
+    """Logits of one plain forward pass of our model (no cache)."""
+    from patch_training.model import Transformer
+    return Transformer(config).apply({"params": params}, tokens)
+
+
 def test_fp32_logits_match_transformers(ours, reference):
-    from evals.decoding import full_forward_logits
     _, model = reference
     for ids in _chat_ids(ours):
-        mine = np.asarray(full_forward_logits(ours.config, ours.params, np.asarray([ids], np.int32)))[0]
+        mine = np.asarray(_forward_logits(ours.config, ours.params, np.asarray([ids], np.int32)))[0]
         with torch.no_grad():
             ref = model(torch.as_tensor([ids])).logits[0].float().numpy()
         print(f"logits max |diff| {np.abs(mine - ref).max():.2e} over {len(ids)} positions "
@@ -132,9 +137,8 @@ def test_greedy_tokens_match_transformers(ours, hf_greedy):
     pass over prompt + transformers' continuation, argmax at each generated position (greedy decoding agrees
     exactly when every step's argmax does; that our KV-cache decoding equals the full forward pass is
     tested in tests/decoding, and on this model below)."""
-    from evals.decoding import full_forward_logits
     for ids, ref in hf_greedy:
-        logits = np.asarray(full_forward_logits(ours.config, ours.params, np.asarray([ids + ref], np.int32)))[0]
+        logits = np.asarray(_forward_logits(ours.config, ours.params, np.asarray([ids + ref], np.int32)))[0]
         mine = logits[len(ids) - 1:-1].argmax(-1).tolist()
         same = next((i for i, (a, b) in enumerate(zip(mine, ref)) if a != b), len(ref))
         print(f"greedy (teacher-forced): {same} of {len(ref)} new tokens identical")
