@@ -7,7 +7,7 @@ RUN_DIR ?= runs/demo
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: setup setup-hf setup-test demo test test-pod test-fast bench clean
+.PHONY: setup setup-hf setup-test demo test test-pod test-fast test-interop bench clean
 
 setup:
 	@scripts/setup.sh
@@ -32,6 +32,11 @@ test: setup-test
 ## again and 4 unrolled compiles: ~4.5 min); the 370M configs themselves compile in every `make test`.
 test-pod: setup-test
 	@AOT_POD_TESTS=1 $(PY) -m pytest tests/aot $(PYTEST_ARGS)
+
+## Interop checks against implementations we did not write, recomputed live: the GGUF import against
+## transformers' own GGUF loader on SmolLM2 (`make test` compares against its committed numbers).
+test-interop: setup-test
+	@GGUF_LIVE=1 $(PY) -m pytest tests/hf/test_gguf_import.py $(PYTEST_ARGS)
 
 ## Quick loop while developing: skip the slow end-to-end tests.
 test-fast: setup

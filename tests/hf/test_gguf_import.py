@@ -2,10 +2,14 @@
 which `scripts/setup.sh --hf` caches (patch_training.pretrained). Both sides dequantize the same file to
 fp32, so the logits must agree to fp32 rounding and greedy decoding token for token.
 
+transformers' side comes from `tests/hf/data/smollm2_q4_1_transformers.json` (written by
+`tests/hf/gguf_reference.py` for the pinned file, whose sha256 it records and this test checks), so the suite
+does not load the file through transformers every run; `make test-interop` (GGUF_LIVE=1) recomputes it live.
+
 Measured on this machine (2 CPU cores): logits max |diff| ~1.1e-4 (values up to ~40); greedy tokens
-identical over 200 new tokens, both teacher-forced and through our decoding engine (by hand:
-GGUF_GREEDY_TOKENS=200 GGUF_DECODER_TOKENS=200). CI checks 64 teacher-forced and 16 through the engine
-(transformers' generate and our engine's compile dominate the file's time).
+identical over 200 new tokens, both teacher-forced and through our decoding engine (by hand, live:
+GGUF_LIVE=1 GGUF_GREEDY_TOKENS=200 GGUF_DECODER_TOKENS=200). CI checks the reference's 64 teacher-forced
+tokens and 16 through the engine.
 """
 import json
 import os
@@ -19,23 +23,14 @@ gguf = pytest.importorskip("gguf")
 
 from patch_training.errors import UserError  # noqa: E402
 from patch_training.pretrained import smollm2_gguf_path  # noqa: E402
+from tests.hf import gguf_reference  # noqa: E402
 
 pytestmark = pytest.mark.hf
 
 LOGIT_ATOL = 1e-3          # fp32 on both sides; observed ~1e-4 on logits of magnitude ~40
-# transformers' greedy continuation, checked step by step (teacher-forced); its generate costs ~70 ms a token here
-GREEDY_TOKENS = int(os.environ.get("GGUF_GREEDY_TOKENS", "64"))
+LIVE = bool(os.environ.get("GGUF_LIVE"))
+GREEDY_TOKENS = int(os.environ.get("GGUF_GREEDY_TOKENS", str(gguf_reference.GREEDY_TOKENS)))
 DECODER_TOKENS = int(os.environ.get("GGUF_DECODER_TOKENS", "16"))   # through our decoding engine
-QUESTIONS = ["Write a Python function that adds two numbers.",
-             "What is the capital of France? Answer in one sentence."]
-TEXTS = [
-    "The capital of France is",
-    "def add(a, b):\n    return a + b\n\nprint(add(12345, 678))  # 13023\n",
-    "Héllo wörld — naïve café, 日本語のテキスト, emoji 🙂🚀, Ünïcödé.",
-    "   indented\n\n\ttabs and  double  spaces\r\nwindows line 3.14159 1,000,000",
-    "<|im_start|>user\nhi there<|im_end|>\n<|im_start|>assistant\n",
-    "x = [i**2 for i in range(10) if i % 3 != 0]; y = {'k': None, \"v\": True}",
-]
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +60,15 @@ def ours(checkpoint):
 
 @pytest.fixture(scope="module")
 def reference(gguf_file):
-    tok = transformers.AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name,
-                                                              dtype=torch.float32).eval()
-    return tok, model
+    """transformers' numbers: recomputed live under GGUF_LIVE, else the committed file for this exact GGUF."""
+    stored = json.loads(gguf_reference.REFERENCE_FILE.read_text())
+    if LIVE:
+        live = gguf_reference.compute(gguf_file, GREEDY_TOKENS)
+        assert live["text_ids"] == stored["text_ids"] and live["chat_renders"] == stored["chat_renders"]
+        return live
+    assert gguf_reference.sha256(gguf_file) == stored["gguf_sha256"], \
+        "the cached GGUF is not the file the reference was written for: rerun tests/hf/gguf_reference.py"
+    return stored
 
 
 def test_checkpoint_layout(checkpoint):
@@ -82,23 +82,17 @@ def test_checkpoint_layout(checkpoint):
 
 
 def test_tokenizer_and_chat_template_match_transformers(ours, reference):
-    tok, _ = reference
-    for text in TEXTS:
+    for text, ids_ref in zip(gguf_reference.TEXTS, reference["text_ids"]):
         ids = ours.vocab.encode(text)
-        assert ids == tok(text, add_special_tokens=False)["input_ids"], text
+        assert ids == ids_ref, text
         assert ours.vocab.decode(ids) == text
-    assert ours.vocab.encode_prompt("hi") == tok("hi")["input_ids"]          # BOS policy: none for this model
-    assert (ours.vocab.bos_id, ours.vocab.eos_ids) == (tok.bos_token_id, (tok.eos_token_id,))
-    conversations = [[{"role": "user", "content": q}] for q in QUESTIONS]
-    conversations.append([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
-                          {"role": "assistant", "content": "4"}, {"role": "user", "content": "3+3?"}])
-    for messages in conversations:
-        assert ours.vocab.render_chat(messages) == tok.apply_chat_template(messages, tokenize=False,
-                                                                           add_generation_prompt=True)
-
-
-def _chat_ids(ours):
-    return [ours.prompt_ids(q, chat=True) for q in QUESTIONS] + [ours.vocab.encode(TEXTS[1])]
+    assert ours.vocab.encode_prompt("hi") == reference["prompt_hi"]          # BOS policy: none for this model
+    assert (ours.vocab.bos_id, ours.vocab.eos_ids) == (reference["bos_id"], (reference["eos_id"],))
+    for messages, render in zip(gguf_reference.CONVERSATIONS, reference["chat_renders"]):
+        assert ours.vocab.render_chat(messages) == render
+    # our chat prompt ids are the reference's prompt ids (the logits below are compared on them)
+    assert [ours.prompt_ids(q, chat=True) for q in gguf_reference.QUESTIONS] == \
+        [r["ids"] for r in reference["logits"][:2]]
 
 
 def _forward_logits(config, params, tokens):
@@ -108,54 +102,42 @@ def _forward_logits(config, params, tokens):
 
 
 def test_fp32_logits_match_transformers(ours, reference):
-    _, model = reference
-    for ids in _chat_ids(ours):
-        mine = np.asarray(_forward_logits(ours.config, ours.params, np.asarray([ids], np.int32)))[0]
-        with torch.no_grad():
-            ref = model(torch.as_tensor([ids])).logits[0].float().numpy()
-        print(f"logits max |diff| {np.abs(mine - ref).max():.2e} over {len(ids)} positions "
-              f"(max |logit| {np.abs(ref).max():.1f})")
-        assert np.abs(mine - ref).max() < LOGIT_ATOL, (np.abs(mine - ref).max(), len(ids))
-        assert (mine.argmax(-1) == ref.argmax(-1)).all()
+    for r in reference["logits"]:
+        mine = np.asarray(_forward_logits(ours.config, ours.params, np.asarray([r["ids"]], np.int32)))[0]
+        top_ids, top_ref = np.asarray(r["top_ids"]), np.asarray(r["top_logits"])
+        got = np.take_along_axis(mine, top_ids, -1)
+        diff = np.abs(got - top_ref).max()
+        print(f"logits max |diff| {diff:.2e} over {len(r['ids'])} positions x top {top_ids.shape[1]} "
+              f"(max |logit| {np.abs(top_ref).max():.1f})")
+        assert diff < LOGIT_ATOL, (diff, len(r["ids"]))
+        assert (mine.argmax(-1) == top_ids[:, 0]).all()
 
 
-@pytest.fixture(scope="module")
-def hf_greedy(ours, reference):
-    """transformers' greedy continuation of each prompt, GREEDY_TOKENS long (no stop token)."""
-    _, model = reference
-    out = []
-    for ids in _chat_ids(ours)[:2]:
-        with torch.no_grad():
-            ref = model.generate(torch.as_tensor([ids]), max_new_tokens=GREEDY_TOKENS, min_new_tokens=GREEDY_TOKENS,
-                                 do_sample=False, eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
-        out.append((ids, ref))
-    return out
-
-
-def test_greedy_tokens_match_transformers(ours, hf_greedy):
-    """Our model picks transformers' greedy token at every one of the GREEDY_TOKENS steps: one teacher-forced
+def test_greedy_tokens_match_transformers(ours, reference):
+    """Our model picks transformers' greedy token at every step of its continuation: one teacher-forced
     pass over prompt + transformers' continuation, argmax at each generated position (greedy decoding agrees
     exactly when every step's argmax does; that our KV-cache decoding equals the full forward pass is
     tested in tests/decoding, and on this model below)."""
-    for ids, ref in hf_greedy:
+    for g in reference["greedy"]:
+        ids, ref = g["prompt"], g["tokens"][:GREEDY_TOKENS]
         logits = np.asarray(_forward_logits(ours.config, ours.params, np.asarray([ids + ref], np.int32)))[0]
         mine = logits[len(ids) - 1:-1].argmax(-1).tolist()
         same = next((i for i, (a, b) in enumerate(zip(mine, ref)) if a != b), len(ref))
         print(f"greedy (teacher-forced): {same} of {len(ref)} new tokens identical")
         assert mine == ref
-    answer = ours.vocab.decode(hf_greedy[0][1])
+    answer = ours.vocab.decode(reference["greedy"][0]["tokens"])
     assert "def " in answer and "return" in answer          # it writes the function (a real model)
 
 
-def test_decoding_engine_greedy_matches_transformers(ours, hf_greedy):
+def test_decoding_engine_greedy_matches_transformers(ours, reference):
     """The decoding engine itself (prefill + KV cache) on this model: the first DECODER_TOKENS greedy tokens."""
     from evals.decoding import Decoder
     decoder = Decoder(ours.config, ours.params, None, batch_size=2)      # no vocabulary: no stop token
-    samples = decoder.generate([ids for ids, _ in hf_greedy], max_new_tokens=DECODER_TOKENS)
-    for (_, ref), (sample,) in zip(hf_greedy, samples):
-        same = next((i for i, (a, b) in enumerate(zip(sample.token_ids, ref)) if a != b), DECODER_TOKENS)
+    samples = decoder.generate([g["prompt"] for g in reference["greedy"]], max_new_tokens=DECODER_TOKENS)
+    for g, (sample,) in zip(reference["greedy"], samples):
+        same = next((i for i, (a, b) in enumerate(zip(sample.token_ids, g["tokens"])) if a != b), DECODER_TOKENS)
         print(f"greedy (decoding engine): {same} of {DECODER_TOKENS} new tokens identical")
-        assert sample.token_ids == ref[:DECODER_TOKENS]
+        assert sample.token_ids == g["tokens"][:DECODER_TOKENS]
 
 
 # ----------------------------------------------------------------------------- dequantization and bad input
