@@ -28,7 +28,7 @@ demo: setup
 test: setup-test
 	@$(PY) -m pytest tests $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
-## The TPU compile tests plus XLA's own FLOP count of the 370M patch config's steps (its two stages
+## The TPU compile tests plus the 370M baseline compiled on its own and XLA's own FLOP count of the 370M patch config's steps (its two stages
 ## again and 4 unrolled compiles: ~4.5 min); the 370M configs themselves compile in every `make test`.
 test-pod: setup-test
 	@AOT_POD_TESTS=1 $(PY) -m pytest tests/aot $(PYTEST_ARGS)
