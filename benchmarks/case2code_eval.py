@@ -37,7 +37,11 @@ print("@@END@@")
 
 def _official_one(row: dict, code: str, tmp: str) -> bool:
     src = code + "\n\n" + row["example_str"] + "\n" + DRIVER.format(func=row["func_name"])
-    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--unshare-all",
+    # A fresh /tmp hides whatever lives there, our interpreter's venv included when the checkout does (a CI
+    # clone under /tmp): bind the interpreter's prefixes back in, read-only, over the empty /tmp.
+    keep = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)})
+    cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+           *[arg for p in keep for arg in ("--ro-bind", p, p)], "--unshare-all",
            "--die-with-parent", "--new-session", sys.executable, "-c", src]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=tmp).stdout
