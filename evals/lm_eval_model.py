@@ -88,8 +88,10 @@ class PatchTrainLM(LM):
             log.info("%s: batch_size %s -> %d", MODEL_NAME, batch_size, DEFAULT_BATCH_SIZE)
             batch_size = None
         batch = DEFAULT_BATCH_SIZE if batch_size is None else _as_int("batch_size", batch_size)
-        if decode_dtype is not None and decode_dtype not in ("float32", "bfloat16"):
-            raise UserError(f"{MODEL_NAME}: model_args decode_dtype={decode_dtype!r}: expected float32 or bfloat16")
+        from evals.decoding import DECODE_DTYPES
+        if decode_dtype is not None and decode_dtype not in DECODE_DTYPES:
+            raise UserError(f"{MODEL_NAME}: model_args decode_dtype={decode_dtype!r}: expected one of "
+                            f"{', '.join(DECODE_DTYPES)}")
         if model is None:
             if bool(checkpoint) == bool(hf_dir):
                 raise UserError(f"{MODEL_NAME}: give exactly one of checkpoint=DIR or hf_dir=DIR in --model_args")
@@ -206,8 +208,11 @@ class PatchTrainLM(LM):
         temperature = float(temperature)
         top_p = float(kw.pop("top_p", None) or 1.0)
         top_k = int(kw.pop("top_k", None) or 0)
-        if kw:
-            log.warning("%s: gen_kwargs %s not supported, ignored", MODEL_NAME, ", ".join(sorted(kw)))
+        if kw.get("num_beams", 1) in (1, "1"):      # one beam is plain decoding: nothing to do
+            kw.pop("num_beams", None)
+        if kw:   # a setting we cannot honour would change the numbers silently
+            raise UserError(f"{MODEL_NAME}: gen_kwargs {', '.join(sorted(kw))} not supported "
+                            "(known: until, max_gen_toks, do_sample, temperature, top_p, top_k, num_beams=1)")
         if max_new >= self.max_length:
             raise UserError(f"{MODEL_NAME}: max_gen_toks {max_new} leaves no room for a prompt in max_length "
                             f"{self.max_length}")

@@ -16,7 +16,9 @@ import json
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
+
+from patch_training.errors import UserError
 
 _PACKAGES = ("jax", "flax", "numpy", "tokenizers", "transformers")
 
@@ -64,3 +66,18 @@ def provenance(*, model_fingerprint: str | None, data_hash: str, settings: dict[
     """The one provenance shape every eval writes into its results."""
     return {"model_fingerprint": model_fingerprint, "data_hash": data_hash, "data": data,
             "git_commit": git_commit(), "versions": versions(), "settings": settings}
+
+
+def check_run_record(path: Path, record: dict[str, Any], keys: Sequence[str] | None = None) -> None:
+    """A resumable eval's record of what its outputs came from: written by the first run; a later run into the
+    same directory must agree on `keys` (default: every key), or it is refused with one line."""
+    if path.is_file():
+        old = json.loads(path.read_text())
+        names = keys if keys is not None else sorted(set(old) | set(record))
+        diff = [k for k in names if old.get(k) != record.get(k)]
+        if diff:
+            raise UserError(f"{path.parent} holds a run with other settings ({', '.join(diff)} differ); "
+                            f"use another --out or remove {path}")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from evals.dynamicqa.data import FACT_TYPES, load_all
+from evals.dynamicqa.data import FACT_TYPES, default_data_dir, load_all
 from evals.dynamicqa.judges import JUDGES, make_judge
 from evals.dynamicqa.sample import P_S_STEPS, SamplingPlan, sample_items
 from evals.dynamicqa.score import ScoreOptions, score_samples
-from evals.provenance import provenance, records_hash
+from evals.provenance import check_run_record, provenance, records_hash
 from patch_training.errors import UserError, run_cli
 
 log = logging.getLogger("evals.dynamicqa")
@@ -126,21 +126,6 @@ def prepare_run(args) -> tuple[Any, dict]:
 RUN_RECORD = "run.json"
 
 
-def check_run_record(out: Path, prov: dict) -> None:
-    """Samples already in `out` must come from the same model, data and settings; the first run records them."""
-    path = out / RUN_RECORD
-    keys = ("model_fingerprint", "data_hash", "settings")
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = [k for k in keys if old.get(k) != prov.get(k)]
-        if diff:
-            raise UserError(f"{out} holds samples of another run ({', '.join(diff)} differ); "
-                            f"use another --out or remove {out}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
-
-
 def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dict[str, Any]:
     """The `run` command after the model is open (tests call this with a test double)."""
     judge, loads = prepared or prepare_run(args)
@@ -154,9 +139,10 @@ def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dic
                         p_s_steps=getattr(args, "p_s_steps", "all"),
                         chat=bool(getattr(args, "chat", False)), dist_dtype=args.dist_dtype)
     out = Path(args.out)
-    prov = provenance(model_fingerprint=model.fingerprint, data=str(args.data_dir or "../shared/data/dynamicqa"),
+    prov = provenance(model_fingerprint=model.fingerprint, data=str(args.data_dir or default_data_dir()),
                       data_hash=records_hash(dataclasses.asdict(it) for it in items), settings=plan.settings())
-    check_run_record(out, prov)
+    # samples already in `out` must come from the same model, data and settings
+    check_run_record(out / RUN_RECORD, prov, keys=("model_fingerprint", "data_hash", "settings"))
     samples = sample_items(model, items, out, plan, chunk_items=args.chunk_items, log=log.info)
     summary = score_samples(samples, out, judge, ScoreOptions(official_clustering=args.official_clustering),
                             log=log.info)

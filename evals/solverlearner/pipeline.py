@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from evals.model_api import LanguageModel, Sampling
 from evals.solverlearner import report
 from evals.solverlearner.common import Problem
+from evals.provenance import check_run_record
 from evals.solverlearner.prompts import lead_prompt
 from evals.solverlearner.scoring import aggregate, judge_predictions, read_predictions
 from evals.solverlearner.tasks import ProblemBank
@@ -31,25 +32,12 @@ def select_items(bank: ProblemBank, cells: list[tuple[str, str]], settings: list
     return items
 
 
-def _check_run_config(out: Path, config: dict) -> None:
-    path = out / "run.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != config:
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise UserError(f"{out} holds a run with other settings ({', '.join(diff)} differ); "
-                            f"use another --out or remove {path}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config, indent=1, sort_keys=True))
-
-
 def generate(model: LanguageModel, bank: ProblemBank, items: list[tuple[Problem, str]], out: Path, *,
              direct_sampling: Sampling, code_sampling: Sampling, batch_size: int = 16,
              config: dict[str, Any] | None = None) -> Path:
     """Write `out/predictions.jsonl`; lines already there (same run config) are kept and not asked again."""
     out = Path(out)
-    _check_run_config(out, dict(config or {}, model=model.fingerprint, direct_sampling=direct_sampling.key(),
+    check_run_record(out / "run.json", dict(config or {}, model=model.fingerprint, direct_sampling=direct_sampling.key(),
                                 code_sampling=code_sampling.key()))
     path = out / "predictions.jsonl"
     done = collections.Counter()

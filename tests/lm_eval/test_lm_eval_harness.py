@@ -206,6 +206,16 @@ def test_generate_until_stops_at_the_until_strings(model):
     assert out == [text[:text.index(one)], text[:text.index(two)], model.vocab.decode(free[0].token_ids[:5])]
 
 
+def test_generation_settings_we_cannot_honour_are_refused(model):
+    from evals.lm_eval_model import PatchTrainLM
+    lm = PatchTrainLM(model=model)
+    with pytest.raises(UserError, match="gen_kwargs num_beams not supported"):
+        lm.generate_until(_instances("generate_until", [("Q:", {"until": ["\n"], "num_beams": 4})]))
+    with pytest.raises(UserError, match="gen_kwargs repetition_penalty not supported"):
+        lm.generate_until(_instances("generate_until", [("Q:", {"repetition_penalty": 1.3})]))
+    assert lm.generate_until(_instances("generate_until", [("Q:", {"max_gen_toks": 2, "num_beams": 1})]))
+
+
 def test_bad_model_args_are_one_line_errors(checkpoint, tmp_path):
     from evals.lm_eval_model import PatchTrainLM
     with pytest.raises(UserError, match="not found"):
