@@ -41,7 +41,7 @@ def solverlearner_section(run_dir: Path) -> Section:
         s.add(t)
     slices = _solverlearner_slices(out)
     if slices:
-        s.add(Paragraph("Slices (problems per cell, of the problems each variant has): " + "; ".join(slices) + "."))
+        s.add(Paragraph(slices))
     for row in sorted(p for p in out.iterdir() if p.is_dir()):
         chart = row / "chart.png"
         if chart.is_file():
@@ -49,20 +49,24 @@ def solverlearner_section(run_dir: Path) -> Section:
     return s
 
 
-def _solverlearner_slices(out: Path) -> list[str]:
-    """'row: n of N' per run, from each run's results.json (rows run before `problems_available` show n only)."""
-    said = []
+def _solverlearner_slices(out: Path) -> str | None:
+    """Which slice each row ran: the first n problems of each variant, and how many each variant has."""
+    ns, avail = [], {}
     for row in sorted(p for p in out.iterdir() if p.is_dir()):
         path = row / "results.json"
         if not path.is_file():
             continue
         r = json.loads(path.read_text())
-        ns, avail = sorted(set(r.get("n", {}).values())), r.get("problems_available", {})
-        if not ns:
-            continue
-        of = sorted(set(avail.values()))
-        said.append(f"{row.name} {'/'.join(map(str, ns))}" + (f" of {'/'.join(map(str, of))}" if of else ""))
-    return said
+        sizes = sorted(set(r.get("n", {}).values()))
+        if sizes:
+            ns.append(f"{row.name} {'/'.join(map(str, sizes))}")
+        avail.update(r.get("problems_available", {}))
+    if not ns:
+        return None
+    text = "Slices: the first n problems of each variant, n = " + ", ".join(ns)
+    if avail:
+        text += "; problems each variant has: " + ", ".join(f"{k} {v}" for k, v in sorted(avail.items()))
+    return text + "."
 
 
 def _funnel_plot(stages: list[tuple[str, int]], out: Path) -> Path:
@@ -169,7 +173,8 @@ def case2code_eval_section(run_dir: Path, models: list[str]) -> Section:
         for data in ("synthetic", "official"):
             path = base / model / data / "results.json"
             if not path.is_file():
-                s.add(Missing(f"{path} (stage 40_case2code_eval has not run for {model} on {data})"))
+                s.add(Missing(f"{path} (stage 40_case2code_eval has not run for {model} on {data}, or "
+                              "scripts/demo_lib/models.sh leaves that model out of that set)"))
                 continue
             r = json.loads(path.read_text())
             summ = r["summary"]

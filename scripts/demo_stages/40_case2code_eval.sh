@@ -17,7 +17,11 @@ out_root="$run_dir/case2code_eval"
 eval_one() {  # model-label checkpoint name data
   local model="$1" ckpt="$2" name="$3" data="$4" out="$out_root/$1/$3"
   local flags=(--limit "$limit" --max_new_tokens "$max_new" --batch_size 4)
-  read -r -a own <<<"$(demo_model_flags "$model" case2code)"
+  read -r -a own <<<"$(demo_model_flags "$model" "case2code/$name")"
+  if [[ "${own[*]}" == skip ]]; then
+    echo "== case2code eval ($model, $name): not evaluated (scripts/demo_lib/models.sh)" >&2
+    return 0
+  fi
   flags+=("${own[@]}")
   if [[ -f "$out/results.json" ]]; then
     echo "== case2code eval ($model, $name): already done, $out/results.md" >&2
