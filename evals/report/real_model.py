@@ -220,10 +220,10 @@ def section(run_dir: Path, others: list[str]) -> Section:
     missing: list[str] = []
     for part in (_case2code, _solverlearner, _dynamicqa):
         part(run_dir, others, rows, said, missing)
+    if said:    # the reading first, the table it is read from after
+        s.add(Paragraph("What the numbers show: " + " ".join(said)))
     if rows:
         s.add(Table(["eval", "part", "slice", "measure", "SmolLM2 [95% CI]", "the demo's own models"], rows))
-    if said:
-        s.add(Paragraph("What the numbers show: " + " ".join(said)))
     for what in missing:
         s.add(Missing(f"{run_dir / what} (its eval stage has not run for {REAL})"))
     return s
