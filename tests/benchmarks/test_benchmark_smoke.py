@@ -228,7 +228,7 @@ def smoke_case2code_synthesis(tmp_path, capsys):
 
 
 def smoke_patch_study(tmp_path, capsys):
-    # The study trains for ~1.6 h; its CLI with the training replaced by fake run dirs (resume, ETA,
+    # The study trains for hours; its CLI with the training replaced by fake run dirs (resume, ETA,
     # report) is tested in tests/patch_study/test_study_resume.py. Here: finished run dirs already on
     # disk, so the real CLI (nothing patched) trains nothing and goes straight to its report and JSON line.
     from benchmarks.patch_study import plan as plan_lib
@@ -242,6 +242,8 @@ def smoke_patch_study(tmp_path, capsys):
                                   patch_fraction=float(run.row.patch_fraction),
                                   final={"code": 2.0 + 0.1 / run.row.relative_cost})
     runner.load_or_write_study_record(out, {
+        "recipe": plan_lib.RECIPE, "sizes": {"main": {"params": 1000, "non_embedding_params": 600,
+                                                      "token_steps": 120, "tokens_per_param": 7.7}},
         "token_budget": fake_study_runs.BUDGET, "token_steps": 120, "batch_size": 4, "sequence_length": 16,
         "seeds": 1, "extra_gin": [], "model": {"params": 1000, "non_embedding_params": 600},
         "tokens_per_param": fake_study_runs.BUDGET / 1000, "tokens_per_non_embedding_param": 1.0,
