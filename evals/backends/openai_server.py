@@ -34,8 +34,8 @@ DEFAULT_CONTEXT_CAP = 2048            # the engine's cache is rows x context slo
 DEFAULT_MAX_BODY_BYTES = 16 << 20
 
 
-def make_handler(service: ModelService, *, api_key: str | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> type[BaseHTTPRequestHandler]:
+def make_handler(service: ModelService) -> type[BaseHTTPRequestHandler]:
+    """The request handler; the API key and the body limit are read from the server (`OpenAIServer`)."""
     get_routes = {"/v1/models": service.models, "/models": service.models,
                   "/tokenizer_info": service.tokenizer_info, "/v1/tokenizer_info": service.tokenizer_info}
     post_routes = {"/v1/completions": service.completions, "/v1/chat/completions": service.chat,
@@ -109,6 +109,7 @@ def make_handler(service: ModelService, *, api_key: str | None = None,
                 return True
 
         def _authorized(self) -> bool:
+            api_key = self.server.api_key
             if not api_key:
                 return True
             got = self.headers.get("Authorization", "")
@@ -142,9 +143,10 @@ def make_handler(service: ModelService, *, api_key: str | None = None,
             except ValueError:
                 self.close_connection = True
                 raise BadRequest(f"bad Content-Length {raw!r}") from None
-            if length > max_body_bytes:
+            limit = self.server.max_body_bytes
+            if length > limit:
                 self.close_connection = True   # the body stays unread: this connection cannot be reused
-                raise BadRequest(f"request body of {length} bytes is over this server's limit of {max_body_bytes}")
+                raise BadRequest(f"request body of {length} bytes is over this server's limit of {limit}")
             data = self.rfile.read(length) if length else b""
             if not data:
                 raise BadRequest("the request needs a JSON object body")
@@ -159,10 +161,12 @@ def make_handler(service: ModelService, *, api_key: str | None = None,
         def do_POST(self):
             path = self.path.split("?")[0].rstrip("/")
             route = post_routes.get(path)
-            if route is None or not self._authorized():
+            if route is None:
                 self.close_connection = True   # the body is never read
-                return self._error(404, f"no route POST {self.path}", error_code="not_found") if route is None \
-                    else self._deny()
+                return self._error(404, f"no route POST {self.path}", error_code="not_found")
+            if not self._authorized():
+                self.close_connection = True
+                return self._deny()
             t0 = time.monotonic()
             try:
                 body = self._read_body()
@@ -200,8 +204,11 @@ class OpenAIServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256   # a burst of clients connects before the accept loop catches up
 
-    def __init__(self, address, handler, service: ModelService):
+    def __init__(self, address, handler, service: ModelService, api_key: str | None = None,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
         self.service = service
+        self.api_key = api_key
+        self.max_body_bytes = max_body_bytes
         self.scheduler = service.scheduler
         try:
             super().__init__(address, handler)
@@ -232,5 +239,4 @@ def make_server(model: JaxModel, *, host: str = "127.0.0.1", port: int = 0, mode
     scheduler = Scheduler(model, rows=rows or model.batch_size, context=context, chunk_steps=chunk_steps,
                           max_waiting=max_waiting)
     service = ModelService(model, model_name, scheduler)
-    return OpenAIServer((host, port), make_handler(service, api_key=api_key, max_body_bytes=max_body_bytes),
-                        service)
+    return OpenAIServer((host, port), make_handler(service), service, api_key, max_body_bytes)

@@ -53,6 +53,7 @@ class Scheduler:
         self.error: BaseException | None = None
         self.tokens_out = 0
         self.rows_done = 0
+        self.peak_live = 0      # most rows decoding in one chunk since the last reset_peak()
         self._thread = threading.Thread(target=self._loop, name="serve-scheduler", daemon=True)
         self._thread.start()
 
@@ -90,7 +91,11 @@ class Scheduler:
         return {"rows": self.engine.spec.rows, "live_rows": self.engine.live,
                 "waiting_rows": len(self._inbox) + self.engine.waiting, "max_waiting": self.max_waiting,
                 "context": self.context, "cancelled_rows": self.engine.stats.get("cancelled", 0),
-                "finished_rows": self.rows_done, "generated_tokens": self.tokens_out}
+                "finished_rows": self.rows_done, "generated_tokens": self.tokens_out,
+                "peak_live_rows": self.peak_live}
+
+    def reset_peak(self) -> None:
+        self.peak_live = 0
 
     def close(self) -> None:
         with self._lock:
@@ -125,6 +130,7 @@ class Scheduler:
             try:
                 t0 = time.monotonic()
                 finished = self.engine.step()
+                self.peak_live = max(self.peak_live, self.engine.live + len(finished))
             except BaseException as e:  # noqa: BLE001 - the rows in flight must end, not hang
                 log.exception("the decode loop failed")
                 self._fail(e)
