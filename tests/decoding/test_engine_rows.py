@@ -1,11 +1,12 @@
 """The engine held open (`decode_engine.Engine`): per-row sampling settings, rows that join late, cancellation."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from evals import decode_engine
 from evals.decode_engine import Engine, EngineSpec, Row
-from evals.sampling import SamplingConfig
+from evals.sampling import SamplingConfig, sample_tokens, sample_tokens_per_row
 from patch_training.model import ModelConfig, init_params
 
 CFG = ModelConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
@@ -30,9 +31,27 @@ def key(i):
 
 
 def alone(weights, i, limit=12):
-    """Row i decoded by the compiled-settings engine, with nothing else in the batch."""
-    (fin,) = decode_engine.run_engine(weights, spec(SETTINGS[i]), [PROMPTS[i]], [key(i)], [limit], chunk_steps=4)
-    return fin.token_ids, fin.logprobs
+    """Row i decoded with nothing else in the batch."""
+    engine = Engine(weights, spec(None), chunk_steps=4)
+    row = Row(prompt=PROMPTS[i], key=key(i), limit=limit, sampling=SETTINGS[i])
+    engine.submit(row)
+    while engine.busy:
+        engine.step()
+    return row.result.token_ids, row.result.logprobs
+
+
+def test_per_row_sampling_is_the_compiled_sampling_bit_for_bit():
+    per_row, compiled = jax.jit(sample_tokens_per_row), jax.jit(sample_tokens, static_argnums=2)
+    logits = jax.random.normal(jax.random.key(1), (len(SETTINGS), 61)) * 3
+    keys = jax.random.split(jax.random.key(2), len(SETTINGS))
+    mixed = per_row(logits, keys, *(jnp.asarray([getattr(s, f) for s in SETTINGS])
+                                                  for f in ("temperature", "top_k", "top_p")))
+    for i, s in enumerate(SETTINGS):
+        want = compiled(logits, keys, s)                        # every row under setting i
+        assert int(mixed[i]) == int(want[i]), s
+        same = per_row(logits, keys, *(jnp.full((len(SETTINGS),), getattr(s, f))
+                                                     for f in ("temperature", "top_k", "top_p")))
+        assert same.tolist() == want.tolist(), s
 
 
 def test_rows_with_their_own_settings_decode_as_they_would_alone(weights):
