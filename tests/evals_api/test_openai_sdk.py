@@ -4,6 +4,7 @@ requests whose client left, a full queue, and bad requests that leave the server
 the module, over the tiny byte model with a chat template."""
 import concurrent.futures
 import contextlib
+import json
 import time
 
 import numpy as np
@@ -131,7 +132,6 @@ def test_a_client_that_leaves_has_its_rows_cancelled(client, served):
     body = dict(model="tiny", prompt=PROMPT, max_tokens=200, temperature=0, ignore_eos=True)
     before = health(url)
     with slowed(server.scheduler.engine, 0.05):       # 200 tokens in chunks of 8: > 1.2 s if not cancelled
-        import json
         sock = raw_request(url, "POST", "/v1/completions", json.dumps(body).encode(),
                            {"Content-Type": "application/json"})
         wait_for(lambda: health(url)["live_rows"] == 1, what="the row to start")
