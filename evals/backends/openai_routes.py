@@ -209,7 +209,7 @@ class ModelService:
         if s.max_new_tokens > room:
             if not given:   # a default, not the client's ask: shrink it to what fits
                 return dataclasses.replace(s, max_new_tokens=room)
-            raise BadRequest(f"max_tokens {s.max_new_tokens} + the {prompt_len} tokens of {what} exceed this "
+            raise BadRequest(f"max_tokens {s.max_new_tokens} plus {what} ({prompt_len} tokens) exceed this "
                              f"server's context of {self.context} tokens")
         return s
 
