@@ -175,6 +175,19 @@ def smoke_decode_mixed_lengths(tmp_path, capsys):
     assert 0 <= r["token_agreement_continuous_vs_static_fp32"] <= 1
 
 
+def smoke_serve_load(tmp_path, capsys):
+    r = run_benchmark("benchmarks.serve_load",
+                      ["--model", "tiny", "--clients", "1,16", "--requests", 4, "--min_prompt", 2, "--max_prompt", 8,
+                       "--min_new", 2, "--max_new", 4, "--batch_size", 2], capsys)
+    assert r["benchmark"] == "serve_load" and [lv["clients"] for lv in r["levels"]] == [1, 16]
+    for level in r["levels"]:
+        assert level["ok"] == 4 and level["errors"] == 0
+        positive(level, "tokens_per_s", "requests_per_s", "latency_s.p50", "latency_s.p99")
+        assert 8 <= level["completion_tokens"] <= 16   # ignore_eos: each completion is as long as asked
+    positive(r, "throughput_ratio_16_vs_1")
+    assert r["peer"] is None
+
+
 def smoke_dynamicqa_sampling(tmp_path, capsys):
     needs_shared("dynamicqa")
     # Two items: the first is the compile/warm-up chunk (batch_size // 2 items), the second is timed.
