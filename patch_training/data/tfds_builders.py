@@ -84,7 +84,7 @@ class PatchTrainingJsonlCorpus(_LocalBuilder):
 
     def _generate_examples(self, split: str, files: Sequence[Path]):
         for i, f in enumerate(files):
-            for key, text in corpora.iter_jsonl_rows(f, self.row_reports[split], self.builder_config.text_key):
+            for key, text in corpora.iter_text_rows(f, self.row_reports[split], self.builder_config.text_key):
                 yield f"{i}:{key}", {"text": text, "id": key}
 
 
