@@ -23,7 +23,8 @@ from patch_training.data.step_dataset import META_FILE, StepIndexedDataset
 from patch_training.errors import UserError
 
 # Bump when the row format or the preprocessing recipe changes: old caches then stop matching.
-ROWS_FORMAT_VERSION = 1
+# 2: local corpora's documents in file-and-line order (the row store's order), no longer TFDS's hash order.
+ROWS_FORMAT_VERSION = 2
 
 
 def _mode(pack: bool, concat: bool, patch_size: int, sequence_length: int) -> str:
@@ -92,6 +93,9 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
                         f"{', '.join(tasks_lib.registered_sources())}")
     tfds_dir = cache_root / "tfds"
     if task in (row_stores or {}):
+        if max_tokens is not None:
+            raise UserError(f"corpus {task!r} is read from a row store, which holds the whole corpus: "
+                            f"unset max_tokens (DATA_MAX_TOKENS) or the store for it")
         from patch_training.data import row_store
         try:
             content = content_key(source)

@@ -32,13 +32,22 @@ from patch_training.data.step_dataset import META_FILE, STORED
 BATCH_ROWS = 256  # rows per tf.data batch while materialising
 
 
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.int32)
+
+
+def stored_dtypes(tokens: np.dtype, length: int) -> dict[str, np.dtype]:
+    """The stored arrays' dtypes (cache and store alike): the smallest that hold the values."""
+    return {"targets": np.dtype(tokens), "segment_ids": np.dtype(np.uint16),
+            "positions": np.dtype(np.uint16 if length < 2**16 else np.int32)}
+
+
 class _Writer:
     """Append-only row writer for the stored arrays."""
 
     def __init__(self, directory: Path, length: int, token_dtype: np.dtype):
         self.length = length
-        self.dtypes = {"targets": token_dtype, "segment_ids": np.dtype(np.uint16),
-                       "positions": np.dtype(np.uint16 if length < 2**16 else np.int32)}
+        self.dtypes = stored_dtypes(token_dtype, length)
         self.files = {k: open(directory / f"{k}.bin", "wb") for k in STORED}
         self.rows = 0
         self.tokens = 0
@@ -93,8 +102,7 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    token_dtype = np.dtype(np.uint16 if vocab.vocab_size <= 2**16 else np.int32)
-    writer = _Writer(tmp, sequence_length, token_dtype)
+    writer = _Writer(tmp, sequence_length, token_dtype(vocab.vocab_size))
     progress = _Progress(f"{meta_extra['task']}/{split} ({mode}, L={sequence_length})",
                          _doc_count(builder, tfds_split))
     try:
