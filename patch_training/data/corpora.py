@@ -202,6 +202,24 @@ def fingerprint_remote_files(paths: Sequence[str]) -> str:
     return h.hexdigest()[:20]
 
 
+def expand_urls(names: Sequence[str]) -> list[str]:
+    """Text shards named by URL may be glob patterns (gs://b/pile/train/*.jsonl.zst): each expands to its
+    matches in sorted order, which is then the corpus order."""
+    out = []
+    for name in names:
+        if is_url(name) and any(c in str(name) for c in "*?["):
+            from patch_training.tf_quiet import ensure_tensorflow_imported
+            ensure_tensorflow_imported()
+            import tensorflow as tf
+            matches = sorted(tf.io.gfile.glob(str(name)))
+            if not matches:
+                raise UserError(f"no corpus files match {name}")
+            out.extend(matches)
+        else:
+            out.append(str(name))
+    return out
+
+
 TEXT_SHARD_SUFFIXES = (".jsonl", ".json", ".jsonl.zst", ".json.zst", ".parquet")
 
 

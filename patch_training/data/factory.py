@@ -183,7 +183,7 @@ def content_key(source: tasks_lib.CorpusSource) -> str:
     if source.kind == "jsonl":
         names = [f for _, fs in o["files"] for f in fs]
         if any(corpora.is_url(f) for f in names):
-            return corpora.fingerprint_remote_files(names)
+            return corpora.fingerprint_remote_files(corpora.expand_urls(names))
         paths = [p for _, fs in o["files"] for p in
                  corpora.check_jsonl_files(fs, f"corpus {source.name!r}")]
         return corpora.fingerprint_files(Path("/"), paths)

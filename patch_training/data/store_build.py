@@ -79,7 +79,7 @@ def list_units(source: CorpusSource, split: str, tfds_units: int = 16) -> list[U
         files = dict(o["files"])
         if split not in files:
             raise UserError(f"corpus {source.name!r} has no split {split!r} (available: {', '.join(files)})")
-        return [Unit(i, "file", (str(f),)) for i, f in enumerate(files[split])]
+        return [Unit(i, "file", (f,)) for i, f in enumerate(corpora.expand_urls(files[split]))]
     if source.kind == "code":
         from pathlib import Path
         root = Path(o["root"]) if o["root"] else corpora.default_code_root()

@@ -50,25 +50,23 @@ def resolve_task(task: str | None) -> str:
     import gin
 
     from patch_training.data import tasks
-    if task:
-        if tasks.get_source(task) is None:
-            try:
-                gin.query_parameter("%TASK")
-                resolve_task(None)  # registering TASK may be what defines `task`
-            except ValueError:
-                pass
+    if task and tasks.get_source(task) is not None:
         return task
     try:
         value = gin.query_parameter("%TASK")
     except ValueError:
         raise UserError("no --task and no TASK macro in the gin files") from None
     if isinstance(value, gin.config.ConfigurableReference):
-        value = value.scoped_configurable_fn()
-    return str(value)
+        value = value.scoped_configurable_fn()  # registers the corpus the gin file describes
+    if task and tasks.get_source(task) is None:
+        raise UserError(f"unknown corpus {task!r}; registered corpora: {', '.join(tasks.registered_sources())}")
+    return task or str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, bindings, beam_args = parse(sys.argv[1:] if argv is None else list(argv))
+    import logging
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO lines drown the progress lines
     from patch_training.main.gin_setup import parse_run_gin
     parse_run_gin(args.gin_file, bindings, args.gin_search_path, finalize=False)
     # Beam's worker processes import this repository's modules by name.
