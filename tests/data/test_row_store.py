@@ -119,3 +119,19 @@ def test_missing_or_mismatched_store_is_one_line_with_the_build_command(tmp_path
         make_dataset(task=corpus, split="train", sequence_length=L, vocab=BYTE, cache_dir=cache_dir,
                      row_stores={corpus: str(tmp_path)})
     assert "\n" not in str(e.value) and "differs in: content" in str(e.value) and "preprocess" in str(e.value)
+
+
+def test_read_ahead_serves_exactly_the_direct_batches_also_after_a_resume(stores, corpus, cache_dir):
+    from patch_training.data.prefetch import PrefetchingBatches, with_prefetch
+    ds = make_dataset(task=corpus, split="train", sequence_length=L, vocab=BYTE, seed=7, cache_dir=cache_dir,
+                      row_stores={corpus: str(stores)})
+    direct = [ds.host_batch(s, 4, 1, 2)["decoder_target_tokens"] for s in range(8)]
+    ahead = with_prefetch(ds)
+    assert isinstance(ahead, PrefetchingBatches) and ahead.num_rows == ds.num_rows
+    for s in range(5):
+        np.testing.assert_array_equal(ahead.host_batch(s, 4, 1, 2)["decoder_target_tokens"], direct[s])
+    ahead.close()
+    resumed = with_prefetch(ds)  # a restarted process begins at its checkpoint's step
+    for s in (3, 4, 5, 7):   # ... and a jump is served too, not a stale read-ahead
+        np.testing.assert_array_equal(resumed.host_batch(s, 4, 1, 2)["decoder_target_tokens"], direct[s])
+    resumed.close()
