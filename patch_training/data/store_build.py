@@ -94,7 +94,7 @@ def list_units(source: CorpusSource, split: str, tfds_units: int = 16) -> list[U
         import tensorflow_datasets as tfds
         tfds_split = dict(o["split_map"]).get(split, split)
         subsplits = tfds.even_splits(tfds_split, n=tfds_units)
-        return [Unit(i, "tfds", (o["tfds_name"], o["tfds_data_dir"], str(s))) for i, s in enumerate(subsplits)]
+        return [Unit(i, "tfds", (o["tfds_name"], o["tfds_data_dir"], s)) for i, s in enumerate(subsplits)]
     raise AssertionError(source.kind)
 
 

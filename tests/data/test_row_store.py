@@ -135,3 +135,19 @@ def test_read_ahead_serves_exactly_the_direct_batches_also_after_a_resume(stores
     for s in (3, 4, 5, 7):   # ... and a jump is served too, not a stale read-ahead
         np.testing.assert_array_equal(resumed.host_batch(s, 4, 1, 2)["decoder_target_tokens"], direct[s])
     resumed.close()
+
+
+def test_a_tfds_dataset_in_even_sub_splits_gives_the_cache_rows(tmp_path, cache_dir):
+    from patch_training.data import register_tfds_corpus
+    from tests.data.test_pipeline import _tiny_tfds_class
+
+    _tiny_tfds_class()(data_dir=str(tmp_path / "tfds")).download_and_prepare()
+    name = register_tfds_corpus(name="store_tfds", tfds_name="tiny_text_for_patch_tests", text_key="body",
+                                split_map={"train": "train", "validation": "test"}, tfds_data_dir=str(tmp_path / "tfds"))
+    store_build.build_store(root=str(tmp_path / "store"), task=name, split="train", vocab=BYTE, sequence_length=16,
+                            patch_size=2, tfds_units=3, rows_per_shard=2, pipeline_args=IN_PROCESS, workers=1)
+    kw = dict(task=name, split="train", sequence_length=16, patch_size=2, vocab=BYTE, cache_dir=cache_dir)
+    cached, stored = make_dataset(**kw), make_dataset(**kw, row_stores={name: str(tmp_path / "store")})
+    assert stored.num_rows == cached.num_rows and stored.meta["num_documents"] == 5
+    ids = np.arange(cached.num_rows)
+    np.testing.assert_array_equal(cached.rows(ids)["decoder_target_tokens"], stored.rows(ids)["decoder_target_tokens"])
