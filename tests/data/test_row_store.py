@@ -139,7 +139,7 @@ def test_read_ahead_serves_exactly_the_direct_batches_also_after_a_resume(stores
 
 def test_a_tfds_dataset_in_even_sub_splits_gives_the_cache_rows(tmp_path, cache_dir):
     from patch_training.data import register_tfds_corpus
-    from tests.data.test_pipeline import _tiny_tfds_class
+    from tests.support.corpora import tiny_tfds_class as _tiny_tfds_class
 
     _tiny_tfds_class()(data_dir=str(tmp_path / "tfds")).download_and_prepare()
     name = register_tfds_corpus(name="store_tfds", tfds_name="tiny_text_for_patch_tests", text_key="body",
