@@ -16,15 +16,15 @@ setup-hf:
 	@scripts/setup.sh --hf
 
 setup-test:
-	@scripts/setup.sh --hf --browser --tpu --lmeval
+	@scripts/setup.sh --hf --browser --tpu --lmeval --beam
 
 ## Main job: train the `small` model on the built-in corpus, report perplexity, sample, plot.
 demo: setup
 	@scripts/demo.sh $(RUN_DIR)
 
 ## Full test suite (includes HF parity tests, the report's browser check, the TPU ahead-of-time
-## compiles and lm-evaluation-harness, so it installs the optional torch/transformers, libtpu and
-## lm-eval extras and a headless chromium).
+## compiles, lm-evaluation-harness and the Beam preprocessing into ArrayRecord, so it installs the optional
+## torch/transformers, libtpu, lm-eval and beam extras and a headless chromium).
 test: setup-test
 	@$(PY) -m pytest tests $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 

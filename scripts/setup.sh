@@ -7,6 +7,7 @@
 #   scripts/setup.sh --browser  also a headless browser (Debian's chromium; the report test renders report.html)
 #   scripts/setup.sh --tpu      also libtpu (ahead-of-time compilation for TPU slices: patch_training.aot)
 #   scripts/setup.sh --lmeval   also lm-evaluation-harness (python -m evals.lm_eval_harness; its tests)
+#   scripts/setup.sh --beam     also Apache Beam (python -m patch_training.data.preprocess: a corpus into ArrayRecord)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,13 +15,15 @@ want_hf=0
 want_browser=0
 want_tpu=0
 want_lmeval=0
+want_beam=0
 for arg in "$@"; do
   case "$arg" in
     --hf) want_hf=1 ;;
     --browser) want_browser=1 ;;
     --tpu) want_tpu=1 ;;
     --lmeval) want_lmeval=1 ;;
-    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --browser, --tpu, --lmeval)" >&2; exit 2 ;;
+    --beam) want_beam=1 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --browser, --tpu, --lmeval, --beam)" >&2; exit 2 ;;
   esac
 done
 
@@ -128,11 +131,14 @@ if [ "$want_hf" = 0 ] && [ -f .venv/.hf-extra ]; then args+=(--extra hf); fi
 if [ "$want_tpu" = 0 ] && [ -f .venv/.tpu-extra ]; then args+=(--extra tpu); fi
 [ "$want_lmeval" = 1 ] && args+=(--extra lmeval)
 if [ "$want_lmeval" = 0 ] && [ -f .venv/.lmeval-extra ]; then args+=(--extra lmeval); fi
+[ "$want_beam" = 1 ] && args+=(--extra beam)
+if [ "$want_beam" = 0 ] && [ -f .venv/.beam-extra ]; then args+=(--extra beam); fi
 log "syncing .venv with uv.lock ($py)"
 UV_PYTHON_DOWNLOADS=never uv sync "${args[@]}" -q
 [ "$want_hf" = 1 ] && touch .venv/.hf-extra
 [ "$want_tpu" = 1 ] && touch .venv/.tpu-extra
 [ "$want_lmeval" = 1 ] && touch .venv/.lmeval-extra
+[ "$want_beam" = 1 ] && touch .venv/.beam-extra
 log "ready: .venv ($(.venv/bin/python --version))"
 
 # 5. With --hf: SmolLM2-135M-Instruct, a real pretrained model for the GGUF import and its parity tests

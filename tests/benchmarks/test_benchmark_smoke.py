@@ -90,6 +90,25 @@ def smoke_input_pipeline(tmp_path, capsys):
     assert r["pipeline_is_bottleneck"] == (r["headroom"] < 1)
 
 
+def smoke_row_store(tmp_path, capsys):
+    # One in-process Beam build (the 2-process DirectRunner costs ~20 s of worker start-up: the benchmark's
+    # own run measures it), the tiny model's step at input_pipeline's smoke shape, 2 host processes × 4 devices.
+    pytest.importorskip("apache_beam", reason="needs the beam extra")
+    r = run_benchmark("benchmarks.row_store",
+                      ["--corpus_mb", 0.05, "--files", 2, "--worker_counts", 1, "--running_mode", "in_memory",
+                       "--sequence_length", 16, "--batch", 8, "--host_steps", 2, "--pipeline_steps", 2,
+                       "--trainer_steps", 1, "--model_gin", "configs/models/tiny.gin", "--out", tmp_path / "w"],
+                      capsys)
+    assert r["benchmark"] == "row_store" and r["preprocess"][0]["workers"] == 1
+    positive(r["preprocess"][0], "tokens_per_s", "tokenize_tokens_per_s")
+    positive(r, "input_pipeline.pipeline_tokens_per_s",
+             "input_pipeline.trainer_tokens_per_s", "hours_for_360B_tokens_by_dataflow_workers.64")
+    hosts = r["two_hosts"]
+    assert hosts["halves_partition_each_step"] and hosts["each_reads_half"]
+    assert [p["rows_read"] for p in hosts["per_process"]] == [8, 8]
+    assert [p["bytes_read"] for p in hosts["per_process"]] == [hosts["global_batch_bytes"]] * 2
+
+
 def smoke_bf16_loss_parity(tmp_path, capsys):
     # 10 steps: the gap is measured on 10-step running means.
     r = run_benchmark("benchmarks.bf16_loss_parity",

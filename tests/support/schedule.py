@@ -36,6 +36,7 @@ SECONDS_MEASURED = {
     "tests/trainer/test_cpu_fast_path.py": 17,
     "tests/patch/test_two_stage.py": 17,
     "tests/data/test_pipeline.py": 17,
+    "tests/data/test_row_store.py": 10,
     "tests/checkpointing/test_resume.py": 15,
     "tests/model/test_model_forward.py": 15,
     "tests/hf/test_hf_parity.py": 15,
