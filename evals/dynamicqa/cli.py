@@ -147,8 +147,8 @@ def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dic
     summary = score_samples(samples, out, judge, ScoreOptions(official_clustering=args.official_clustering),
                             log=log.info)
     summary["provenance"] = prov
-    summary["load"] = {t: {"items": len(r.items), "rows": r.rows_read, "problems": dict(r.problems)}
-                       for t, r in loads.items()}
+    summary["load"] = {t: {"items": len(r.items), "rows": r.rows_read, "rows_in_file": r.rows_in_file,
+                           "problems": dict(r.problems)} for t, r in loads.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -53,6 +53,7 @@ class LoadResult:
     items: list[FactItem]
     rows_read: int
     problems: collections.Counter   # reason -> count
+    rows_in_file: int | None = None  # every data row of the CSV, so a slice can say "N of M rows"
 
     def report(self) -> str:
         bad = sum(self.problems.values())
@@ -102,7 +103,7 @@ def load_fact_type(fact_type: str, path: str | Path, limit: int | None = None) -
     csv.field_size_limit(sys.maxsize)
     items: list[FactItem] = []
     problems: collections.Counter = collections.Counter()
-    rows_read = 0
+    rows_read = rows_in_file = 0
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in _REQUIRED[fact_type] if c not in (reader.fieldnames or [])]
@@ -110,8 +111,9 @@ def load_fact_type(fact_type: str, path: str | Path, limit: int | None = None) -
             raise UserError(f"{path}: missing column(s) {', '.join(missing)} "
                             f"(a {fact_type} file needs {', '.join(_REQUIRED[fact_type])})")
         for position, row in enumerate(reader):
+            rows_in_file += 1
             if limit is not None and len(items) >= limit:
-                break
+                continue   # past the slice: only counted
             rows_read += 1
             if None in row or any(v is None for v in row.values()):
                 problems["wrong number of fields"] += 1
@@ -126,7 +128,7 @@ def load_fact_type(fact_type: str, path: str | Path, limit: int | None = None) -
             items.append(FactItem(fact_type, position, subj, row["question"].strip(), obj.strip(),
                                   rep.strip(), {k: v.strip() for k, v in contexts.items()},
                                   _possible_answers(row.get("possible_answers"))))
-    return LoadResult(items, rows_read, problems)
+    return LoadResult(items, rows_read, problems, rows_in_file)
 
 
 def default_data_dir() -> Path:

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from evals.report import eval_sections, pretraining
+from evals.report import eval_sections, pretraining, real_model
 from evals.report.document import Missing, Paragraph, Report, Section, Table, write_report
 from patch_training.errors import one_line
 
 STAGE_LOG = "demo_stages.jsonl"   # written by scripts/demo.sh: one line per finished stage
-# The models the eval stages evaluate (scripts/demo_lib/models.sh), in report order.
-EVAL_MODELS = ("patch", "baseline", "finetuned")
+# The models the eval stages evaluate (scripts/demo_lib/models.sh), in report order; the last is the real
+# pretrained model (stage 12_pretrained), which has a section of its own as well.
+EVAL_MODELS = ("patch", "baseline", "finetuned", real_model.REAL)
 
 
 def stages_section(run_dir: Path) -> Section:
@@ -44,6 +45,7 @@ def stages_section(run_dir: Path) -> Section:
 def default_sections(run_dir: Path, fig_dir: Path) -> list[tuple[str, Callable[[], Section]]]:
     return [
         ("What ran", lambda: stages_section(run_dir)),
+        ("Real model", lambda: real_model.section(run_dir, [m for m in EVAL_MODELS if m != real_model.REAL])),
         ("Pre-training", lambda: pretraining.section(run_dir, fig_dir)),
         ("Samples", lambda: pretraining.samples_section(run_dir)),
         ("Case2Code data", lambda: eval_sections.case2code_data_section(run_dir, fig_dir)),

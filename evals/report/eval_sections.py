@@ -6,6 +6,7 @@ from pathlib import Path
 
 from evals.case2code.protocol import OFFICIAL_MEAN_HIDDEN
 from evals.report.document import Figure, Missing, Paragraph, Section, Table
+from evals.report.intervals import wilson
 
 
 def tables_from_markdown(text: str) -> list[Table]:
@@ -38,11 +39,34 @@ def solverlearner_section(run_dir: Path) -> Section:
         "failure counts as wrong. n = problems per cell (the demo keeps it small)."))
     for t in tables_from_markdown(table.read_text()):
         s.add(t)
+    slices = _solverlearner_slices(out)
+    if slices:
+        s.add(Paragraph(slices))
     for row in sorted(p for p in out.iterdir() if p.is_dir()):
         chart = row / "chart.png"
         if chart.is_file():
             s.add(Figure(chart, f"SolverLearner, {row.name}: accuracy per variant and setting"))
     return s
+
+
+def _solverlearner_slices(out: Path) -> str | None:
+    """Which slice each row ran: the first n problems of each variant, and how many each variant has."""
+    ns, avail = [], {}
+    for row in sorted(p for p in out.iterdir() if p.is_dir()):
+        path = row / "results.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        sizes = sorted(set(r.get("n", {}).values()))
+        if sizes:
+            ns.append(f"{row.name} {'/'.join(map(str, sizes))}")
+        avail.update(r.get("problems_available", {}))
+    if not ns:
+        return None
+    text = "Slices: the first n problems of each variant, n = " + ", ".join(ns)
+    if avail:
+        text += "; problems each variant has: " + ", ".join(f"{k} {v}" for k, v in sorted(avail.items()))
+    return text + "."
 
 
 def _funnel_plot(stages: list[tuple[str, int]], out: Path) -> Path:
@@ -91,7 +115,9 @@ def case2code_data_section(run_dir: Path, fig_dir: Path) -> Section:
 def _dynamicqa_rows(label: str, summary: dict) -> list[list]:
     rows = []
     for fact_type, m in summary.get("by_type", {}).items():
-        rows.append([label, fact_type, m.get("items"), m.get("semantic_entropy"), m.get("coherent_persuasion"),
+        load = summary.get("load", {}).get(fact_type, {})
+        of = f"{load.get('rows')} of {load['rows_in_file']}" if load.get("rows_in_file") else load.get("rows")
+        rows.append([label, fact_type, of, m.get("items"), m.get("semantic_entropy"), m.get("coherent_persuasion"),
                      m.get("persuaded"), m.get("stubborn"), m.get("mean_q_only_groups")])
     return rows
 
@@ -107,7 +133,8 @@ def dynamicqa_section(run_dir: Path, models: list[tuple[str, str]]) -> Section:
         "distributions) measures how far the context moves it. Persuaded: the context answer matches the context "
         "(ROUGE-L > 0.3); stubborn: it is wrong and repeats the q-only answer. The paper's claim is higher SE and "
         "lower CP for temporal and disputable facts than for static ones; a CPU demo model on a handful of rows "
-        "cannot test that, it shows the pipeline end to end. The demo groups answers with the ROUGE judge; the "
+        "cannot test that, it shows the pipeline end to end (the real model's numbers, with intervals, are in its own "
+        "section). The demo groups answers with the ROUGE judge; the "
         "paper's NLI judge runs with --judge nli --nli_dir."))
     rows, figures = [], []
     for label, sub in models:
@@ -119,7 +146,8 @@ def dynamicqa_section(run_dir: Path, models: list[tuple[str, str]]) -> Section:
         if (run_dir / sub / "distributions.png").is_file():
             figures.append(Figure(run_dir / sub / "distributions.png", f"{label}: SE and CP per fact type"))
     if rows:
-        s.add(Table(["model", "fact type", "items", "SE", "CP", "persuaded", "stubborn", "q-only groups"], rows))
+        s.add(Table(["model", "fact type", "rows (of file)", "items", "SE", "CP", "persuaded", "stubborn",
+                     "q-only groups"], rows))
     s.add(*figures)
     return s
 
@@ -136,31 +164,39 @@ def case2code_eval_section(run_dir: Path, models: list[str]) -> Section:
         "runs each row's own reference function through the same judge: it is the best score the judge allows on "
         "those rows. Hidden inputs/row is the mean number of inputs the prompt does not show: the official rows hide "
         f"{OFFICIAL_MEAN_HIDDEN}, our synthetic split fewer (its functions keep at most 10 inputs), so its pass@1 is "
-        "an easier test and reads higher. The demo caps new tokens far below the protocol's 2,048, so most answers end as `truncated`."))
+        "an easier test and reads higher. The demo's own models are cut far below the protocol's 2,048 new tokens (their "
+        "answers would not finish anyway), so most end as `truncated`; the real model keeps 2,048 on a smaller slice "
+        "and is asked through its chat template. The interval is Wilson's, 95%."))
     base = run_dir / "case2code_eval"
     rows, figures = [], []
     for model in models:
         for data in ("synthetic", "official"):
             path = base / model / data / "results.json"
             if not path.is_file():
-                s.add(Missing(f"{path} (stage 40_case2code_eval has not run for {model} on {data})"))
+                s.add(Missing(f"{path} (stage 40_case2code_eval has not run for {model} on {data}, or "
+                              "scripts/demo_lib/models.sh leaves that model out of that set)"))
                 continue
             r = json.loads(path.read_text())
             summ = r["summary"]
             gold = summ.get("gold", {})
             statuses = ", ".join(f"{k} {v}" for k, v in summ.get("counts_by_status", {}).items())
             hidden = summ.get("inputs_per_row", {}).get("hidden", {}).get("mean")
-            rows.append([model, data, summ.get("n_rows"), summ.get("pass_at_1"),
+            n, total = summ.get("n_rows"), r.get("data_rows_in_file")
+            passed = summ.get("counts_by_status", {}).get("passed", 0)
+            lo, hi = wilson(passed, n) if n else (None, None)
+            rows.append([model, data, f"{n} of {total}" if total else n, summ.get("pass_at_1"),
+                         None if lo is None else f"{lo:.3f}–{hi:.3f}",
                          None if hidden is None else round(hidden, 1), summ.get("gold_ceiling"),
                          f"{gold.get('passed')}/{gold.get('rows')}" if gold else None,
-                         r["config"].get("max_new_tokens"), statuses, r.get("wall_s", {}).get("total")])
+                         r["config"].get("max_new_tokens"), bool(r["config"].get("chat")), statuses,
+                         r.get("wall_s", {}).get("total")])
             png = path.parent / "results.png"
             if png.is_file() and data == "synthetic":
                 figures.append(Figure(png, f"Case2Code on the synthetic test split, {model}: pass rate by number "
                                            "of shown examples and by status"))
     if rows:
-        s.add(Table(["model", "data", "rows", "pass@1", "hidden inputs/row", "gold ceiling", "gold passed", "max new tokens",
-                     "statuses", "wall (s)"], rows))
+        s.add(Table(["model", "data", "rows (of file)", "pass@1", "95% CI", "hidden inputs/row", "gold ceiling",
+                     "gold passed", "max new tokens", "chat", "statuses", "wall (s)"], rows))
     s.add(*figures)
     return s
 

@@ -8,7 +8,8 @@ places forward (z wraps to a); `shift0` is the everyday rule (the identity), `sh
 problem is the word's position in that sample. Demonstrations: `n_shots` other words, seeded by the problem id.
 
 Answer format: `Plaintext: word`. Parsing: the first `\\boxed{...}` (its first word); else the first
-"Plaintext: word" in "Plaintext:" + completion. Words compare lower-cased.
+"Plaintext: word" in "Plaintext:" + completion, the word possibly quoted (`"owes"`, as chat models write it).
+Words compare lower-cased.
 `solver(text: str) -> str`: the ciphertext in, the plaintext out.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import random
 import re
 from pathlib import Path
 
-from evals.solverlearner.common import Problem, first_boxed
+from evals.solverlearner.common import OPENING_QUOTES, Problem, first_boxed
 from evals.solverlearner.task_base import Task, UnknownVariant, Verdict
 from patch_training.errors import UserError
 
@@ -129,7 +130,7 @@ class CipherTask(Task):
         if boxed is not None:
             m = re.search(r"[A-Za-z]+", boxed)
             return m.group(0).lower() if m else None
-        m = re.search(r"plaintext\s*:\s*([A-Za-z]+)", text, re.IGNORECASE)
+        m = re.search(rf"plaintext\s*:\s*{OPENING_QUOTES}([A-Za-z]+)", text, re.IGNORECASE)
         return m.group(1).lower() if m else None
 
     def solver_kwargs(self, problem: Problem) -> dict:

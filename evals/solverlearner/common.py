@@ -12,6 +12,9 @@ from typing import Any
 
 SETTINGS = ("deductive_zeroshot", "deductive_fewshot", "inductive_fewshot", "solverlearner")
 ENTRY = "solver"  # the function name a SolverLearner completion must define
+# What may open a word an answer format names (`Plaintext: "owes"`, `subject = **mary**`): chat models quote or
+# bold their answers, and the parsers read past it rather than count a right answer as a parse failure.
+OPENING_QUOTES = r"[\"'`*“‘]*"
 
 
 @dataclasses.dataclass(frozen=True)

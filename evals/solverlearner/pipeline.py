@@ -124,6 +124,9 @@ def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | Non
         for rec in judged:
             f.write(json.dumps(rec) + "\n")
     summary = aggregate(judged, bad)
+    # How many problems each judged variant has in all, so a slice (`--limit`) can say "n of N".
+    variants = sorted({(r["task"], r["variant"]) for r in judged})
+    summary["problems_available"] = {f"{t}/{v}": len(bank.problems(t, v)) for t, v in variants}
     if provenance is not None:
         summary["provenance"] = {**provenance, "data_hash": data_hash(bank, (r["id"] for r in judged))}
     if bad:

@@ -6,7 +6,8 @@ original. Demonstrations: `n_shots` other rows of the same file, drawn with a se
 
 Answer format: `subject = S, verb = V, object = O`. Parsing, in order: the first `\\boxed{...}` (the same
 pattern inside it, or exactly three words split by commas/spaces); else the first `subject = S, verb = V,
-object = O` (`:` also accepted, any separators) in "Answer:" + completion. Words compare lower-cased.
+object = O` (`:` also accepted, any separators, words possibly quoted) in "Answer:" + completion. Words compare
+lower-cased.
 `solver(sentence: str) -> tuple[str, str, str]`: the reordered sentence in, (subject, verb, object) out
 (a list is accepted).
 """
@@ -17,14 +18,14 @@ import random
 import re
 from pathlib import Path
 
-from evals.solverlearner.common import Problem, first_boxed
+from evals.solverlearner.common import OPENING_QUOTES, Problem, first_boxed
 from evals.solverlearner.task_base import Task, UnknownVariant, Verdict
 from patch_training.errors import UserError
 
 ORDERS = ("svo", "sov", "vso", "vos", "osv", "ovs")
 _ROLE_NAMES = {"s": "subject", "v": "verb", "o": "object"}
-_TRIPLE = re.compile(r"subject\s*[=:]\s*([a-z]+)\W+verb\s*[=:]\s*([a-z]+)\W+object\s*[=:]\s*([a-z]+)",
-                     re.IGNORECASE)
+_TRIPLE = re.compile(rf"subject\s*[=:]\s*{OPENING_QUOTES}([a-z]+)\W+verb\s*[=:]\s*{OPENING_QUOTES}([a-z]+)"
+                     rf"\W+object\s*[=:]\s*{OPENING_QUOTES}([a-z]+)", re.IGNORECASE)
 
 _SOLVER_TEMPLATE = '''ORDER = "{order}"
 

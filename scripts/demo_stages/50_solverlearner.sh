@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Demo stage: run by scripts/demo.sh as `bash STAGE RUN_DIR [gin flags...]`, with PY set.
-# SolverLearner on the demo's models (scripts/demo_lib/models.sh; a few problems per cell), next to the oracle (must be 1.0) and the
+# SolverLearner on the demo's models and the real one (scripts/demo_lib/models.sh, with each model's own flags;
+# a few problems per cell), next to the oracle (must be 1.0) and the
 # rule-blind backend (the everyday rule: 1.0 on base10/svo/default/shift0, ~0 elsewhere), so the table says
 # what the checkpoint's numbers mean. Each row is skipped when its results.json exists (resumable).
 set -euo pipefail
@@ -30,9 +31,10 @@ for entry in "${models[@]}"; do
   if [[ -f "$out/$model/results.json" ]]; then
     echo "== solverlearner: $model row already done ($out/$model)" >&2
   else
-    echo "== solverlearner: $model row ($ckpt)" >&2
+    read -r -a own <<<"$(demo_model_flags "$model" solverlearner)"
+    echo "== solverlearner: $model row ($ckpt) ${own[*]}" >&2
     "$PY" -m evals.solverlearner run --checkpoint "$ckpt" "${common[@]}" \
-      --max_new_tokens 12 --code_max_new_tokens 48 --out "$out/$model" > "$out/$model.last.json" </dev/null
+      --max_new_tokens 12 --code_max_new_tokens 48 "${own[@]}" --out "$out/$model" > "$out/$model.last.json" </dev/null
   fi
   model_results+=("$model=$out/$model/results.json")
 done

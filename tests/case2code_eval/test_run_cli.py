@@ -15,9 +15,9 @@ def test_run_writes_every_output_and_resumes(tmp_path, official_rows, capsys):
     from evals.case2code.cli import main
     ckpt = save_params(tmp_path / "ckpt", init_params(CFG, jax.random.key(1)), CFG, {"kind": "byte"})
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in official_rows[:2]))
+    data.write_text("".join(json.dumps(r) + "\n" for r in official_rows[:3]))
     argv = ["run", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(tmp_path / "out"),
-            "--max_new_tokens", "8", "--batch_size", "2", "--workers", "1"]
+            "--max_new_tokens", "8", "--batch_size", "2", "--workers", "1", "--limit", "2"]
     assert main(argv) == 0
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["n_rows"] == 2 and line["pass_at_1"] == 0.0 and line["gold_ceiling"] == 1.0
@@ -29,6 +29,7 @@ def test_run_writes_every_output_and_resumes(tmp_path, official_rows, capsys):
     assert all(s["status"] == "truncated" for s in samples)   # 8 tokens cannot finish an answer
     results = json.loads((out / "results.json").read_text())
     assert results["cache"]["misses"] == 2 and results["model_fingerprint"]
+    assert results["data_rows_in_file"] == 3                      # what the 2 rows are a slice of
     from evals.provenance import records_hash
     prov = results["provenance"]
     assert prov["model_fingerprint"] == results["model_fingerprint"]

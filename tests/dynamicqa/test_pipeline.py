@@ -73,6 +73,8 @@ def test_run_records_provenance_and_refuses_a_resume_under_other_settings(tmp_pa
     assert prov["settings"]["stop"] == [] and prov["settings"]["p_s_steps"] == "all"
     assert prov["settings"]["num_samples"] == 4 and prov["settings"]["temperature"] == 0.5
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["provenance"] == prov
+    # a slice says what it is a slice of: 1 row read of the file's 3
+    assert {k: summary["load"]["static"][k] for k in ("rows", "rows_in_file")} == {"rows": 1, "rows_in_file": 3}
     # the same run resumes; more rows are other data, another p_s rule other settings: both refused
     cli.run_with_model(DistScriptedModel(respond), _args(tmp_path, small_data_dir, limit=1))
     with pytest.raises(UserError, match="data_hash differ"):

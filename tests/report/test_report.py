@@ -133,3 +133,52 @@ def test_report_html_loads_every_figure_in_a_headless_browser(run_dir, tmp_path)
 
     assert figures(html_path) == 'data-figures="1/1"'
     assert figures(bad) == 'data-figures="0/1"'
+
+
+def _write_real_model_run(root: Path, base10: int, base9: int) -> None:
+    """The real model's files as the stages write them: 3 of 10 official Case2Code rows passed, arithmetic with
+    `base10` / `base9` correct of 5 per direct setting, DynamicQA SE higher for temporal facts than static."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pretrained.json").write_text(json.dumps({"name": "SmolLM2-135M-Instruct", "source": "/m/x.gguf",
+                                                      "sha256": "ab" * 32, "model_config": {"num_layers": 30}}))
+    c2c = root / "case2code_eval" / "smollm2" / "official"
+    c2c.mkdir(parents=True)
+    (c2c / "results.json").write_text(json.dumps({
+        "config": {"max_new_tokens": 2048, "chat": True}, "data_rows_in_file": 500,
+        "summary": {"n_rows": 10, "pass_at_1": 0.3, "counts_by_status": {"passed": 3, "truncated": 7}}}))
+    settings = ("deductive_zeroshot", "deductive_fewshot", "inductive_fewshot", "solverlearner")
+    acc, n = {}, {}
+    for variant, right in (("base10", base10), ("base9", base9)):
+        for st in settings:
+            acc[f"arithmetic/{variant}/{st}"] = (0 if st == "solverlearner" else right) / 5
+            n[f"arithmetic/{variant}/{st}"] = 5
+    sl = root / "solverlearner" / "smollm2"
+    sl.mkdir(parents=True)
+    (sl / "results.json").write_text(json.dumps({"accuracy": acc, "n": n, "parse_failures": {},
+                                                 "problems_available": {"arithmetic/base10": 1000}}))
+    dq = root / "dynamicqa" / "smollm2"
+    dq.mkdir(parents=True)
+    se = {"static": [1.0, 1.1, 0.9, 1.0], "temporal": [3.0, 3.1, 2.9, 3.0]}
+    (dq / "scores.jsonl").write_text("".join(
+        json.dumps({"fact_type": t, "semantic_entropy": v, "coherent_persuasion": float("nan")}) + "\n"
+        for t, vs in se.items() for v in vs))
+    (dq / "summary.json").write_text(json.dumps({
+        "by_type": {t: {"items": 4} for t in se}, "load": {t: {"rows": 2, "rows_in_file": 900} for t in se}}))
+
+
+@pytest.mark.parametrize("base10,base9,verdict", [(5, 1, "Base-10 arithmetic is above the counterfactual base, "
+                                                            "as the paper expects, and the intervals show it."),
+                                                  (1, 2, "Base-10 arithmetic is not above the counterfactual base")])
+def test_real_model_section_states_what_its_numbers_show(tmp_path, base10, base9, verdict):
+    from evals.report.intervals import wilson
+    _write_real_model_run(tmp_path, base10, base9)
+    md = to_markdown(demo_report.build(tmp_path), tmp_path)
+    section = md.split("## A real pretrained model")[1].split("\n## ")[0]
+    lo, hi = wilson(3, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.108, 0.603)      # the textbook Wilson interval of 3/10
+    assert "first 10 of 500 rows, greedy, ≤2048 new tokens, chat template" in section
+    assert "0.300 (3/10) [0.108, 0.603]" in section and "3 of 10 rows" in section
+    assert f"{base10 * 3}/15" in section and "first 5 of 1000 problems per variant" in section
+    assert verdict in section
+    assert "DynamicQA SE, which the paper finds higher" in section and "temporal 3.00 (as the paper, intervals apart)" in section
+    assert "first 2 of 900 rows (4 items)" in section

@@ -100,6 +100,8 @@ def test_syntax_parse():
     assert task.parse(" \\boxed{mary, loves, noah}", p) == ("mary", "loves", "noah")
     assert task.parse(" \\boxed{mary loves}", p) is None
     assert task.parse(" mary loves noah", p) is None
+    # chat models quote or bold the words: still the answer, not a parse failure
+    assert task.parse(' subject = "Mary", verb = **loves**, object = `noah`', p) == ("mary", "loves", "noah")
     assert task.judge(("mary", "loves", "noah"), p).correct
     assert task.solve("ovs", "noah loves mary.") == ("mary", "loves", "noah")
     assert task.from_solver_output(["Mary", "loves", "noah"], p) == ("mary", "loves", "noah")
@@ -113,6 +115,8 @@ def test_cipher_parse_and_rule():
     assert task.parse(" Hello", p) == "hello"
     assert task.parse(" \\boxed{hello}", p) == "hello"
     assert task.parse(" ", p) is None
+    assert task.parse(' "hello"\nCiphertext: "hello"', p) == "hello"   # SmolLM2's way of answering
+    assert task.parse(" “hello”", p) == "hello"
 
 
 SPATIAL = SpatialTask()

@@ -31,6 +31,7 @@ def test_oracle_scores_one_everywhere(bank, sl_pool, tmp_path):
     assert set(summary["accuracy"].values()) == {1.0}
     assert set(summary["parse_failures"].values()) == {0} and set(summary["n"].values()) == {3}
     assert summary["exec_status"]["arithmetic/base9/solverlearner"] == {"ok": 3}
+    assert summary["problems_available"]["arithmetic/base9"] == len(bank.problems("arithmetic", "base9")) > 3
     for name in ("results.json", "results.md", "chart.png", "judged.jsonl", "predictions.jsonl"):
         assert (tmp_path / name).is_file()
     assert "| arithmetic | base9 |" in (tmp_path / "results.md").read_text()
