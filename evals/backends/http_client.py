@@ -21,8 +21,10 @@ corrects for the ones it can see (`server_kind`, from /v1/models):
 - it cannot continue an assistant turn (no `continue_final_message`; its template always opens a new turn), so
   a prompt with an answer lead needs `chat_template_dir`: the client then renders chat prompts itself with that
   directory's template and sends them to /completions;
-- a server whose context window is smaller than prompt + max_tokens ends early with finish_reason "length"
-  (llama-cpp-python cuts max_tokens silently); the usage count gives it away, and that is an error, not an answer.
+- a context window smaller than prompt + max_tokens: llama-cpp-python cuts max_tokens to fit and then fails with
+  a 500 at the window's end (an exception in its handler, so not retried, and the error line says what it
+  means); a server that ends early with finish_reason "length" instead is caught by its usage count. Either way
+  it is an error, not an answer.
 """
 from __future__ import annotations
 
@@ -142,7 +144,14 @@ class OpenAIModel:
                 payload = resp.read()
         except urllib.error.HTTPError as e:
             detail = e.read()[:300].decode("utf-8", "replace")
-            raise EndpointError(f"HTTP {e.code}: {' '.join(detail.split())}", retryable=e.code in RETRY_STATUS,
+            message, retryable = f"HTTP {e.code}: {' '.join(detail.split())}", e.code in RETRY_STATUS
+            if e.code == 500 and getattr(self, "server_kind", None) == LLAMA_CPP_PYTHON:
+                # Its 500s are exceptions in its request handler, the same on every try. The one a user meets is
+                # a full context window: it fails writing the logits of the token past the end.
+                retryable = False
+                message += (" (llama-cpp-python answers 500 when prompt + max_tokens overflow its context window: "
+                            "start it with a larger --n_ctx)")
+            raise EndpointError(message, retryable=retryable,
                                 retry_after=_retry_after(e.headers.get("Retry-After"))) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", e)
