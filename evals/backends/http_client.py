@@ -18,6 +18,10 @@ corrects for the ones it can see (`server_kind`, from /v1/models):
 - llama-cpp-python serves one request at a time: more in flight only queue behind each other until they time
   out (and are retried while the server still computes them), so the client sends one at a time;
 - it ignores `n`: the missing samples are asked for one request each, with seeds `seed + j`;
+- it computes log-probs in Python, sorting the whole vocabulary at every generated token (and its server keeps
+  every position's logits so that it can): a 2,048-token answer then takes several times as long. Of the evals
+  only DynamicQA reads `token_logprobs`, and it asks for distributions (`return_dist`), so by default
+  (`logprobs="auto"`) the client asks llama-cpp-python for log-probs only then; `logprobs="always"` asks anyway;
 - it cannot continue an assistant turn (no `continue_final_message`; its template always opens a new turn), so
   a prompt with an answer lead needs `chat_template_dir`: the client then renders chat prompts itself with that
   directory's template and sends them to /completions;
@@ -77,7 +81,7 @@ class OpenAIModel:
     def __init__(self, endpoint: str, model_name: str | None = None, *, chat: bool | None = None,
                  concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 5, backoff_s: float = 1.0,
                  backoff_cap_s: float = 30.0, api_key: str | None = None, top_logprobs: int = 20,
-                 vocab_size: int | None = None, chat_template_dir: str | None = None):
+                 vocab_size: int | None = None, chat_template_dir: str | None = None, logprobs: str = "auto"):
         self.base = endpoint.rstrip("/")
         if not self.base.endswith("/v1"):
             self.base += "/v1"
@@ -89,6 +93,9 @@ class OpenAIModel:
         self.api_key = api_key
         self.top_logprobs = top_logprobs
         self.force_chat = chat
+        if logprobs not in ("auto", "always"):
+            raise ValueError(f"logprobs={logprobs!r}: expected 'auto' or 'always'")
+        self.logprobs = logprobs
         self.info: dict[str, Any] = {}
         self.model_name = model_name or self._discover_model()
         if model_name:
@@ -197,12 +204,15 @@ class OpenAIModel:
         if sampling.stop:
             body["stop"] = list(sampling.stop)
         k = self.top_logprobs if sampling.return_dist else 0
+        # Log-probs from llama-cpp-python cost more than the decoding itself (see the module docstring).
+        want_lp = (sampling.return_dist or self.logprobs == "always" or self.server_kind != LLAMA_CPP_PYTHON)
         if sampling.return_dist:
             body["return_tokens_as_token_ids"] = True  # vLLM extension: tokens as "token_id:N"
         if chat and self.chat_vocab is not None:
             user, prefix = chat_parts(prompt)
             body["prompt"] = self.chat_vocab.render_chat([{"role": "user", "content": user}]) + prefix
-            body["logprobs"] = max(k, 1)
+            if want_lp:
+                body["logprobs"] = max(k, 1)
         elif chat:
             user, prefix = chat_parts(prompt)
             if prefix and self.server_kind == LLAMA_CPP_PYTHON:
@@ -214,14 +224,16 @@ class OpenAIModel:
             if prefix:  # the answer lead opens the assistant turn (vLLM's continue_final_message; ours too)
                 body["messages"].append({"role": "assistant", "content": prefix})
                 body.update(continue_final_message=True, add_generation_prompt=False)
-            body["logprobs"] = True
-            if k:
-                body["top_logprobs"] = k
-            elif self.server_kind == LLAMA_CPP_PYTHON:
-                body["top_logprobs"] = 1   # it returns no log-probs at all for a chat request without top_logprobs
+            if want_lp:
+                body["logprobs"] = True
+                if k:
+                    body["top_logprobs"] = k
+                elif self.server_kind == LLAMA_CPP_PYTHON:
+                    body["top_logprobs"] = 1   # it returns no log-probs at all for a chat request without top_logprobs
         else:
             body["prompt"] = prompt
-            body["logprobs"] = max(k, 1)
+            if want_lp:
+                body["logprobs"] = max(k, 1)
         return body
 
     def _one_prompt(self, prompt: str, n: int, sampling: Sampling) -> list[Completion]:

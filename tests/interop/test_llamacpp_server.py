@@ -76,7 +76,10 @@ def local(checkpoint):
 
 @pytest.fixture(scope="module")
 def remote(server):
-    return open_model(endpoint=server.url)
+    """Log-probs always asked for: the agreement tests compare them (by default the client skips them with
+    llama-cpp-python unless distributions are asked for: they cost more than the decoding)."""
+    from evals.backends.http_client import OpenAIModel
+    return OpenAIModel(server.url, logprobs="always")
 
 
 def _with_end(model, text: str, finish: str) -> list[int]:
@@ -117,9 +120,12 @@ def assert_agree(model, prompt_ids, ours, theirs, what: str) -> None:
                                   f"> {MARGIN}: not a near tie\n ours:   {ours[0][:300]!r}\n theirs: {theirs[0][:300]!r}")
 
 
-def test_the_client_recognises_llamacpp(remote):
+def test_the_client_recognises_llamacpp(remote, server):
     assert remote.server_kind == "llama-cpp-python"
     assert remote.concurrency == 1   # it answers one request at a time: more in flight only time out
+    default = open_model(endpoint=server.url)
+    [[c]] = default.generate(["Hello"], 1, Sampling(max_new_tokens=4))
+    assert c.text and c.token_logprobs == []   # not asked for: llama-cpp-python computes them in Python
 
 
 @pytest.mark.parametrize("chat", [False, True], ids=["completions", "chat"])
