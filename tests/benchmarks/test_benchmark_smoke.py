@@ -287,6 +287,59 @@ def smoke_patch_study(tmp_path, capsys):
     assert (tmp_path / "results" / "summary.json").is_file()
 
 
+def _needs_llamacpp() -> Path:
+    """The GGUF file llama.cpp's benchmarks read; skips (saying why) without the interop extra or the file."""
+    from evals.backends.llamacpp_server import missing_reason
+    from patch_training.pretrained import smollm2_gguf_path
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    gguf = smollm2_gguf_path(required=False)
+    if gguf is None:
+        pytest.skip("the SmolLM2 GGUF file is not cached (scripts/setup.sh --hf)")
+    return gguf
+
+
+@pytest.fixture(scope="module")
+def smollm2_checkpoint(tmp_path_factory):
+    """Our import of the SmolLM2 GGUF, shared by the llama.cpp benchmarks' smoke runs (~10 s)."""
+    from patch_training.hf_convert import main as convert
+    out = tmp_path_factory.mktemp("smollm2") / "ckpt"
+    assert convert(["import", "--gguf", str(_needs_llamacpp()), "--out", str(out)]) == 0
+    return out
+
+
+def smoke_llamacpp_logits(tmp_path, capsys, request):
+    gguf = _needs_llamacpp()
+    data = needs_shared("case2code", "test.jsonl")
+    ckpt = request.getfixturevalue("smollm2_checkpoint")
+    r = run_benchmark("benchmarks.llamacpp_logits",
+                      ["--gguf", gguf, "--checkpoint", ckpt, "--data", data, "--prompts", 1, "--steps", 2,
+                       "--work_dir", tmp_path], capsys)
+    assert r["benchmark"] == "llamacpp_logits" and r["prompts"] == 1 and r["steps"] == 2
+    summary = r["summary"]
+    assert set(summary) == {"llamacpp_kv_f32", "llamacpp_f32", "ours_fp32", "ours_bf16", "ours_fp32_vs_llamacpp_f32"}
+    positive(summary, "ours_fp32.generated.max_abs_dlogit", "ours_fp32.prompt.positions")
+    # llama.cpp on the dequantized weights computes what we compute: fp32 rounding apart, the same logits
+    assert summary["ours_fp32_vs_llamacpp_f32"]["prompt"]["max_abs_dlogit"] < 1e-2
+    assert 0 <= r["gap_left_without_quantized_arithmetic"] < 0.1
+
+
+def smoke_llamacpp_decode(tmp_path, capsys, request):
+    gguf = _needs_llamacpp()
+    data = needs_shared("case2code", "test.jsonl")
+    ckpt = request.getfixturevalue("smollm2_checkpoint")
+    r = run_benchmark("benchmarks.llamacpp_decode",
+                      ["--gguf", gguf, "--checkpoint", ckpt, "--data", data, "--rows", 2, "--new_tokens", 2,
+                       "--batch", 2, "--repeats", 1, "--idle_probe_s", 0], capsys)
+    assert r["benchmark"] == "llamacpp_decode" and r["rows"] == 2 and r["new_tokens"] == 2
+    assert set(r["tokens_per_s_best"]) == {"llamacpp", "ours_fp32_b1", "ours_fp32_b2", "ours_bf16_b1", "ours_bf16_b2"}
+    positive(r, "llamacpp_tokens_per_s", "ours_tokens_per_s", "ratio")
+    # the same rows, greedy: our fp32 engine's tokens do not depend on the batch
+    assert r["prefix_agreement_with_llamacpp"]["ours_fp32_b1"] == r["prefix_agreement_with_llamacpp"]["ours_fp32_b2"]
+
+
 SMOKES: dict[str, Callable] = {name.removeprefix("smoke_"): fn for name, fn in globals().items()
                                if name.startswith("smoke_")}
 
@@ -310,14 +363,21 @@ def test_every_benchmark_has_a_smoke_run():
 SETS_TORCH_THREADS = {"train_throughput", "decode_throughput"}
 
 
+# These ask for module fixtures of their own (an imported real checkpoint), through `request`.
+TAKES_FIXTURES = {"llamacpp_logits", "llamacpp_decode"}
+
+
 # Three trainer runs end to end (baseline; patch stage + token stage), each compiling its own train and eval
 # steps and saving a checkpoint: ~12-15 s even at 16 tokens a row, the longest run here (`make test-fast` skips it).
 SLOW = {"patch_reproduction"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(SMOKES)])
-def test_benchmark_smoke(name, tmp_path, capsys, monkeypatch):
+def test_benchmark_smoke(name, tmp_path, capsys, monkeypatch, request):
     monkeypatch.chdir(REPO)  # benchmarks read configs/ by relative path
+    if name in TAKES_FIXTURES:
+        SMOKES[name](tmp_path, capsys, request)
+        return
     if name not in SETS_TORCH_THREADS:
         SMOKES[name](tmp_path, capsys)
         return
