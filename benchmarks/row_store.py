@@ -140,7 +140,9 @@ def two_hosts(store: str, steps: int, batch: int) -> dict:
             for q in procs:
                 q.kill()
             raise RuntimeError(f"host process failed:\n{err[-3000:]}")
-        outs.append(json.loads(next(line for line in reversed(out.splitlines()) if line.startswith('{"process"'))))
+        # raw_decode: Gloo's C++ logging shares the child's stdout and may land on the same line after the JSON.
+        line = next(line for line in reversed(out.splitlines()) if line.startswith('{"process"'))
+        outs.append(json.JSONDecoder().raw_decode(line)[0])
     outs.sort(key=lambda r: r["process"])
     partition = all(not set(a) & set(b) and len(a) + len(b) == batch
                     for a, b in zip(outs[0]["ids"], outs[1]["ids"]))
