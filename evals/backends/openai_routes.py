@@ -366,16 +366,9 @@ class ModelService:
 
     def _stream_completions(self, jobs, body: dict, gone) -> Iterator[dict]:
         include_usage = self._include_usage(body)
-        cid, created = f"cmpl-{uuid.uuid4().hex[:16]}", int(time.time())
         samples = [smp for _, ss in jobs for smp in ss]
         index = {id(smp): i for i, smp in enumerate(samples)}
-
-        def chunk(choices, usage=None):
-            out = {"id": cid, "object": "text_completion", "created": created, "model": self.model_name,
-                   "choices": choices}
-            if include_usage:
-                out["usage"] = usage
-            return out
+        chunk = _chunk_maker("cmpl", "text_completion", self.model_name, include_usage)
 
         for smp in self._drive(samples, gone):
             if smp is None:
@@ -443,15 +436,8 @@ class ModelService:
 
     def _stream_chat(self, ids: list[int], samples: list[_Sample], body: dict, gone) -> Iterator[dict]:
         include_usage = self._include_usage(body)
-        cid, created = f"chatcmpl-{uuid.uuid4().hex[:16]}", int(time.time())
         index = {id(smp): i for i, smp in enumerate(samples)}
-
-        def chunk(choices, usage=None):
-            out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.model_name,
-                   "choices": choices}
-            if include_usage:
-                out["usage"] = usage
-            return out
+        chunk = _chunk_maker("chatcmpl", "chat.completion.chunk", self.model_name, include_usage)
 
         for smp in self._drive(samples, gone):
             if smp is None:
@@ -469,3 +455,15 @@ class ModelService:
         if include_usage:
             yield chunk([], self._usage(len(ids), samples))
 
+
+def _chunk_maker(id_prefix: str, object_name: str, model_name: str, include_usage: bool):
+    """One stream's chunk builder: every chunk of a stream shares its id and creation time, and carries a
+    `usage` field (null until the last) only when the client asked for it (stream_options.include_usage)."""
+    cid, created = f"{id_prefix}-{uuid.uuid4().hex[:16]}", int(time.time())
+
+    def chunk(choices, usage=None):
+        out = {"id": cid, "object": object_name, "created": created, "model": model_name, "choices": choices}
+        if include_usage:
+            out["usage"] = usage
+        return out
+    return chunk
