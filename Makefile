@@ -7,7 +7,7 @@ RUN_DIR ?= runs/demo
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: setup setup-hf setup-demo setup-test demo test test-pod test-fast test-interop bench clean
+.PHONY: setup setup-hf setup-demo setup-test setup-interop demo test test-pod test-fast test-interop bench clean
 
 setup:
 	@scripts/setup.sh
@@ -20,7 +20,7 @@ setup-demo:
 	@scripts/setup.sh --models
 
 setup-test:
-	@scripts/setup.sh --hf --browser --tpu --lmeval
+	@scripts/setup.sh --hf --browser --tpu --lmeval --beam
 
 ## Main job: train the `small` model on the built-in corpus, report perplexity, sample, plot; evaluate it beside
 ## a real pretrained model (SmolLM2-135M-Instruct, imported from the GGUF file setup-demo caches).
@@ -28,8 +28,8 @@ demo: setup-demo
 	@scripts/demo.sh $(RUN_DIR)
 
 ## Full test suite (includes HF parity tests, the report's browser check, the TPU ahead-of-time
-## compiles and lm-evaluation-harness, so it installs the optional torch/transformers, libtpu and
-## lm-eval extras and a headless chromium).
+## compiles, lm-evaluation-harness and the Beam preprocessing into ArrayRecord, so it installs the optional
+## torch/transformers, libtpu, lm-eval and beam extras and a headless chromium).
 test: setup-test
 	@$(PY) -m pytest tests $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
@@ -39,9 +39,15 @@ test-pod: setup-test
 	@AOT_POD_TESTS=1 $(PY) -m pytest tests/aot $(PYTEST_ARGS)
 
 ## Interop checks against implementations we did not write, recomputed live: the GGUF import against
-## transformers' own GGUF loader on SmolLM2 (`make test` compares against its committed numbers).
-test-interop: setup-test
-	@GGUF_LIVE=1 $(PY) -m pytest tests/hf/test_gguf_import.py $(PYTEST_ARGS)
+## transformers' own GGUF loader on SmolLM2 (`make test` compares against its committed numbers), and our
+## HTTP client and evals against llama.cpp's OpenAI-compatible server on the same GGUF (tests/interop; the
+## `interop` extra compiles llama.cpp the first time, minutes on 2 cores; `make test` never installs it and
+## skips those tests, saying why, where it is absent).
+setup-interop:
+	@scripts/setup.sh --hf --browser --tpu --lmeval --interop
+
+test-interop: setup-interop
+	@GGUF_LIVE=1 $(PY) -m pytest tests/hf/test_gguf_import.py tests/interop $(PYTEST_ARGS)
 
 ## Quick loop while developing: skip the slow end-to-end tests.
 test-fast: setup

@@ -22,6 +22,11 @@ DynamicQA code averages the softmax over every generated step, the EOS step incl
 Each row has its own length and its own slots `0..len-1` in a `[B, KV_H, S, D]` cache (see
 `evals.decode_forward`), and sample j of prompt i uses key fold_in(fold_in(seed, i), j) folded with
 the token index, so a sample does not depend on which rows it shared the device with.
+
+Two ways to drive it. `run_engine` decodes a known list of requests to the end (the evals' batch
+calls). `Engine` is the same loop held open: rows are submitted and cancelled between chunks, live rows
+can be watched as they grow, and with `EngineSpec.sampling=None` every row carries its own sampling
+settings and EOS rule, so requests with different settings decode in one batch (the server's use).
 """
 from __future__ import annotations
 
@@ -29,14 +34,14 @@ import collections
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from evals import decode_forward
-from evals.sampling import SamplingConfig, sample_tokens
+from evals.sampling import SamplingConfig, sample_tokens, sample_tokens_per_row
 
 Array = jax.Array
 
@@ -45,7 +50,7 @@ Array = jax.Array
 class EngineSpec:
     """Everything static about one engine's compiled functions (hashable: a jit static argument)."""
     config: Any                      # patch_training.model.ModelConfig
-    sampling: SamplingConfig
+    sampling: SamplingConfig | None  # None: per-row settings (Row.sampling, Row.stop_on_eos)
     rows: int                        # B
     cache_len: int                   # S
     max_new_tokens: int              # width of the per-row output buffers
@@ -93,11 +98,30 @@ def _empty_state(spec: EngineSpec) -> dict[str, Any]:
     if spec.return_mean:
         state["dist_sum"] = jnp.zeros((b, cfg.vocab_size), jnp.float32)
         state["dist_steps"] = jnp.zeros((b,), jnp.int32)   # steps summed (kept tokens, + the stop step)
+    if spec.sampling is None:
+        state.update({name: jnp.zeros((b,), dtype) for name, dtype in _ROW_SETTINGS})
     return state
 
 
+# Per-row sampling settings kept in the state when EngineSpec.sampling is None.
+_ROW_SETTINGS = (("temperature", jnp.float32), ("top_k", jnp.int32), ("top_p", jnp.float32),
+                 ("use_stop", jnp.bool_))
+
+
+def _row_settings(rows: Sequence["Row"], pad: int) -> dict[str, Array]:
+    """The [R] settings arrays of rows padded to R entries (padding rows are dropped by _arm)."""
+    cols = {"temperature": [], "top_k": [], "top_p": [], "use_stop": []}
+    for row in list(rows) + [rows[0]] * pad:
+        s = row.sampling or SamplingConfig()
+        cols["temperature"].append(s.temperature)
+        cols["top_k"].append(s.top_k)
+        cols["top_p"].append(s.top_p)
+        cols["use_stop"].append(row.stop_on_eos)
+    return {name: jnp.asarray(cols[name], dtype) for name, dtype in _ROW_SETTINGS}
+
+
 def _arm(state: dict[str, Any], rows: Array, length: Array, logits: Array, keys: Array,
-         limits: Array, spec: EngineSpec) -> dict[str, Any]:
+         limits: Array, settings: dict[str, Array] | None, spec: EngineSpec) -> dict[str, Any]:
     """Start rows[R] (out-of-range entries are padding and dropped) at a prompt of `length` tokens
     whose last-token logits[V] are given; their cache slots are already written."""
     r = rows.shape[0]
@@ -111,12 +135,14 @@ def _arm(state: dict[str, Any], rows: Array, length: Array, logits: Array, keys:
     if spec.return_mean:
         new["dist_sum"] = state["dist_sum"].at[rows].set(0.0, mode="drop")
         new["dist_steps"] = state["dist_steps"].at[rows].set(0, mode="drop")
+    for name, value in (settings or {}).items():
+        new[name] = state[name].at[rows].set(value, mode="drop")
     return new
 
 
 @functools.partial(jax.jit, static_argnames=("spec",), donate_argnames=("state",))
 def _insert(weights: Any, state: dict[str, Any], rows: Array, tokens: Array, length: Array, keys: Array,
-            limits: Array, *, spec: EngineSpec) -> dict[str, Any]:
+            limits: Array, settings: dict[str, Array] | None, *, spec: EngineSpec) -> dict[str, Any]:
     """Prefill one right-padded prompt tokens[1, L] once and start it in every row of rows[R]
     (entries >= spec.rows are padding: R is fixed so one shape serves any group size)."""
     dtype = jnp.dtype(spec.compute_dtype)
@@ -127,12 +153,12 @@ def _insert(weights: Any, state: dict[str, Any], rows: Array, tokens: Array, len
     new["cache"] = [(ck.at[rows, :, :width, :].set(jnp.broadcast_to(k[0], (r,) + k.shape[1:]), mode="drop"),
                      cv.at[rows, :, :width, :].set(jnp.broadcast_to(v[0], (r,) + v.shape[1:]), mode="drop"))
                     for (ck, cv), (k, v) in zip(state["cache"], kv)]
-    return _arm(new, rows, length, logits[0], keys, limits, spec)
+    return _arm(new, rows, length, logits[0], keys, limits, settings, spec)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "width"), donate_argnames=("state",))
-def _copy(state: dict[str, Any], src: Array, rows: Array, length: Array, keys: Array, limits: Array, *,
-          spec: EngineSpec, width: int) -> dict[str, Any]:
+def _copy(state: dict[str, Any], src: Array, rows: Array, length: Array, keys: Array, limits: Array,
+          settings: dict[str, Array] | None, *, spec: EngineSpec, width: int) -> dict[str, Any]:
     """Start rows[R] at the prompt whose cache row `src` holds in slots [0, length) (width >= length,
     static): copy those slots and src's prompt logits instead of prefilling again. `src` may be one of
     `rows` (every read is of the old state)."""
@@ -144,7 +170,7 @@ def _copy(state: dict[str, Any], src: Array, rows: Array, length: Array, keys: A
 
     new = dict(state)
     new["cache"] = [(spread(ck), spread(cv)) for ck, cv in state["cache"]]
-    return _arm(new, rows, length, state["prompt_logits"][src], keys, limits, spec)
+    return _arm(new, rows, length, state["prompt_logits"][src], keys, limits, settings, spec)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "visible"), donate_argnames=("state",))
@@ -166,10 +192,15 @@ def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, chunk_steps
         s, i, _ = carry
         active = s["active"]
         keys = jax.vmap(jax.random.fold_in)(s["key"], s["gen"])
-        token = sample_tokens(s["logits"], keys, spec.sampling)
+        if spec.sampling is None:
+            token = sample_tokens_per_row(s["logits"], keys, s["temperature"], s["top_k"], s["top_p"])
+        else:
+            token = sample_tokens(s["logits"], keys, spec.sampling)
         log_probs = jax.nn.log_softmax(s["logits"], axis=-1)
         token_logprob = jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
         is_stop = jnp.any(token[:, None] == stop[None, :], axis=-1)
+        if spec.sampling is None:
+            is_stop = is_stop & s["use_stop"]
         keep = active & ~is_stop
         at = jnp.where(keep, s["gen"], n)                 # out of range = not written
         new = dict(s)
@@ -213,6 +244,186 @@ def bucket_length(n: int) -> int:
     return max(16, 1 << (int(n) - 1).bit_length())
 
 
+@dataclasses.dataclass(eq=False)
+class Row:
+    """One sample for an `Engine`: its prompt, PRNG key and token limit, and what the engine reports back.
+
+    `sampling` and `stop_on_eos` apply when the engine's spec has per-row sampling (spec.sampling None).
+    Rows with equal `group` (default: equal prompt tokens) share one prefill. `watch(row)` is called by the
+    thread that steps the engine after every chunk in which the row is live, and once when it ends.
+    """
+    prompt: Sequence[int]
+    key: Array
+    limit: int
+    sampling: SamplingConfig | None = None
+    stop_on_eos: bool = True
+    group: Hashable | None = None
+    watch: Callable[["Row"], None] | None = None
+    tag: Any = None
+    # Reported by the engine. Lists are replaced, never appended to, so another thread reads a whole snapshot.
+    token_ids: list[int] = dataclasses.field(default_factory=list)
+    logprobs: list[float] = dataclasses.field(default_factory=list)
+    result: Finished | None = None
+    done: bool = False
+    cancelled: bool = False
+
+
+class Engine:
+    """The continuous-batching loop held open: `submit` rows and `cancel` them between `step`s.
+
+    Not thread-safe except `cancel`, which only raises a flag the next `step` acts on: one thread (the
+    server's scheduler, or `run_engine`) owns the engine and steps it. Waiting rows are placed in the
+    order submitted; a cancelled row leaves at the next step, whether it was waiting or decoding.
+    """
+
+    def __init__(self, weights: Any, spec: EngineSpec, *, chunk_steps: int = 256, share_prefill: bool = True,
+                 stats: dict[str, int] | None = None):
+        self.weights = weights
+        self.spec = spec
+        self.chunk_steps = int(chunk_steps)
+        self.share_prefill = share_prefill
+        # Attention widths are multiples of this, so few loop shapes compile however small the chunks are.
+        self.visible_quantum = max(self.chunk_steps, 128)
+        self.state = _empty_state(spec)
+        self.pending: collections.deque[Row] = collections.deque()
+        self.occupant: list[Row | None] = [None] * spec.rows
+        self.holds: list[Hashable | None] = [None] * spec.rows   # group whose prompt sits in the row's first slots
+        self.stats = stats if stats is not None else {}
+        for name in ("prefills", "copies", "chunks"):
+            self.stats.setdefault(name, 0)
+
+    @property
+    def live(self) -> int:
+        return sum(o is not None for o in self.occupant)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.pending)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending) or self.live > 0
+
+    def submit(self, row: Row) -> None:
+        if row.group is None:
+            row.group = tuple(int(t) for t in row.prompt) if self.share_prefill else ("row", id(row))
+        self.pending.append(row)
+
+    @staticmethod
+    def cancel(row: Row) -> None:
+        row.cancelled = True
+
+    def _drop_cancelled(self) -> None:
+        dropped = [r for r in self.pending if r.cancelled]   # one snapshot: another thread may cancel meanwhile
+        if dropped:
+            for r in dropped:
+                r.done = True
+            self.stats["cancelled"] = self.stats.get("cancelled", 0) + len(dropped)
+            self.pending = collections.deque(r for r in self.pending if not r.done)
+        gone = [i for i, r in enumerate(self.occupant) if r is not None and r.cancelled]
+        if gone:
+            # The row stops decoding now; its prompt slots stay intact, so it can still be a copy source.
+            self.state["active"] = self.state["active"].at[jnp.asarray(gone)].set(False)
+            for i in gone:
+                self.occupant[i].done = True
+                self.occupant[i] = None
+            self.stats["cancelled"] = self.stats.get("cancelled", 0) + len(gone)
+
+    def _place(self) -> None:
+        spec = self.spec
+        free = [r for r in range(spec.rows) if self.occupant[r] is None]
+        while free and self.pending:
+            g = self.pending[0].group
+            take: list[Row] = []
+            while self.pending and self.pending[0].group == g and len(take) < len(free):
+                take.append(self.pending.popleft())
+            # Prefer free rows that already hold this prompt; any row holding it can be the source.
+            dst = sorted(free, key=lambda r: self.holds[r] != g)[:len(take)]
+            free = [r for r in free if r not in dst]
+            src = next((r for r in range(spec.rows) if self.holds[r] == g), None)
+            for r, row in zip(dst, take):
+                self.occupant[r] = row
+            pad = spec.rows - len(dst)
+            idx = jnp.asarray(dst + [spec.rows] * pad, jnp.int32)   # padding index spec.rows: dropped
+            ks = jnp.stack([row.key for row in take] + [take[0].key] * pad)
+            lim = jnp.asarray([row.limit for row in take] + [0] * pad, jnp.int32)
+            settings = _row_settings(take, pad) if spec.sampling is None else None
+            p = np.asarray(take[0].prompt, np.int32)
+            width = min(bucket_length(len(p)), spec.cache_len)
+            if src is None:
+                padded = np.zeros((1, width), np.int32)
+                padded[0, :len(p)] = p
+                self.state = _insert(self.weights, self.state, idx, jnp.asarray(padded), jnp.int32(len(p)), ks,
+                                     lim, settings, spec=spec)
+                self.stats["prefills"] += 1
+            else:
+                self.state = _copy(self.state, jnp.int32(src), idx, jnp.int32(len(p)), ks, lim, settings,
+                                   spec=spec, width=width)
+                self.stats["copies"] += 1
+            for r in dst:
+                self.holds[r] = g
+
+    def step(self) -> list[Row]:
+        """Act on cancellations, fill free rows from the waiting ones, decode one chunk; the rows that ended."""
+        spec = self.spec
+        self._drop_cancelled()
+        self._place()
+        live = [r for r in range(spec.rows) if self.occupant[r] is not None]
+        if not live:
+            return []
+        # Attend only as far as the longest live row can reach in this chunk, rounded up to the quantum
+        # so few shapes compile (idle rows write slots nobody reads).
+        reach = int(np.asarray(self.state["pos"])[live].max())
+        q = self.visible_quantum
+        visible = min(spec.cache_len, -(-(reach + self.chunk_steps) // q) * q)
+        steps = min(self.chunk_steps, visible - reach)
+        self.state = _run(self.weights, self.state, jnp.asarray(bool(self.pending)), jnp.int32(steps), spec=spec,
+                          visible=visible)
+        self.stats["chunks"] += 1
+        active = np.asarray(self.state["active"])
+        gen = np.asarray(self.state["gen"])
+        ended = [r for r in live if not active[r]]
+        watched = [r for r in live if active[r] and self.occupant[r].watch is not None]
+        finished: list[Row] = []
+        if ended:
+            stopped = np.asarray(self.state["stopped"])
+            idx = np.asarray(ended)
+            width = int(gen[idx].max())
+            toks = np.asarray(self.state["tokens"][idx, :width])
+            lps = np.asarray(self.state["logprobs"][idx, :width])
+            probs = np.asarray(self.state["probs"][idx, :width]) if spec.return_probs else None
+            sums = np.asarray(self.state["dist_sum"][idx]) if spec.return_mean else None
+            counts = np.asarray(self.state["dist_steps"][idx]) if spec.return_mean else None
+            for k, r in enumerate(ended):
+                row, n = self.occupant[r], int(gen[r])
+                row.result = Finished(request=row.tag, token_ids=[int(t) for t in toks[k, :n]],
+                                      logprobs=[float(x) for x in lps[k, :n]], stopped=bool(stopped[r]),
+                                      probs=probs[k, :n].copy() if probs is not None else None,
+                                      mean_dist=(sums[k] / counts[k]).astype(np.float32)
+                                      if sums is not None and counts[k] else None)
+                row.token_ids, row.logprobs, row.done = row.result.token_ids, row.result.logprobs, True
+                self.occupant[r] = None
+                finished.append(row)
+        if watched:
+            idx = np.asarray(watched)
+            width = int(gen[idx].max())
+            toks = np.asarray(self.state["tokens"][idx, :width])
+            lps = np.asarray(self.state["logprobs"][idx, :width])
+            for k, r in enumerate(watched):
+                row, n = self.occupant[r], int(gen[r])
+                row.token_ids, row.logprobs = [int(t) for t in toks[k, :n]], [float(x) for x in lps[k, :n]]
+                row.watch(row)
+        for row in finished:
+            if row.watch is not None:
+                row.watch(row)
+        return finished
+
+    def live_tokens(self) -> int:
+        """Tokens generated so far by the rows still decoding."""
+        gen = np.asarray(self.state["gen"])
+        return sum(int(gen[r]) for r in range(self.spec.rows) if self.occupant[r] is not None)
+
+
 def run_engine(weights: Any, spec: EngineSpec, prompts: Sequence[Sequence[int]], keys: Sequence[Array],
                limits: Sequence[int], *, chunk_steps: int = 256, share_prefill: bool = True,
                on_finish: Callable[[Finished], None] | None = None,
@@ -225,96 +436,26 @@ def run_engine(weights: Any, spec: EngineSpec, prompts: Sequence[Sequence[int]],
     each return to the host; `stats`, when given, receives counts of prefills, copies and chunks.
     """
     total = len(prompts)
+    engine = Engine(weights, spec, chunk_steps=chunk_steps, share_prefill=share_prefill, stats=stats)
     # Group id = the first request with the same tokens (or the request itself without sharing).
     first: dict[tuple[int, ...], int] = {}
     group = [first.setdefault(tuple(int(t) for t in p), r) if share_prefill else r
              for r, p in enumerate(prompts)]
     # Longest first; a group's requests next to each other so they are placed together.
-    pending = collections.deque(sorted(range(total), key=lambda r: (-len(prompts[r]), group[r], r)))
-    state = _empty_state(spec)
-    occupant: list[int | None] = [None] * spec.rows
-    holds: list[int | None] = [None] * spec.rows      # group whose prompt sits in the row's first slots
+    for r in sorted(range(total), key=lambda r: (-len(prompts[r]), group[r], r)):
+        engine.submit(Row(prompt=prompts[r], key=keys[r], limit=int(limits[r]), group=group[r], tag=r))
     results: list[Finished | None] = [None] * total
     done = tokens_out = 0
-    counts = stats if stats is not None else {}
-    for name in ("prefills", "copies", "chunks"):
-        counts.setdefault(name, 0)
-
-    def padded_rows(rows: list[int]) -> tuple[Array, Array, Array]:
-        """rows, their keys and limits padded to spec.rows entries (padding index spec.rows: dropped)."""
-        reqs = [occupant[r] for r in rows]
-        pad = spec.rows - len(rows)
-        idx = jnp.asarray(rows + [spec.rows] * pad, jnp.int32)
-        ks = jnp.stack([keys[q] for q in reqs] + [keys[reqs[0]]] * pad)
-        lim = jnp.asarray([limits[q] for q in reqs] + [0] * pad, jnp.int32)
-        return idx, ks, lim
-
-    while pending or any(o is not None for o in occupant):
-        free = [r for r in range(spec.rows) if occupant[r] is None]
-        while free and pending:
-            g = group[pending[0]]
-            take = []
-            while pending and group[pending[0]] == g and len(take) < len(free):
-                take.append(pending.popleft())
-            # Prefer free rows that already hold this prompt; any row holding it can be the source.
-            dst = sorted(free, key=lambda r: holds[r] != g)[:len(take)]
-            free = [r for r in free if r not in dst]
-            src = next((r for r in range(spec.rows) if holds[r] == g), None)
-            for r, q in zip(dst, take):
-                occupant[r] = q
-            idx, ks, lim = padded_rows(dst)
-            p = np.asarray(prompts[g], np.int32)
-            width = min(bucket_length(len(p)), spec.cache_len)
-            if src is None:
-                padded = np.zeros((1, width), np.int32)
-                padded[0, :len(p)] = p
-                state = _insert(weights, state, idx, jnp.asarray(padded), jnp.int32(len(p)), ks, lim,
-                                spec=spec)
-                counts["prefills"] += 1
-            else:
-                state = _copy(state, jnp.int32(src), idx, jnp.int32(len(p)), ks, lim, spec=spec,
-                              width=width)
-                counts["copies"] += 1
-            for r in dst:
-                holds[r] = g
-        # Attend only as far as the longest live row can reach in this chunk, rounded up to a
-        # multiple of chunk_steps so few shapes compile (idle rows write slots nobody reads).
-        reach = int(np.asarray(state["pos"])[[r for r in range(spec.rows) if occupant[r] is not None]].max())
-        visible = min(spec.cache_len, -(-(reach + chunk_steps) // chunk_steps) * chunk_steps)
-        steps = min(chunk_steps, visible - reach)
-        state = _run(weights, state, jnp.asarray(bool(pending)), jnp.int32(steps), spec=spec,
-                     visible=visible)
-        counts["chunks"] += 1
-        active = np.asarray(state["active"])
-        ended = [r for r in range(spec.rows) if occupant[r] is not None and not active[r]]
-        if ended:
-            gen = np.asarray(state["gen"])
-            stopped = np.asarray(state["stopped"])
-            idx = np.asarray(ended)
-            width = int(gen[idx].max()) if len(idx) else 0
-            toks = np.asarray(state["tokens"][idx, :width])
-            lps = np.asarray(state["logprobs"][idx, :width])
-            probs = np.asarray(state["probs"][idx, :width]) if spec.return_probs else None
-            sums = np.asarray(state["dist_sum"][idx]) if spec.return_mean else None
-            steps = np.asarray(state["dist_steps"][idx]) if spec.return_mean else None
-            for k, r in enumerate(ended):
-                n = int(gen[r])
-                fin = Finished(request=occupant[r], token_ids=[int(t) for t in toks[k, :n]],
-                               logprobs=[float(x) for x in lps[k, :n]], stopped=bool(stopped[r]),
-                               probs=probs[k, :n].copy() if probs is not None else None,
-                               mean_dist=(sums[k] / steps[k]).astype(np.float32)
-                               if sums is not None and steps[k] else None)
-                results[fin.request] = fin
-                occupant[r] = None
-                done += 1
-                tokens_out += n
-                if on_finish is not None:
-                    on_finish(fin)
+    while engine.busy:
+        for row in engine.step():
+            results[row.tag] = row.result
+            done += 1
+            tokens_out += len(row.result.token_ids)
+            if on_finish is not None:
+                on_finish(row.result)
         if progress is not None:
             # Count the tokens of rows still decoding too: with long rows nothing may finish for minutes.
-            gen_now = np.asarray(state["gen"])
-            live = sum(int(gen_now[r]) for r in range(spec.rows) if occupant[r] is not None)
-            progress(done, total, tokens_out + live)
+            progress(done, total, tokens_out + engine.live_tokens())
     return results  # type: ignore[return-value]
 
 

@@ -260,12 +260,19 @@ class Decoder:
         return Sample(token_ids=ids, logprobs=logprobs, text=self._decode_text(ids),
                       finish_reason="stop" if stopped else "length", probs=probs, mean_dist=mean_dist)
 
-    def _generate_continuous(self, prompts, rows, keys, limits, sampling, stops, return_probs,
-                             return_mean_dist, progress, mean_includes_stop=False) -> list[list[Sample]]:
+    def engine_weights(self) -> Any:
+        """The continuous engine's weights (layers unstacked, matmuls cast), made once and shared."""
         from evals import decode_engine
 
         if self._weights is None:
             self._weights = decode_engine.prepare_weights(self.params, self.config, self.compute_dtype)
+        return self._weights
+
+    def _generate_continuous(self, prompts, rows, keys, limits, sampling, stops, return_probs,
+                             return_mean_dist, progress, mean_includes_stop=False) -> list[list[Sample]]:
+        from evals import decode_engine
+
+        self.engine_weights()
         row_limits = [limits[i] for i, _ in rows]
         longest = max(len(prompts[i]) for i, _ in rows)
         # Cache slots: the longest bucketed prompt plus the longest completion, rounded to 64 so

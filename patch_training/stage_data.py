@@ -56,6 +56,7 @@ class PatchStageData:
 
     def __init__(self, patch_rows: RowSource, walk: BlockWalk):
         self.source, self.walk = patch_rows, walk
+        self.prefetch_depth = int(getattr(patch_rows, "prefetch_depth", 0) or 0)  # read ahead as the source asks
 
     def host_batch(self, step: int, global_batch_size: int, process_index: int = 0,
                    process_count: int = 1) -> Batch:
@@ -74,6 +75,7 @@ class TokenStageData:
 
     def __init__(self, token_rows: RowSource, walk: BlockWalk, rows_per_block: int, skip_blocks: int):
         self.source, self.walk = token_rows, walk
+        self.prefetch_depth = int(getattr(token_rows, "prefetch_depth", 0) or 0)
         self.rows_per_block = int(rows_per_block)
         self.skip_blocks = int(skip_blocks)
 

@@ -34,6 +34,7 @@ from patch_training.train_hooks import (  # noqa: F401  (TrainingDiverged: its p
 from patch_training.train_state import TrainState, abstract_train_state, create_train_state
 from patch_training.train_step import StepConfig, compile_train_step
 from patch_training.checkpointing import CheckpointConfig, TrainCheckpointer
+from patch_training.data.prefetch import PrefetchingBatches, with_prefetch
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.model_config = model_config
         self.cfg = cfg
-        self.train_data = train_data
+        # The row store's reads go ahead in a thread (a pure function of the step, so nothing changes).
+        self.train_data = with_prefetch(train_data)
         # One validation set (metrics under `eval/`) or several by name (`eval/<name>/`), e.g.
         # {"code": ..., "wikitext": ...}; the first one is the run's primary validation metric.
         if isinstance(eval_data, Mapping):
@@ -199,6 +201,8 @@ class Trainer:
             return self._train_loop(ckpt, watcher, writer, state, start, restored is not None)
         finally:
             writer.close()
+            if isinstance(self.train_data, PrefetchingBatches):
+                self.train_data.close()
 
     def _train_loop(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher, writer: MetricsWriter,
                     state: TrainState, start: int, resumed: bool) -> TrainResult:

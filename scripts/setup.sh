@@ -8,6 +8,10 @@
 #   scripts/setup.sh --browser  also a headless browser (Debian's chromium; the report test renders report.html)
 #   scripts/setup.sh --tpu      also libtpu (ahead-of-time compilation for TPU slices: patch_training.aot)
 #   scripts/setup.sh --lmeval   also lm-evaluation-harness (python -m evals.lm_eval_harness; its tests)
+#   scripts/setup.sh --beam     also Apache Beam (python -m patch_training.data.preprocess: a corpus into ArrayRecord)
+#   scripts/setup.sh --interop  also llama-cpp-python[server] (llama.cpp's OpenAI-compatible server for the
+#                               interop tests and benchmarks); PyPI has only its sdist, so the first install
+#                               compiles llama.cpp (minutes); later runs reuse uv's cached wheel
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +20,8 @@ want_models=0
 want_browser=0
 want_tpu=0
 want_lmeval=0
+want_beam=0
+want_interop=0
 for arg in "$@"; do
   case "$arg" in
     --hf) want_hf=1 ;;
@@ -23,7 +29,9 @@ for arg in "$@"; do
     --browser) want_browser=1 ;;
     --tpu) want_tpu=1 ;;
     --lmeval) want_lmeval=1 ;;
-    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --models, --browser, --tpu, --lmeval)" >&2; exit 2 ;;
+    --beam) want_beam=1 ;;
+    --interop) want_interop=1 ;;
+    *) echo "setup.sh: unknown argument '$arg' (known: --hf, --models, --browser, --tpu, --lmeval, --beam, --interop)" >&2; exit 2 ;;
   esac
 done
 
@@ -131,11 +139,26 @@ if [ "$want_hf" = 0 ] && [ -f .venv/.hf-extra ]; then args+=(--extra hf); fi
 if [ "$want_tpu" = 0 ] && [ -f .venv/.tpu-extra ]; then args+=(--extra tpu); fi
 [ "$want_lmeval" = 1 ] && args+=(--extra lmeval)
 if [ "$want_lmeval" = 0 ] && [ -f .venv/.lmeval-extra ]; then args+=(--extra lmeval); fi
+[ "$want_beam" = 1 ] && args+=(--extra beam)
+if [ "$want_beam" = 0 ] && [ -f .venv/.beam-extra ]; then args+=(--extra beam); fi
+[ "$want_interop" = 1 ] && args+=(--extra interop)
+if [ "$want_interop" = 0 ] && [ -f .venv/.interop-extra ]; then args+=(--extra interop); fi
+# llama-cpp-python is built from its sdist: a plain CPU build of llama.cpp tuned to this machine (native
+# SIMD), without the multimodal library, which the text server never loads. A CMAKE_ARGS of the user's wins.
+# uv caches the wheel by the sdist's hash, not by these flags: `uv cache clean llama-cpp-python` to rebuild.
+if [ "$want_interop" = 1 ] || [ -f .venv/.interop-extra ]; then
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF}"
+  if ! .venv/bin/python -c 'import llama_cpp' >/dev/null 2>&1; then
+    log "llama-cpp-python: building llama.cpp from source if uv has no cached wheel (CMAKE_ARGS=$CMAKE_ARGS)"
+  fi
+fi
 log "syncing .venv with uv.lock ($py)"
 UV_PYTHON_DOWNLOADS=never uv sync "${args[@]}" -q
 [ "$want_hf" = 1 ] && touch .venv/.hf-extra
 [ "$want_tpu" = 1 ] && touch .venv/.tpu-extra
 [ "$want_lmeval" = 1 ] && touch .venv/.lmeval-extra
+[ "$want_beam" = 1 ] && touch .venv/.beam-extra
+[ "$want_interop" = 1 ] && touch .venv/.interop-extra
 log "ready: .venv ($(.venv/bin/python --version))"
 
 # 5. With --hf or --models: SmolLM2-135M-Instruct, a real pretrained model for the GGUF import, its parity

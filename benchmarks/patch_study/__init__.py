@@ -1,13 +1,19 @@
 """Patch-level training measured where it can hold: a compute-optimal CPU study with seeds.
 
-`python -m benchmarks.patch_study [--out runs/patch_study] [--budget_minutes N] [--only RUN ...]
-[--report_only]` trains, at equal tokens per run, token-only (λ = 0) and K = 4 with λ ∈ {1/2, 2/3,
-4/5}, plus K ∈ {2, 8} at λ = 2/3; token-only and K = 4, λ = 2/3 with 3 seeds each (10 runs, 6.61
-token-run equivalents of compute). Each run is a `patch_training.two_stage` run dir configured by
-`configs/experiments/patch/study/<row>.gin`; a rerun skips finished runs and resumes an interrupted
-one from its checkpoint. Validation loss on the corpus's held-out code split and on WikiText-103
-is logged 6 times per stage and at the end. The report (`benchmarks/results/patch_study/`:
-results.md, loss_vs_compute.png, summary.json) is built from the run dirs only (`--report_only`).
+`python -m benchmarks.patch_study [--out DIR] [--budget_minutes N] [--only RUN ...] [--report_only]`
+trains the rows of `plan.py` with 3 seeds each (30 runs, ~14.6 main-size token-run equivalents): at the
+main size token-only at 1x, 1/2x and 2/3x of the token budget (each with its own full schedule), K = 4
+with λ ∈ {1/2, 2/3, 4/5} and K ∈ {2, 8} at λ = 2/3; at a small size (a quarter of the parameters, the
+same tokens per parameter) token-only and K = 4, λ = 2/3. Runs train tier by tier (`plan.ROWS`): the
+headline comparison with all its seeds first. Each run is a `patch_training.two_stage` run dir
+configured by `configs/experiments/patch/study/<row>.gin`; a rerun skips finished runs and resumes an
+interrupted one from its checkpoint. The default `--out` is `benchmarks/results/patch_study/runs/`,
+committed without checkpoints (its `.gitignore`), so a study resumes on another machine with its
+finished runs kept. Validation loss on the corpus's held-out code split (in domain) and on
+WikiText-103 (out of domain) is logged 6 times per stage and at the end. The report
+(`benchmarks/results/patch_study/`: results.md, loss_vs_compute.png, summary.json) is built from the run
+dirs only (`--report_only`), with paired 95% intervals over seeds and a ±0.02-nat equivalence margin
+declared in `report.py` before any number.
 
 Sizing (measured on this 2-core CPU, under the shared CPU lock, bf16 compute with oneDNN,
 `benchmarks.train_throughput --batch 32 --sequence_length 128`):

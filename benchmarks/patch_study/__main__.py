@@ -16,7 +16,7 @@ from benchmarks.patch_study import report as report_lib
 from benchmarks.patch_study import runner
 from benchmarks.patch_study.runner import say
 
-DEFAULT_OUT = "runs/patch_study"
+DEFAULT_OUT = "benchmarks/results/patch_study/runs"  # in git without checkpoints (its .gitignore): resumes on any machine
 DEFAULT_RESULTS = "benchmarks/results/patch_study"
 # Seconds per run that are not training steps (data open, two compilations, validation passes),
 # used for the up-front estimate until the study's own finished runs give a measured figure.
@@ -36,21 +36,21 @@ def parse_args(argv):
                    "in <out>/study.json at the first call")
     p.add_argument("--only", nargs="+", default=None, metavar="RUN",
                    help="train only these runs (run names like k4_lambda2_3_s1, or row names like k8_lambda2_3)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds of token-only and K=4, λ=2/3 (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds of every row (default 3)")
     p.add_argument("--report_only", action="store_true", help="rebuild the report from the run dirs; no training")
     p.add_argument("--gin", action="append", default=[], metavar="BINDING",
                    help="extra gin binding for every run (e.g. \"EVAL_BATCHES = 4\"); becomes part of study.json")
     return p.parse_args(argv)
 
 
-def model_facts() -> dict:
-    """Parameters of the study model, with and without the embedding tables."""
+def model_facts(gin_files: list[str] | None = None) -> dict:
+    """Parameters of a study model (the main size by default), with and without the embedding tables."""
     import gin
     import jax
     from patch_training.main.two_stage import parse_experiment_gin
     from patch_training.model import ModelConfig, count_params, init_params
     gin.clear_config()
-    parse_experiment_gin([plan_lib.BASE_GIN], ["MODEL_DIR = '/nonexistent'"])
+    parse_experiment_gin(gin_files or [plan_lib.BASE_GIN], ["MODEL_DIR = '/nonexistent'"])
     cfg = ModelConfig()
     gin.clear_config()
     n = count_params(jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))))
@@ -93,16 +93,26 @@ def main(argv=None) -> dict:
                                                   rates["overhead_s_per_run"], len(runs)))
         budget = plan_lib.token_budget(steps)
         facts = model_facts()
-        meta = {"token_budget": budget, "token_steps": steps, "batch_size": plan_lib.BATCH_SIZE,
+        sizes = {}
+        for size in plan_lib.SIZES.values():
+            f = facts if size is plan_lib.MAIN else model_facts([plan_lib.BASE_GIN, size.model_gin])
+            size_steps = size.token_steps(steps)
+            sizes[size.name] = {**f, "token_steps": size_steps,
+                                "tokens_per_param": plan_lib.token_budget(size_steps) / f["params"]}
+        meta = {"recipe": plan_lib.RECIPE, "sizes": sizes, "token_budget": budget, "token_steps": steps, "batch_size": plan_lib.BATCH_SIZE,
                 "sequence_length": plan_lib.SEQUENCE_LENGTH, "seeds": args.seeds, "extra_gin": args.gin,
                 "model": facts, "tokens_per_param": budget / facts["params"],
                 "tokens_per_non_embedding_param": budget / facts["non_embedding_params"],
                 "study_relative_cost": cost, "budget_minutes": args.budget_minutes}
         meta = runner.load_or_write_study_record(out, meta)
+    if meta.get("recipe") != plan_lib.RECIPE:
+        from patch_training.errors import UserError
+        raise UserError(f"{study_path} was planned under another recipe ({meta.get('recipe', 'before issue 25')});"
+                        " use another --out")
     steps, budget = meta["token_steps"], meta["token_budget"]
 
     for r in runs:  # finished runs too: the report must not mix budgets or recipes
-        runner.check_plan_matches(out / r.name, budget)
+        runner.check_plan_matches(out / r.name, r.row.token_budget(steps))
     todo = [r for r in selected if runner.run_state(out / r.name) != "finished"]
     expected = runner.expected_seconds(todo, steps, rates["seconds_per_step"], rates["overhead_s_per_run"])
     say(f"study in {out}: {len(runs)} runs, {cost:.2f} token-run equivalents, {budget:,} tokens per run "
@@ -113,8 +123,8 @@ def main(argv=None) -> dict:
         f"({rates['source']}); ~{rates['overhead_s_per_run']:.0f} s overhead per run")
     for r in selected:
         state = runner.run_state(out / r.name)
-        say(f"  {r.name:<18} K={r.row.patch_size} λ={str(r.row.patch_fraction):<4} cost {r.row.relative_cost:.3f}"
-            f"  {state}")
+        say(f"  {r.name:<22} {r.row.size.name:<5} K={r.row.patch_size} λ={str(r.row.patch_fraction):<4} "
+            f"budget {str(r.row.budget_fraction):<3} cost {r.row.relative_cost:.3f}  {state}")
     say(f"expected time for the {len(todo)} unfinished run(s): {runner.format_duration(expected)}")
 
     t0 = time.perf_counter()
@@ -122,22 +132,23 @@ def main(argv=None) -> dict:
     todo_cost = plan_lib.total_relative_cost(todo)
     for i, run in enumerate(todo, 1):
         run_dir = out / run.name
-        runner.check_plan_matches(run_dir, budget)
+        run_budget = run.row.token_budget(steps)
+        runner.check_plan_matches(run_dir, run_budget)
         elapsed = time.perf_counter() - t0
         if done_cost > 0:
             per_cost = elapsed / done_cost  # measured in this session: includes overheads
             eta = per_cost * (todo_cost - done_cost)
         else:
             eta = runner.expected_seconds(todo[i - 1:], steps, rates["seconds_per_step"], rates["overhead_s_per_run"])
-        say(f"run {i}/{len(todo)} {run.name} (cost {run.row.relative_cost:.3f}); "
+        say(f"run {i}/{len(todo)} {run.name} ({run_budget:,} tokens, cost {run.row.main_cost:.3f}); "
             f"{done_cost:.2f}/{todo_cost:.2f} token-run equivalents done, elapsed "
             f"{runner.format_duration(elapsed)}, ETA {runner.format_duration(eta)}")
-        result = runner.run_one(run, run_dir, budget, meta.get("extra_gin", []))
+        result = runner.run_one(run, run_dir, run_budget, meta.get("extra_gin", []), corpus_tokens=budget)
         if result["status"] != "finished":
             say(f"{run.name} stopped ({result['status']}); rerun the same command to resume it")
             finish(out, runs, Path(args.results), meta)
             return {"benchmark": "patch_study", "stopped": run.name, "status": result["status"]}
-        done_cost += run.row.relative_cost
+        done_cost += run.row.main_cost
     say(f"trained {len(todo)} run(s) in {runner.format_duration(time.perf_counter() - t0)}")
     return finish(out, runs, Path(args.results), meta)
 

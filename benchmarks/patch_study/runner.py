@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.patch_study.plan import BASE_GIN, BATCH_SIZE, SEQUENCE_LENGTH, StudyRun
+from benchmarks.patch_study.plan import BASE_GIN, BATCH_SIZE, MAIN, SEQUENCE_LENGTH, StudyRun
 from patch_training.errors import UserError
 from patch_training.metrics import read_jsonl
 from patch_training.patch_cost import COST_FILE
@@ -50,12 +50,16 @@ def load_or_write_study_record(out: Path, record: dict) -> dict:
     return record
 
 
-def bindings_for(run: StudyRun, run_dir: Path, token_budget: int) -> list[str]:
+def bindings_for(run: StudyRun, run_dir: Path, token_budget: int, corpus_tokens: int) -> list[str]:
+    """The run's own bindings. Every run of a study reads the same corpus (`corpus_tokens`, the main
+    size's full budget plus a margin): one set of row caches, one held-out split, and runs with a smaller
+    budget read fewer of its rows, none twice."""
     return [f"MODEL_DIR = '{run_dir}'", f"SEED = {run.seed}", f"TOKEN_BUDGET = {token_budget}",
-            f"DATA_MAX_TOKENS = {int(token_budget * DATA_MARGIN)}"]
+            f"DATA_MAX_TOKENS = {int(corpus_tokens * DATA_MARGIN)}"]
 
 
-def run_one(run: StudyRun, run_dir: Path, token_budget: int, extra_bindings: Sequence[str] = ()) -> dict:
+def run_one(run: StudyRun, run_dir: Path, token_budget: int, extra_bindings: Sequence[str] = (), *,
+            corpus_tokens: int | None = None) -> dict:
     """Train (or resume) one run in this process; returns {"status", "elapsed_s"}."""
     import gin
     from patch_training import two_stage_training
@@ -63,7 +67,8 @@ def run_one(run: StudyRun, run_dir: Path, token_budget: int, extra_bindings: Seq
     from patch_training.main.two_stage import parse_experiment_gin
 
     gin.clear_config()
-    parse_experiment_gin([run.row.gin_file], bindings_for(run, run_dir, token_budget) + list(extra_bindings))
+    parse_experiment_gin([run.row.gin_file], bindings_for(run, run_dir, token_budget, corpus_tokens or token_budget)
+                         + list(extra_bindings))
     t0 = time.perf_counter()
     try:
         result = call_configured(two_stage_training.run_experiment)
@@ -106,11 +111,12 @@ def measure_step_seconds(steps: int = 8) -> float:
 
 
 def observed_rates(out: Path, runs: Sequence[StudyRun]) -> dict | None:
-    """Seconds per token step and per-run overhead seen in this study's finished runs, if any."""
+    """Seconds per (main-size) token step and per-run overhead seen in this study's finished main-size
+    runs, if any."""
     step_times, overheads = [], []
     for run in runs:
         run_dir = out / run.name
-        if run_state(run_dir) != "finished":
+        if run.row.size is not MAIN or run_state(run_dir) != "finished":
             continue
         cost = json.loads((run_dir / COST_FILE).read_text())
         steady = 0.0
@@ -141,9 +147,10 @@ def format_duration(seconds: float) -> str:
 
 def expected_seconds(runs: Sequence[StudyRun], token_steps: int, seconds_per_step: float,
                      overhead_s_per_run: float) -> float:
-    """Training time = Σ relative cost × token steps × step time (the patch stage takes λ of the steps,
-    each 1/K of a token step's positions in the network), plus a fixed overhead per run."""
-    return sum(r.row.relative_cost * token_steps * seconds_per_step + overhead_s_per_run for r in runs)
+    """Training time = Σ cost × main token steps × step time (the patch stage takes λ of the steps, each
+    1/K of a token step's positions in the network; a smaller budget or size scales it down, see
+    `Row.main_cost`), plus a fixed overhead per run."""
+    return sum(r.row.main_cost * token_steps * seconds_per_step + overhead_s_per_run for r in runs)
 
 
 def check_plan_matches(run_dir: Path, token_budget: int) -> None:

@@ -24,20 +24,23 @@ def open_model(*, checkpoint: str | None = None, hf_dir: str | None = None, endp
                model_name: str | None = None, cache_dir: str | None = None, batch_size: int = 8,
                chat: bool | None = None, add_bos: bool | None = None, concurrency: int = 8,
                timeout_s: float = 120.0, max_retries: int = 5, vocab_size: int | None = None,
-               decode_dtype: str | None = None) -> LanguageModel:
+               decode_dtype: str | None = None, chat_template_dir: str | None = None) -> LanguageModel:
     """Exactly one of checkpoint / hf_dir / endpoint. `chat` forces chat formatting on (or off) for the HTTP
     backend; in-process backends follow `Sampling.chat`. `decode_dtype` (in-process only): the matmul dtype
-    of generation (None: the model's own)."""
+    of generation (None: the model's own). `chat_template_dir` (HTTP only): render chat prompts in the client with
+    that directory's template and send them as completions (servers that cannot continue an assistant turn)."""
     given = [n for n, v in (("checkpoint", checkpoint), ("hf_dir", hf_dir), ("endpoint", endpoint)) if v]
     if len(given) != 1:
         raise UserError(f"give exactly one of --checkpoint, --hf_dir, --endpoint (got {given or 'none'})")
     if endpoint and decode_dtype:
         raise UserError("--decode_dtype applies to in-process models (--checkpoint, --hf_dir), not to --endpoint")
+    if chat_template_dir and not endpoint:
+        raise UserError("--chat_template_dir applies to --endpoint; in-process models use their own template")
     if endpoint:
         from evals.backends.http_client import OpenAIModel
         model: Any = OpenAIModel(endpoint, model_name, chat=chat, concurrency=concurrency, timeout_s=timeout_s,
                                  max_retries=max_retries, api_key=os.environ.get("OPENAI_API_KEY"),
-                                 vocab_size=vocab_size)
+                                 vocab_size=vocab_size, chat_template_dir=chat_template_dir)
     else:
         from evals.backends.jax_backend import load_jax_model
         model = load_jax_model(checkpoint=checkpoint, hf_dir=hf_dir, batch_size=batch_size, add_bos=add_bos,
@@ -70,6 +73,10 @@ def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> No
     g.add_argument("--timeout_s", type=float, default=120.0, help="per HTTP request")
     g.add_argument("--max_retries", type=int, default=5, help="HTTP retries (capped exponential backoff)")
     g.add_argument("--vocab_size", type=int, default=None, help="HTTP: vocabulary size for approximate mean_dist")
+    g.add_argument("--chat_template_dir", default=None,
+                   help="HTTP with --chat: render chat prompts in the client with this directory's chat template (the "
+                        "model's checkpoint or HF dir) and send them to /completions; needed where the server cannot "
+                        "continue an assistant turn (llama-cpp-python) and a prompt has an answer lead (SolverLearner)")
 
 
 def open_model_from_args(args: argparse.Namespace, default_cache_dir: str | None = None) -> LanguageModel:
@@ -83,7 +90,8 @@ def open_model_from_args(args: argparse.Namespace, default_cache_dir: str | None
                       chat=True if (args.endpoint and getattr(args, "chat", False)) else None,
                       add_bos=getattr(args, "add_bos", None), concurrency=getattr(args, "concurrency", 8),
                       timeout_s=getattr(args, "timeout_s", 120.0), max_retries=getattr(args, "max_retries", 5),
-                      vocab_size=getattr(args, "vocab_size", None), decode_dtype=getattr(args, "decode_dtype", None))
+                      vocab_size=getattr(args, "vocab_size", None), decode_dtype=getattr(args, "decode_dtype", None),
+                      chat_template_dir=getattr(args, "chat_template_dir", None))
     for layer in (model, getattr(model, "inner", None)):   # the cache's line per chunk, the engine's inside one
         if layer is not None and hasattr(layer, "progress"):
             layer.progress = True

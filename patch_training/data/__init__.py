@@ -8,6 +8,7 @@ Public API:
 - `register_code_corpus`, `register_jsonl_corpus`, `register_tfds_corpus` (gin; return the name).
 - vocabularies: see `patch_training.data.vocab`.
 """
+from patch_training.data import row_store, store_build  # noqa: F401  (submodules, named in the API)
 from patch_training.data.factory import make_dataset
 from patch_training.data.step_dataset import FEATURES, StepIndexedDataset, measure_pipeline_tokens_per_s
 from patch_training.data.tasks import register_code_corpus, register_jsonl_corpus, register_tfds_corpus

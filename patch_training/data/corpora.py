@@ -165,13 +165,117 @@ def iter_jsonl_texts(path: Path, report: RowReport, text_key: str = "text") -> I
         yield text
 
 
+def is_url(path: str | os.PathLike) -> bool:
+    """A file behind a scheme (gs://, s3://, ...): read through tf.io.gfile, not the local filesystem."""
+    return "://" in str(path)
+
+
+def open_binary(path: str | os.PathLike):
+    """A binary file object for a local path or a URL (tf.io.gfile, imported only for URLs)."""
+    if is_url(path):
+        from patch_training.tf_quiet import ensure_tensorflow_imported
+        ensure_tensorflow_imported()
+        import tensorflow as tf
+        try:
+            return tf.io.gfile.GFile(str(path), "rb")
+        except Exception as e:  # gfile raises its own NotFoundError/PermissionDeniedError types
+            raise UserError(f"cannot open {path}: {str(e).splitlines()[0][:200]}") from None
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise UserError(f"cannot open corpus file {path}: {e.strerror}") from None
+
+
+def fingerprint_remote_files(paths: Sequence[str]) -> str:
+    """Name, size and modification time of files behind URLs: hashing their bytes would read the whole
+    corpus on every host, and object stores change an object's mtime whenever its bytes change."""
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
+    import tensorflow as tf
+    h = hashlib.sha256(b"remote")
+    for p in paths:
+        try:
+            st = tf.io.gfile.stat(str(p))
+        except Exception as e:
+            raise UserError(f"corpus file {p}: {str(e).splitlines()[0][:200]}") from None
+        h.update(f"{p}\0{st.length}\0{st.mtime_nsec}\0".encode())
+    return h.hexdigest()[:20]
+
+
+def expand_urls(names: Sequence[str]) -> list[str]:
+    """Text shards named by URL may be glob patterns (gs://b/pile/train/*.jsonl.zst): each expands to its
+    matches in sorted order, which is then the corpus order."""
+    out = []
+    for name in names:
+        if is_url(name) and any(c in str(name) for c in "*?["):
+            from patch_training.tf_quiet import ensure_tensorflow_imported
+            ensure_tensorflow_imported()
+            import tensorflow as tf
+            matches = sorted(tf.io.gfile.glob(str(name)))
+            if not matches:
+                raise UserError(f"no corpus files match {name}")
+            out.extend(matches)
+        else:
+            out.append(str(name))
+    return out
+
+
+TEXT_SHARD_SUFFIXES = (".jsonl", ".json", ".jsonl.zst", ".json.zst", ".parquet")
+
+
+def iter_text_rows(path: str | os.PathLike, report: RowReport, text_key: str = "text") -> Iterator[tuple[str, str]]:
+    """(where, text) of a text shard by its suffix: JSONL, zstd-compressed JSONL (`.zst`) or Parquet
+    (the `text_key` column). The one reader of text shards: the memmap cache and the Beam store build
+    both read through it, so their documents agree."""
+    name = str(path)
+    if name.endswith(".parquet"):
+        yield from _iter_parquet_rows(path, report, text_key)
+    else:
+        yield from iter_jsonl_rows(path, report, text_key)
+
+
+def _iter_parquet_rows(path, report: RowReport, text_key: str) -> Iterator[tuple[str, str]]:
+    import pyarrow.parquet as pq
+    with open_binary(path) as f:
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as e:
+            raise UserError(f"cannot read Parquet file {path}: {str(e)[:200]}") from None
+        if text_key not in pf.schema_arrow.names:
+            raise UserError(f"Parquet file {path} has no column {text_key!r} (columns: {', '.join(pf.schema_arrow.names)})")
+        row = 0
+        for batch in pf.iter_batches(columns=[text_key], batch_size=4096):
+            for text in batch.column(0).to_pylist():
+                row += 1
+                report.total += 1
+                where = f"{Path(str(path)).name}:{row}"
+                if not isinstance(text, str):
+                    report.bad(where, f"{text_key!r} is {type(text).__name__}, not a string")
+                elif not text.strip():
+                    report.empty += 1
+                else:
+                    yield where, text
+
+
+def _lines(path):
+    """Raw lines of a JSONL file, decompressing `.zst` as a stream (never the whole file in memory)."""
+    f = open_binary(path)
+    if str(path).endswith(".zst"):
+        import io
+        try:
+            import zstandard
+        except ImportError:
+            f.close()
+            raise UserError(f"{path}: reading .zst needs the zstandard package (scripts/setup.sh --beam)") from None
+        stream = zstandard.ZstdDecompressor().stream_reader(f, closefd=True)
+        return io.BufferedReader(stream)
+    return f
+
+
 def iter_jsonl_objects(path: Path, report: RowReport) -> Iterator[tuple[str, int, dict]]:
     """(where, line number, object) for each JSON-object line; blank lines are skipped, bad JSON and
     non-objects are counted in `report`. An unreadable file is one line."""
-    try:
-        f = open(path, "rb")
-    except OSError as e:
-        raise UserError(f"cannot open JSONL file {path}: {e.strerror}") from None
+    f = _lines(path)
     with f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
@@ -201,4 +305,4 @@ def iter_jsonl_rows(path: Path, report: RowReport, text_key: str = "text") -> It
         if not text.strip():
             report.empty += 1
             continue
-        yield f"{path.name}:{lineno}", text
+        yield f"{Path(str(path)).name}:{lineno}", text

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import gin
 
@@ -23,7 +23,8 @@ from patch_training.data.step_dataset import META_FILE, StepIndexedDataset
 from patch_training.errors import UserError
 
 # Bump when the row format or the preprocessing recipe changes: old caches then stop matching.
-ROWS_FORMAT_VERSION = 1
+# 2: local corpora's documents in file-and-line order (the row store's order), no longer TFDS's hash order.
+ROWS_FORMAT_VERSION = 2
 
 
 def _mode(pack: bool, concat: bool, patch_size: int, sequence_length: int) -> str:
@@ -59,7 +60,7 @@ def one_line_errors(configured):
 def _make_dataset(*, task: str, split: str = "train", sequence_length: int, vocab: Any = None,
                  seed: int = 0, cache_dir: str | os.PathLike | None = None, pack: bool = True,
                  patch_size: int = 1, concat: bool = False, shuffle: bool | None = None,
-                 max_tokens: int | None = None) -> StepIndexedDataset:
+                 max_tokens: int | None = None, row_stores: Mapping[str, str] | None = None) -> StepIndexedDataset:
     """Rows for `task`/`split` as a `StepIndexedDataset`.
 
     task: a registered corpus (`code_corpus`, `wikitext`, or one from `register_*_corpus`).
@@ -72,6 +73,10 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
     shuffle: epoch-wise permutation by `seed`; default True for train, False otherwise.
     max_tokens: keep only the leading documents (row-sized pieces when pack=False) up to about this
       many tokens, for quick runs and benchmarks on a big corpus; part of the cache key.
+    row_stores: corpus name -> row store root (local dir, a gcsfuse mount, or gs://) built by
+      `python -m patch_training.data.preprocess`. A corpus named here is read from its store, by random
+      access, only the rows a host needs; a missing or mismatched store is one line with the command
+      that builds it. Corpora not named keep the local memmap cache.
     """
     if max_tokens is not None and max_tokens <= 0:
         raise UserError(f"max_tokens must be positive, got {max_tokens}")
@@ -87,14 +92,25 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
         raise UserError(f"unknown corpus/task {task!r}; registered corpora: "
                         f"{', '.join(tasks_lib.registered_sources())}")
     tfds_dir = cache_root / "tfds"
-    key_parts = {"format": ROWS_FORMAT_VERSION, "task": task, "source": source.kind,
-                 "options": json.dumps(source.opts, sort_keys=True, default=str),
-                 "content": _content_key(source), "split": split, "vocab": vocab_fp,
-                 "length": int(sequence_length), "mode": mode, "patch_size": int(patch_size),
-                 "tfds_dir": str(tfds_dir) if source.kind == "tfds" else "",
-                 "max_tokens": None if max_tokens is None else int(max_tokens)}
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
-    rows_dir = cache_root / "rows" / f"{task}-{split}-{mode}{patch_size}-L{sequence_length}-{key}"
+    if task in (row_stores or {}):
+        if max_tokens is not None:
+            raise UserError(f"corpus {task!r} is read from a row store, which holds the whole corpus: "
+                            f"unset max_tokens (DATA_MAX_TOKENS) or the store for it")
+        from patch_training.data import row_store
+        try:
+            content = content_key(source)
+        except UserError:  # the corpus is not readable on this host: the store's record of it stands
+            content = None
+        return row_store.open_matching_store(
+            row_stores[task], rows_name(task, split, mode, int(patch_size), int(sequence_length)),
+            row_key_parts(source, split, vocab_fp, int(sequence_length), mode, int(patch_size), max_tokens,
+                          tfds_dir, content=content),
+            seed=seed, shuffle=(split == "train") if shuffle is None else shuffle,
+            build_flags=build_flags(task, split, int(sequence_length), int(patch_size), pack, concat))
+    key_parts = row_key_parts(source, split, vocab_fp, int(sequence_length), mode, int(patch_size), max_tokens,
+                              tfds_dir)
+    key = rows_fingerprint(key_parts)
+    rows_dir = cache_root / "rows" / f"{rows_name(task, split, mode, int(patch_size), int(sequence_length))}-{key}"
     if not (rows_dir / META_FILE).is_file():
         # Several processes on one machine (local multi-host runs) may ask at once: one builds.
         with build_lock(cache_root / "locks" / f"{rows_dir.name}.lock"):
@@ -121,8 +137,43 @@ def build_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _content_key(source: tasks_lib.CorpusSource) -> str:
-    """What the corpus holds now, cheaply: file contents for local corpora (so edits rebuild)."""
+def row_key_parts(source: tasks_lib.CorpusSource, split: str, vocab_fp: str, length: int, mode: str,
+                  patch_size: int, max_tokens: int | None, tfds_dir: Path, content: str | None = "compute") -> dict:
+    """Everything that shapes a row set: the memmap cache and the row store are keyed by the same parts.
+
+    `content=None` leaves the corpus content out (a host that cannot read the corpus: a store's record of
+    it then stands).
+    """
+    return {"format": ROWS_FORMAT_VERSION, "task": source.name, "source": source.kind,
+            "options": json.dumps(source.opts, sort_keys=True, default=str),
+            "content": content_key(source) if content == "compute" else content, "split": split,
+            "vocab": vocab_fp, "length": int(length), "mode": mode, "patch_size": int(patch_size),
+            "tfds_dir": str(tfds_dir) if source.kind == "tfds" else "",
+            "max_tokens": None if max_tokens is None else int(max_tokens)}
+
+
+def rows_fingerprint(key_parts: dict) -> str:
+    return hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def rows_name(task: str, split: str, mode: str, patch_size: int, length: int) -> str:
+    """A row set's directory name (the memmap cache appends its fingerprint; a store checks it in meta)."""
+    return f"{task}-{split}-{mode}{patch_size}-L{length}"
+
+
+def build_flags(task: str, split: str, length: int, patch_size: int, pack: bool, concat: bool) -> list[str]:
+    """The preprocess flags that build exactly this row set (named in the missing-store message)."""
+    flags = [f"--task={task}", f"--split={split}", f"--sequence_length={length}", f"--patch_size={patch_size}"]
+    if concat:
+        flags.append("--concat")
+    if not pack:
+        flags.append("--no_pack")
+    return flags
+
+
+def content_key(source: tasks_lib.CorpusSource) -> str:
+    """What the corpus holds now, cheaply: file contents for local corpora (so edits rebuild); files
+    behind a URL (gs://...) by name, size and modification time, which their store records."""
     from patch_training.data import corpora
     o = source.opts
     if source.kind == "code":
@@ -130,6 +181,9 @@ def _content_key(source: tasks_lib.CorpusSource) -> str:
         files = corpora.list_corpus_files(root, o["extensions"])
         return corpora.fingerprint_files(root, files, o["validation_fraction"])
     if source.kind == "jsonl":
+        names = [f for _, fs in o["files"] for f in fs]
+        if any(corpora.is_url(f) for f in names):
+            return corpora.fingerprint_remote_files(corpora.expand_urls(names))
         paths = [p for _, fs in o["files"] for p in
                  corpora.check_jsonl_files(fs, f"corpus {source.name!r}")]
         return corpora.fingerprint_files(Path("/"), paths)

@@ -32,13 +32,22 @@ from patch_training.data.step_dataset import META_FILE, STORED
 BATCH_ROWS = 256  # rows per tf.data batch while materialising
 
 
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.int32)
+
+
+def stored_dtypes(tokens: np.dtype, length: int) -> dict[str, np.dtype]:
+    """The stored arrays' dtypes (cache and store alike): the smallest that hold the values."""
+    return {"targets": np.dtype(tokens), "segment_ids": np.dtype(np.uint16),
+            "positions": np.dtype(np.uint16 if length < 2**16 else np.int32)}
+
+
 class _Writer:
     """Append-only row writer for the stored arrays."""
 
     def __init__(self, directory: Path, length: int, token_dtype: np.dtype):
         self.length = length
-        self.dtypes = {"targets": token_dtype, "segment_ids": np.dtype(np.uint16),
-                       "positions": np.dtype(np.uint16 if length < 2**16 else np.int32)}
+        self.dtypes = stored_dtypes(token_dtype, length)
         self.files = {k: open(directory / f"{k}.bin", "wb") for k in STORED}
         self.rows = 0
         self.tokens = 0
@@ -93,8 +102,7 @@ def materialize(task, builder, tfds_split: str, split: str, *, sequence_length: 
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    token_dtype = np.dtype(np.uint16 if vocab.vocab_size <= 2**16 else np.int32)
-    writer = _Writer(tmp, sequence_length, token_dtype)
+    writer = _Writer(tmp, sequence_length, token_dtype(vocab.vocab_size))
     progress = _Progress(f"{meta_extra['task']}/{split} ({mode}, L={sequence_length})",
                          _doc_count(builder, tfds_split))
     try:
@@ -142,27 +150,14 @@ def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length:
     One tokenization pass: full rows are written as they come, tails are parked in a scratch
     file (bounded memory) and then streamed, in their original order, into the packer.
     """
-    from patch_training.tf_quiet import ensure_tensorflow_imported
-    ensure_tensorflow_imported()
-    import seqio
-    import tensorflow as tf
-
     scratch.mkdir()
     short_lengths: list[int] = []
     docs = 0
     with open(scratch / "short.bin", "wb") as short_file:
         for flat, lengths in _ragged_pieces(ds, max_tokens):
             docs += len(lengths)
-            ends = np.cumsum(lengths)
-            full_rows, tails = [], []
-            for end, n in zip(ends, lengths):  # per document: n // L full rows, then the tail
-                start, n_full = end - n, n // length
-                if n_full:
-                    full_rows.append(flat[start:start + n_full * length].reshape(n_full, length))
-                if n % length:
-                    tails.append(flat[start + n_full * length:end])
-            if full_rows:
-                rows = np.concatenate(full_rows)
+            rows, tails = split_full_rows(flat, lengths, length)
+            if len(rows):
                 writer.write(rows, np.ones_like(rows), np.broadcast_to(np.arange(length), rows.shape))
             for tail in tails:
                 short_file.write(tail.astype(np.int32).tobytes())
@@ -173,15 +168,76 @@ def _write_packed(ds, writer: _Writer, progress: _Progress, eos_id: int, length:
         tokens = np.fromfile(scratch / "short.bin", dtype=np.int32)
         offset = 0
         for n in short_lengths:
-            yield {"targets": tokens[offset:offset + n]}
+            yield tokens[offset:offset + n]
             offset += n
 
-    short = tf.data.Dataset.from_generator(
-        short_pieces, output_signature={"targets": tf.TensorSpec([None], tf.int32)})
-    packed = seqio.DecoderFeatureConverter(pack=True)(short, {"targets": length})
-    _write_converted(packed, writer, progress, eos_id, docs_before=docs, count_docs=False)
+    for targets, seg, pos in pack_pieces(short_pieces, length):
+        writer.write(targets, seg, pos)
+        progress.update(docs, writer.tokens)
     shutil.rmtree(scratch)
     return docs
+
+
+def split_full_rows(flat: np.ndarray, lengths: np.ndarray, length: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Packed mode's first cut: each document's full `length`-token pieces as finished rows (in order)
+    and its remainder as a tail for the packer. Shared by the memmap cache and the row store build."""
+    ends = np.cumsum(lengths)
+    full_rows, tails = [], []
+    for end, n in zip(ends, lengths):  # per document: n // L full rows, then the tail
+        start, n_full = end - n, n // length
+        if n_full:
+            full_rows.append(flat[start:start + n_full * length].reshape(n_full, length))
+        if n % length:
+            tails.append(flat[start + n_full * length:end])
+    rows = np.concatenate(full_rows) if full_rows else np.zeros((0, length), flat.dtype)
+    return rows, tails
+
+
+def pack_pieces(pieces, length: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """seqio's packer (`DecoderFeatureConverter(pack=True)`) over the pieces `pieces()` yields, in order:
+    (targets, segment ids, positions) batches. The one packer: the memmap cache and the row store's
+    tail task both call it, so their packed rows agree."""
+    from patch_training.tf_quiet import ensure_tensorflow_imported
+    ensure_tensorflow_imported()
+    import seqio
+    import tensorflow as tf
+
+    short = tf.data.Dataset.from_generator(
+        lambda: ({"targets": p} for p in pieces()), output_signature={"targets": tf.TensorSpec([None], tf.int32)})
+    packed = seqio.DecoderFeatureConverter(pack=True)(short, {"targets": length})
+    for batch in packed.batch(BATCH_ROWS).as_numpy_iterator():
+        yield converted_arrays(batch)
+
+
+def converted_arrays(batch: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(targets, segment ids, positions) of a feature-converter batch; pack=False rows carry no segments,
+    so one piece per row makes the segment the non-padding prefix."""
+    targets = batch["decoder_target_tokens"]
+    if "decoder_segment_ids" in batch:
+        return targets, batch["decoder_segment_ids"], batch["decoder_positions"]
+    return targets, *padded_segments(targets)
+
+
+def padded_segments(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    seg = (targets != 0).astype(np.int32)
+    return seg, np.where(seg > 0, np.arange(targets.shape[1]), 0)
+
+
+def concat_rows(stream: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concat mode's rows from a piece of the token stream that starts on a row boundary: full rows are
+    one segment with positions 0..L-1; a final partial row (the stream's end) is zero-padded, its padding
+    segment 0 with zero weight."""
+    full = len(stream) // length
+    rows = stream[: full * length].reshape(full, length)
+    seg, pos = np.ones_like(rows), np.broadcast_to(np.arange(length), rows.shape)
+    if len(stream) % length:
+        row = np.zeros((1, length), stream.dtype)
+        row[0, : len(stream) - full * length] = stream[full * length:]
+        row_seg = (row != 0).astype(seg.dtype)
+        rows = np.concatenate([rows, row])
+        seg = np.concatenate([seg, row_seg])
+        pos = np.concatenate([pos, np.where(row != 0, np.arange(length), 0)])
+    return rows, seg, pos
 
 
 def _ragged_pieces(ds, max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -206,12 +262,7 @@ def _write_converted(ds, writer: _Writer, progress: _Progress, eos_id: int, docs
     """Rows straight from the feature converter; the inputs seqio derives are re-derived on read."""
     docs = 0
     for batch in ds.batch(BATCH_ROWS).as_numpy_iterator():
-        targets = batch["decoder_target_tokens"]
-        if "decoder_segment_ids" in batch:
-            seg, pos = batch["decoder_segment_ids"], batch["decoder_positions"]
-        else:  # pack=False: one piece per row, so the segment is the non-padding prefix
-            seg = (targets != 0).astype(np.int32)
-            pos = np.where(seg > 0, np.arange(targets.shape[1]), 0)
+        targets, seg, pos = converted_arrays(batch)
         writer.write(targets, seg, pos)
         if count_docs:
             docs += int(np.count_nonzero(targets == eos_id))  # every document ends in exactly one EOS
@@ -223,20 +274,14 @@ def _write_concat(ds, writer: _Writer, length: int, progress: _Progress, max_tok
     """Join documents (each already ends in EOS) and cut rows of exactly `length` tokens."""
     carry = np.zeros((0,), np.int64)
     docs = 0
-    positions = np.broadcast_to(np.arange(length), (BATCH_ROWS, length))
     for flat, lengths in _ragged_pieces(ds, max_tokens):
         docs += len(lengths)
         carry = np.concatenate([carry, flat])
         full = len(carry) // length
-        if full:
-            rows = carry[: full * length].reshape(full, length)
-            for i in range(0, full, BATCH_ROWS):
-                part = rows[i:i + BATCH_ROWS]
-                writer.write(part, np.ones_like(part), positions[: len(part)])
-            carry = carry[full * length:]
+        for i in range(0, full, BATCH_ROWS):
+            writer.write(*concat_rows(carry[i * length:min(i + BATCH_ROWS, full) * length], length))
+        carry = carry[full * length:]
         progress.update(docs, writer.tokens)
     if len(carry):  # the tail row is zero-padded; its padding has segment id 0 and zero weight
-        row = np.zeros((1, length), np.int64)
-        row[0, : len(carry)] = carry
-        writer.write(row, (row != 0).astype(np.int64), np.where(row != 0, np.arange(length), 0))
+        writer.write(*concat_rows(carry, length))
     return docs

@@ -1,15 +1,16 @@
-"""Data as a pure function of the step (Levanter style), over rows materialised in a cache.
+"""Data as a pure function of the step (Levanter style), over rows materialised in a cache or a store.
 
-`StepIndexedDataset.host_batch(step, ...)` reads rows of a memory-mapped cache by index: which rows
-make up step `s` depends only on (seed, s), so exact resume needs only the step, and every host
-computes the same global batch and keeps its own contiguous slice. Only numpy slicing runs per step.
+`StepIndexedDataset.host_batch(step, ...)` reads rows by index: which rows make up step `s` depends only
+on (seed, s), so exact resume needs only the step, and every host computes the same global batch and
+reads only its own contiguous slice. The rows come from a `RowReader`: the memory-mapped local cache
+(`open_rows`) or the ArrayRecord row store (`row_store.open_store`), behind the same interface.
 """
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -35,16 +36,34 @@ def open_rows(directory: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+class MemmapRows:
+    """The local cache's reader: the stored arrays of rows `ids` (sorted) by memmap indexing."""
+
+    prefetch_depth = 0  # page-cache reads are fast enough in the trainer's own thread
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+
+    def read(self, sorted_ids: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: a[sorted_ids] for k, a in self.arrays.items()}
+
+
 class StepIndexedDataset:
-    """Deterministic batches by step from a row cache.
+    """Deterministic batches by step from a row cache or store.
 
     Attributes: `num_rows`, `sequence_length` (tokens per row), `patch_size`, `mode`
-    ('packed' | 'padded' | 'concat'), `vocab_spec`, `meta` (counts, malformed-row report).
+    ('packed' | 'padded' | 'concat'), `vocab_spec`, `meta` (counts, malformed-row report),
+    `prefetch_depth` (batches the trainer reads ahead in a thread: non-zero for the store).
     """
 
-    def __init__(self, directory: str | Path, *, seed: int = 0, shuffle: bool = True):
-        self.directory = Path(directory)
-        self.meta, self._rows = open_rows(self.directory)
+    def __init__(self, directory: str | Path, *, seed: int = 0, shuffle: bool = True,
+                 opened: tuple[dict, Any] | None = None):
+        self.directory = directory if opened is not None else Path(directory)
+        if opened is None:
+            meta, arrays = open_rows(self.directory)
+            opened = (meta, MemmapRows(arrays))
+        self.meta, self._reader = opened
+        self.prefetch_depth: int = int(getattr(self._reader, "prefetch_depth", 0))
         self.seed = int(seed)
         self.shuffle = shuffle
         self.num_rows: int = self.meta["num_rows"]
@@ -62,7 +81,7 @@ class StepIndexedDataset:
     def fingerprint(self) -> str:
         """Hash of everything that shaped the rows (corpus content, vocab, length, mode): store it
         with checkpoints to refuse resuming on different data."""
-        return str(self.meta.get("fingerprint") or self.directory.name.rsplit("-", 1)[-1])
+        return str(self.meta.get("fingerprint") or Path(str(self.directory)).name.rsplit("-", 1)[-1])
 
     @property
     def num_tokens(self) -> int:
@@ -109,9 +128,10 @@ class StepIndexedDataset:
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         sorted_ids = ids[order]
-        targets = self._rows["targets"][sorted_ids].astype(np.int32)[inverse]
-        segments = self._rows["segment_ids"][sorted_ids].astype(np.int32)[inverse]
-        positions = self._rows["positions"][sorted_ids].astype(np.int32)[inverse]
+        stored = self._reader.read(sorted_ids)
+        targets = stored["targets"].astype(np.int32)[inverse]
+        segments = stored["segment_ids"].astype(np.int32)[inverse]
+        positions = stored["positions"].astype(np.int32)[inverse]
         if self.patch_size > 1:
             # Patch rows: the model consumes the raw K*T tokens and the patch loss shifts by a patch.
             inputs = targets.copy()

@@ -67,7 +67,9 @@ def register_code_corpus(*, name: str = "code_corpus", root: str | None = None,
 @gin.configurable
 def register_jsonl_corpus(*, name: str, train_files: Sequence[str] = (),
                           validation_files: Sequence[str] = (), text_key: str = "text") -> str:
-    """JSONL files with one `{"text": ...}` object per line, listed per split."""
+    """Text shards listed per split: JSONL with one `{"text": ...}` object per line, the same compressed
+    with zstd (`.jsonl.zst`), or Parquet with a `text_key` column. Files behind URLs (gs://) are read
+    only by the row store's build (`python -m patch_training.data.preprocess`)."""
     files = {s: tuple(str(f) for f in fs) for s, fs in (("train", train_files),
                                                        ("validation", validation_files)) if fs}
     if not files:

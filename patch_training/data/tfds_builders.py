@@ -31,7 +31,13 @@ def _text_features() -> tfds.features.FeaturesDict:
 
 
 class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base for builders of local files: nothing to download, no checksums file."""
+    """Base for builders of local files: nothing to download, no checksums file.
+
+    Documents keep their file-and-line order (TFDS would otherwise reorder them by a hash of each key):
+    that order is what the row store's parallel build reproduces, shard by shard, so a store and this
+    cache hold the same rows (1.1.0; 1.0.0 datasets were hash-ordered).
+    """
+
 
     # TFDS's default `code_path` probes `importlib_resources`, a package this environment does
     # not ship; the builder's own module file is what it would find anyway.
@@ -45,7 +51,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # Both local corpora: a {"text", "id"} example per document, one row report per split, and
     # splits named by the builder config's `files` mapping.
     def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=_text_features())
+        return self.dataset_info_from_configs(features=_text_features(), disable_shuffling=True)
 
     def _split_generators(self, dl_manager):
         self.row_reports = {split: corpora.RowReport() for split in self.builder_config.files}
@@ -55,7 +61,7 @@ class _LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 class CodeCorpusConfig(tfds.core.BuilderConfig):
     def __init__(self, *, root: Path, files: dict[str, list[Path]], fingerprint: str):
-        super().__init__(name=f"h{fingerprint}", version="1.0.0",
+        super().__init__(name=f"h{fingerprint}", version="1.1.0",
                          description=f"Python files under {root}")
         self.root = root
         self.files = files
@@ -63,7 +69,7 @@ class CodeCorpusConfig(tfds.core.BuilderConfig):
 
 class PatchTrainingCodeCorpus(_LocalBuilder):
     """Python source files, one example per file, split train/validation by path hash."""
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
 
     def _generate_examples(self, split: str, files: Sequence[Path]):
         for rel, text in corpora.iter_code_documents(self.builder_config.root, files,
@@ -73,18 +79,18 @@ class PatchTrainingCodeCorpus(_LocalBuilder):
 
 class JsonlCorpusConfig(tfds.core.BuilderConfig):
     def __init__(self, *, files: Mapping[str, list[Path]], text_key: str, fingerprint: str):
-        super().__init__(name=f"h{fingerprint}", version="1.0.0", description="JSONL text rows")
+        super().__init__(name=f"h{fingerprint}", version="1.1.0", description="JSONL text rows")
         self.files = dict(files)
         self.text_key = text_key
 
 
 class PatchTrainingJsonlCorpus(_LocalBuilder):
     """One example per JSONL line; a malformed line is counted in the row report."""
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
 
     def _generate_examples(self, split: str, files: Sequence[Path]):
         for i, f in enumerate(files):
-            for key, text in corpora.iter_jsonl_rows(f, self.row_reports[split], self.builder_config.text_key):
+            for key, text in corpora.iter_text_rows(f, self.row_reports[split], self.builder_config.text_key):
                 yield f"{i}:{key}", {"text": text, "id": key}
 
 

@@ -90,6 +90,25 @@ def smoke_input_pipeline(tmp_path, capsys):
     assert r["pipeline_is_bottleneck"] == (r["headroom"] < 1)
 
 
+def smoke_row_store(tmp_path, capsys):
+    # One in-process Beam build (the 2-process DirectRunner costs ~20 s of worker start-up: the benchmark's
+    # own run measures it), the tiny model's step at input_pipeline's smoke shape, 2 host processes × 4 devices.
+    pytest.importorskip("apache_beam", reason="needs the beam extra")
+    r = run_benchmark("benchmarks.row_store",
+                      ["--corpus_mb", 0.05, "--files", 2, "--worker_counts", 1, "--running_mode", "in_memory",
+                       "--sequence_length", 16, "--batch", 8, "--host_steps", 2, "--pipeline_steps", 2,
+                       "--trainer_steps", 1, "--model_gin", "configs/models/tiny.gin", "--out", tmp_path / "w"],
+                      capsys)
+    assert r["benchmark"] == "row_store" and r["preprocess"][0]["workers"] == 1
+    positive(r["preprocess"][0], "tokens_per_s", "tokenize_tokens_per_s")
+    positive(r, "input_pipeline.pipeline_tokens_per_s",
+             "input_pipeline.trainer_tokens_per_s", "hours_for_360B_tokens_by_dataflow_workers.64")
+    hosts = r["two_hosts"]
+    assert hosts["halves_partition_each_step"] and hosts["each_reads_half"]
+    assert [p["rows_read"] for p in hosts["per_process"]] == [8, 8]
+    assert [p["bytes_read"] for p in hosts["per_process"]] == [hosts["global_batch_bytes"]] * 2
+
+
 def smoke_bf16_loss_parity(tmp_path, capsys):
     # 10 steps: the gap is measured on 10-step running means.
     r = run_benchmark("benchmarks.bf16_loss_parity",
@@ -175,6 +194,19 @@ def smoke_decode_mixed_lengths(tmp_path, capsys):
     assert 0 <= r["token_agreement_continuous_vs_static_fp32"] <= 1
 
 
+def smoke_serve_load(tmp_path, capsys):
+    r = run_benchmark("benchmarks.serve_load",
+                      ["--model", "tiny", "--clients", "1,16", "--requests", 4, "--min_prompt", 2, "--max_prompt", 8,
+                       "--min_new", 2, "--max_new", 4, "--batch_size", 2], capsys)
+    assert r["benchmark"] == "serve_load" and [lv["clients"] for lv in r["levels"]] == [1, 16]
+    for level in r["levels"]:
+        assert level["ok"] == 4 and level["errors"] == 0
+        positive(level, "tokens_per_s", "requests_per_s", "latency_s.p50", "latency_s.p99")
+        assert 8 <= level["completion_tokens"] <= 16   # ignore_eos: each completion is as long as asked
+    positive(r, "throughput_ratio_16_vs_1")
+    assert r["peer"] is None
+
+
 def smoke_dynamicqa_sampling(tmp_path, capsys):
     needs_shared("dynamicqa")
     # Two items: the first is the compile/warm-up chunk (batch_size // 2 items), the second is timed.
@@ -228,7 +260,7 @@ def smoke_case2code_synthesis(tmp_path, capsys):
 
 
 def smoke_patch_study(tmp_path, capsys):
-    # The study trains for ~1.6 h; its CLI with the training replaced by fake run dirs (resume, ETA,
+    # The study trains for hours; its CLI with the training replaced by fake run dirs (resume, ETA,
     # report) is tested in tests/patch_study/test_study_resume.py. Here: finished run dirs already on
     # disk, so the real CLI (nothing patched) trains nothing and goes straight to its report and JSON line.
     from benchmarks.patch_study import plan as plan_lib
@@ -242,6 +274,8 @@ def smoke_patch_study(tmp_path, capsys):
                                   patch_fraction=float(run.row.patch_fraction),
                                   final={"code": 2.0 + 0.1 / run.row.relative_cost})
     runner.load_or_write_study_record(out, {
+        "recipe": plan_lib.RECIPE, "sizes": {"main": {"params": 1000, "non_embedding_params": 600,
+                                                      "token_steps": 120, "tokens_per_param": 7.7}},
         "token_budget": fake_study_runs.BUDGET, "token_steps": 120, "batch_size": 4, "sequence_length": 16,
         "seeds": 1, "extra_gin": [], "model": {"params": 1000, "non_embedding_params": 600},
         "tokens_per_param": fake_study_runs.BUDGET / 1000, "tokens_per_non_embedding_param": 1.0,
@@ -251,6 +285,59 @@ def smoke_patch_study(tmp_path, capsys):
     assert r["benchmark"] == "patch_study" and r["missing_runs"] == [] and r["statement"]
     assert "curves" not in r and len(r["configurations"]) == len(plan_lib.ROWS)
     assert (tmp_path / "results" / "summary.json").is_file()
+
+
+def _needs_llamacpp() -> Path:
+    """The GGUF file llama.cpp's benchmarks read; skips (saying why) without the interop extra or the file."""
+    from evals.backends.llamacpp_server import missing_reason
+    from patch_training.pretrained import smollm2_gguf_path
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    gguf = smollm2_gguf_path(required=False)
+    if gguf is None:
+        pytest.skip("the SmolLM2 GGUF file is not cached (scripts/setup.sh --hf)")
+    return gguf
+
+
+@pytest.fixture(scope="module")
+def smollm2_checkpoint(tmp_path_factory):
+    """Our import of the SmolLM2 GGUF, shared by the llama.cpp benchmarks' smoke runs (~10 s)."""
+    from patch_training.hf_convert import main as convert
+    out = tmp_path_factory.mktemp("smollm2") / "ckpt"
+    assert convert(["import", "--gguf", str(_needs_llamacpp()), "--out", str(out)]) == 0
+    return out
+
+
+def smoke_llamacpp_logits(tmp_path, capsys, request):
+    gguf = _needs_llamacpp()
+    data = needs_shared("case2code", "test.jsonl")
+    ckpt = request.getfixturevalue("smollm2_checkpoint")
+    r = run_benchmark("benchmarks.llamacpp_logits",
+                      ["--gguf", gguf, "--checkpoint", ckpt, "--data", data, "--prompts", 1, "--steps", 2,
+                       "--work_dir", tmp_path], capsys)
+    assert r["benchmark"] == "llamacpp_logits" and r["prompts"] == 1 and r["steps"] == 2
+    summary = r["summary"]
+    assert set(summary) == {"llamacpp_kv_f32", "llamacpp_f32", "ours_fp32", "ours_bf16", "ours_fp32_vs_llamacpp_f32"}
+    positive(summary, "ours_fp32.generated.max_abs_dlogit", "ours_fp32.prompt.positions")
+    # llama.cpp on the dequantized weights computes what we compute: fp32 rounding apart, the same logits
+    assert summary["ours_fp32_vs_llamacpp_f32"]["prompt"]["max_abs_dlogit"] < 1e-2
+    assert 0 <= r["gap_left_without_quantized_arithmetic"] < 0.1
+
+
+def smoke_llamacpp_decode(tmp_path, capsys, request):
+    gguf = _needs_llamacpp()
+    data = needs_shared("case2code", "test.jsonl")
+    ckpt = request.getfixturevalue("smollm2_checkpoint")
+    r = run_benchmark("benchmarks.llamacpp_decode",
+                      ["--gguf", gguf, "--checkpoint", ckpt, "--data", data, "--rows", 2, "--new_tokens", 2,
+                       "--batch", 2, "--repeats", 1, "--idle_probe_s", 0], capsys)
+    assert r["benchmark"] == "llamacpp_decode" and r["rows"] == 2 and r["new_tokens"] == 2
+    assert set(r["tokens_per_s_best"]) == {"llamacpp", "ours_fp32_b1", "ours_fp32_b2", "ours_bf16_b1", "ours_bf16_b2"}
+    positive(r, "llamacpp_tokens_per_s", "ours_tokens_per_s", "ratio")
+    # the same rows, greedy: our fp32 engine's tokens do not depend on the batch
+    assert r["prefix_agreement_with_llamacpp"]["ours_fp32_b1"] == r["prefix_agreement_with_llamacpp"]["ours_fp32_b2"]
 
 
 SMOKES: dict[str, Callable] = {name.removeprefix("smoke_"): fn for name, fn in globals().items()
@@ -276,14 +363,21 @@ def test_every_benchmark_has_a_smoke_run():
 SETS_TORCH_THREADS = {"train_throughput", "decode_throughput"}
 
 
+# These ask for module fixtures of their own (an imported real checkpoint), through `request`.
+TAKES_FIXTURES = {"llamacpp_logits", "llamacpp_decode"}
+
+
 # Three trainer runs end to end (baseline; patch stage + token stage), each compiling its own train and eval
 # steps and saving a checkpoint: ~12-15 s even at 16 tokens a row, the longest run here (`make test-fast` skips it).
 SLOW = {"patch_reproduction"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(SMOKES)])
-def test_benchmark_smoke(name, tmp_path, capsys, monkeypatch):
+def test_benchmark_smoke(name, tmp_path, capsys, monkeypatch, request):
     monkeypatch.chdir(REPO)  # benchmarks read configs/ by relative path
+    if name in TAKES_FIXTURES:
+        SMOKES[name](tmp_path, capsys, request)
+        return
     if name not in SETS_TORCH_THREADS:
         SMOKES[name](tmp_path, capsys)
         return

@@ -10,7 +10,7 @@ from patch_training.data import FEATURES, make_dataset, measure_pipeline_tokens_
 from patch_training.data import corpora
 from patch_training.errors import UserError
 
-from tests.support.corpora import write_jsonl
+from tests.support.corpora import tiny_tfds_class as _tiny_tfds_class, write_jsonl
 
 BYTE = {"kind": "byte"}
 L = 64
@@ -249,26 +249,6 @@ def test_gin_data_configs_bind_corpora(tmp_path, cache_dir):
             parse_gin([name], finalize=False)
     finally:
         gin.clear_config()
-
-
-def _tiny_tfds_class():
-    import tensorflow_datasets as tfds
-    from patch_training.data.tfds_builders import _LocalBuilder
-
-    class TinyTextForPatchTests(_LocalBuilder):  # registered in TFDS as tiny_text_for_patch_tests
-        VERSION = tfds.core.Version("1.0.0")
-
-        def _info(self):
-            return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({"body": tfds.features.Text()}))
-
-        def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples(5), "test": self._generate_examples(2)}
-
-        def _generate_examples(self, n):
-            for i in range(n):
-                yield i, {"body": f"tfds document {i}. " * 3}
-
-    return TinyTextForPatchTests
 
 
 def test_named_tfds_text_dataset(tmp_path, cache_dir):

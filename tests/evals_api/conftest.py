@@ -1,6 +1,4 @@
 """One tiny byte-vocabulary checkpoint, its in-process model, and a live server on localhost (module-shared)."""
-import threading
-
 import jax
 import pytest
 
@@ -30,11 +28,6 @@ def jax_model(tiny_params):
 
 @pytest.fixture(scope="session")
 def live_server(jax_model):
-    from evals.backends.openai_server import make_server
-    server = make_server(jax_model, port=0, model_name="tiny")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host}:{port}/v1"
-    server.shutdown()
-    server.server_close()
+    from tests.support.serving import running_server
+    with running_server(jax_model, model_name="tiny", context=256) as (_, url):
+        yield url

@@ -239,3 +239,32 @@ def test_decode_dtype_bfloat16_scores_in_bfloat16(checkpoint, model):
     request = [("Question: What is 2 + 3?\nAnswer:", " 5")]
     (bf16,), (fp32,) = lm.model.loglikelihood(request), model.loglikelihood(request)
     assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=0.05)
+
+
+def test_local_completions_with_the_servers_tokenizer_and_local_chat_completions(model):
+    """lm-eval finds /tokenizer_info and /tokenize at the server root by itself (no HF tokenizer given) and scores
+    as the model does in process; `local-chat-completions` generates what the model writes in process."""
+    from lm_eval.models.api_models import JsonChatStr
+    from lm_eval.models.openai_completions import LocalChatCompletion, LocalCompletionsAPI
+
+    from evals.backends.jax_backend import JaxModel
+    from evals.backends.text_vocab import byte_text_vocab
+    from tests.support.serving import CHAT_TEMPLATE, running_server
+
+    vocab = byte_text_vocab()
+    vocab.chat_template = CHAT_TEMPLATE
+    chat_model = JaxModel(model.config, model.params, vocab, batch_size=4)
+    pairs = [("Question: What is 2 + 3?\nAnswer:", " 5"), ("def add(a, b):", "\n    return a + b"), ("x =", " 1")]
+    messages = [{"role": "user", "content": "What is 2 + 3?"}]
+    with running_server(chat_model, model_name="tiny") as (_, url):
+        lm = LocalCompletionsAPI(base_url=f"{url}/completions", model="tiny", max_length=128, batch_size=2)
+        assert lm.tokenizer_backend == "remote"                     # auto-detected from /tokenizer_info
+        got = lm.loglikelihood(_instances("loglikelihood", pairs), disable_tqdm=True)
+        np.testing.assert_allclose([ll for ll, _ in got], model.loglikelihood(pairs), atol=TOL)
+
+        chat = LocalChatCompletion(base_url=f"{url}/chat/completions", model="tiny", max_length=128)
+        (text,) = chat.generate_until(_instances("generate_until", [
+            (JsonChatStr(json.dumps(messages)), {"until": [], "max_gen_toks": 8, "do_sample": False})]),
+            disable_tqdm=True)
+    (want,) = chat_model.generate(["What is 2 + 3?"], 1, Sampling(max_new_tokens=8, chat=True))[0]
+    assert text == want.text and len(want.token_ids) == 8   # a whole answer, not an empty one

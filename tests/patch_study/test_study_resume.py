@@ -18,7 +18,7 @@ def fake_training(monkeypatch):
     """run_one writes a finished run, or a half-finished one for the names in `stop_at`."""
     calls, stop_at = [], set()
 
-    def run_one(run, run_dir, token_budget, extra=()):
+    def run_one(run, run_dir, token_budget, extra=(), corpus_tokens=None):
         calls.append(run.name)
         finished = run.name not in stop_at
         write_run(run_dir, patch_size=run.row.patch_size, patch_fraction=float(run.row.patch_fraction),
@@ -28,7 +28,7 @@ def fake_training(monkeypatch):
 
     monkeypatch.setattr(runner, "run_one", run_one)
     monkeypatch.setattr(runner, "measure_step_seconds", lambda: 0.01)
-    monkeypatch.setattr(cli, "model_facts", lambda: dict(FACTS))
+    monkeypatch.setattr(cli, "model_facts", lambda gin_files=None: dict(FACTS))
     return calls, stop_at
 
 
@@ -44,20 +44,20 @@ def test_interrupted_study_resumes_where_it_stopped(tmp_path, fake_training, cap
     calls, stop_at = fake_training
     out, results = tmp_path / "study", tmp_path / "results"
     args = ["--out", str(out), "--results", str(results), "--budget_minutes", "3"]
-    stop_at.add("k4_lambda1_2_s0")
+    stop_at.add("token_only_x1_2_s0")
     first = cli.main(args)
-    assert first["stopped"] == "k4_lambda1_2_s0"
-    assert calls == ["token_only_s0", "k4_lambda2_3_s0", "k4_lambda1_2_s0"]
+    assert first["stopped"] == "token_only_x1_2_s0"
+    assert calls == ["token_only_s0", "k4_lambda2_3_s0", "token_only_x1_2_s0"]
     study = json.loads((out / runner.STUDY_FILE).read_text())
     assert study["token_steps"] % plan_lib.STEP_QUANTUM == 0
     # The partial report exists already and names what is missing.
-    assert "k4_lambda1_2_s0" in (results / "results.md").read_text()
+    assert "token_only_x1_2_s0" in (results / "results.md").read_text()
 
     stop_at.clear()
     calls.clear()
     summary = cli.main(args[:-2] + ["--budget_minutes", "50"])   # a new allowance does not change the plan
-    assert calls[0] == "k4_lambda1_2_s0" and "token_only_s0" not in calls
-    assert len(calls) == 8
+    assert calls[0] == "token_only_x1_2_s0" and "token_only_s0" not in calls
+    assert len(calls) == 28
     assert json.loads((out / runner.STUDY_FILE).read_text()) == study
     assert summary["missing_runs"] == []
     err = capsys.readouterr().err
@@ -97,3 +97,12 @@ def test_a_run_dir_from_before_equal_tokens_per_step_is_refused(tmp_path):
     (tmp_path / "two_stage.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match="stage1_patch_k4 takes 16,384 tokens per step, this study 4,096"):
         runner.check_plan_matches(tmp_path, budget)
+
+
+def test_a_study_planned_under_an_older_recipe_is_refused(tmp_path, fake_training):
+    """A study.json without this recipe (cosine to 0.1, no shorter token-only rows, one size) would mix
+    two recipes in one table."""
+    out = tmp_path / "study"
+    runner.load_or_write_study_record(out, {"token_budget": 7680, "token_steps": 120, "seeds": 3})
+    with pytest.raises(UserError, match="another recipe .*before issue 25.*another --out"):
+        cli.main(["--out", str(out), "--results", str(tmp_path / "r")])

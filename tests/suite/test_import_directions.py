@@ -8,7 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # CLI shims kept at their old `python -m` paths; they import the entry points on purpose.
-CLI_SHIMS = {"patch_training.train", "patch_training.two_stage", "patch_training.aot"}
+CLI_SHIMS = {"patch_training.train", "patch_training.two_stage", "patch_training.aot",
+             "patch_training.data.preprocess"}
 
 
 def module_name(path: Path) -> str:
