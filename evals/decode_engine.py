@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evals import decode_forward
+from evals import decode_forward, decode_mesh
 from evals.sampling import SamplingConfig, sample_tokens, sample_tokens_per_row
 
 Array = jax.Array
@@ -60,6 +60,7 @@ class EngineSpec:
     cache_dtype: str
     return_mean: bool = False        # keep a [B, V] running sum of the raw softmax per row
     mean_includes_stop: bool = False  # ... over every step, the one that sampled a stop token included
+    mesh: Any = None                 # a ("data",) Mesh: rows split over its devices (evals.decode_mesh)
 
 
 @dataclasses.dataclass
@@ -153,7 +154,7 @@ def _insert(weights: Any, state: dict[str, Any], rows: Array, tokens: Array, len
     new["cache"] = [(ck.at[rows, :, :width, :].set(jnp.broadcast_to(k[0], (r,) + k.shape[1:]), mode="drop"),
                      cv.at[rows, :, :width, :].set(jnp.broadcast_to(v[0], (r,) + v.shape[1:]), mode="drop"))
                     for (ck, cv), (k, v) in zip(state["cache"], kv)]
-    return _arm(new, rows, length, logits[0], keys, limits, settings, spec)
+    return decode_mesh.constrain_rows(_arm(new, rows, length, logits[0], keys, limits, settings, spec), spec.mesh)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "width"), donate_argnames=("state",))
@@ -170,7 +171,8 @@ def _copy(state: dict[str, Any], src: Array, rows: Array, length: Array, keys: A
 
     new = dict(state)
     new["cache"] = [(spread(ck), spread(cv)) for ck, cv in state["cache"]]
-    return _arm(new, rows, length, state["prompt_logits"][src], keys, limits, settings, spec)
+    return decode_mesh.constrain_rows(_arm(new, rows, length, state["prompt_logits"][src], keys, limits, settings,
+                                           spec), spec.mesh)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "visible"), donate_argnames=("state",))
@@ -226,7 +228,7 @@ def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, chunk_steps
         return new, i + 1, jnp.any(ended)
 
     final, _, _ = jax.lax.while_loop(cond, body, (state, jnp.zeros((), jnp.int32), jnp.zeros((), bool)))
-    return final
+    return decode_mesh.constrain_rows(final, spec.mesh)
 
 
 @functools.partial(jax.jit, static_argnames=("dtype",))
@@ -278,13 +280,17 @@ class Engine:
 
     def __init__(self, weights: Any, spec: EngineSpec, *, chunk_steps: int = 256, share_prefill: bool = True,
                  stats: dict[str, int] | None = None):
-        self.weights = weights
+        if spec.rows % decode_mesh.device_count(spec.mesh):
+            raise ValueError(f"{spec.rows} engine rows do not split over {decode_mesh.device_count(spec.mesh)} "
+                             "devices: round them with decode_mesh.round_rows")
+        # Replicating weights that are already replicated on this mesh is free (no copy).
+        self.weights = decode_mesh.replicate(weights, spec.mesh)
         self.spec = spec
         self.chunk_steps = int(chunk_steps)
         self.share_prefill = share_prefill
         # Attention widths are multiples of this, so few loop shapes compile however small the chunks are.
         self.visible_quantum = max(self.chunk_steps, 128)
-        self.state = _empty_state(spec)
+        self.state = decode_mesh.shard_rows(_empty_state(spec), spec.mesh)
         self.pending: collections.deque[Row] = collections.deque()
         self.occupant: list[Row | None] = [None] * spec.rows
         self.holds: list[Hashable | None] = [None] * spec.rows   # group whose prompt sits in the row's first slots
@@ -323,7 +329,8 @@ class Engine:
         gone = [i for i, r in enumerate(self.occupant) if r is not None and r.cancelled]
         if gone:
             # The row stops decoding now; its prompt slots stay intact, so it can still be a copy source.
-            self.state["active"] = self.state["active"].at[jnp.asarray(gone)].set(False)
+            active = self.state["active"].at[jnp.asarray(gone)].set(False)
+            self.state["active"] = decode_mesh.shard_rows(active, self.spec.mesh)   # keep the engine's layout
             for i in gone:
                 self.occupant[i].done = True
                 self.occupant[i] = None

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evals import decode_mesh
 from evals.sampling import SamplingConfig, sample_tokens
 from patch_training.model import ModelConfig, Transformer, init_cache
 
@@ -167,7 +168,7 @@ class Decoder:
     def __init__(self, config: ModelConfig, params: Any, vocab: Any = None,
                  batch_size: int = 8, pad_id: int = 0, *, engine: str = "continuous",
                  compute_dtype: str | None = None, cache_dtype: str = "float32",
-                 chunk_steps: int = 256, share_prefill: bool = True):
+                 chunk_steps: int = 256, share_prefill: bool = True, devices: int | str = "all"):
         if engine not in ENGINES:
             raise ValueError(f"engine={engine!r}: expected one of {ENGINES}")
         if engine == "static" and (compute_dtype is not None or cache_dtype != "float32"):
@@ -192,6 +193,9 @@ class Decoder:
         self.share_prefill = share_prefill
         self.last_stats: dict[str, int] = {}   # the continuous engine's prefill/copy/chunk counts
         self._weights: Any = None   # unstacked + cast once, on first use of the engine
+        # The continuous engine's rows split over these local devices (None: one device, unsharded). The
+        # static path (a reference kept for tests) always decodes on one device.
+        self.mesh = decode_mesh.local_mesh(devices) if engine == "continuous" else None
 
     def default_stop_tokens(self) -> tuple[int, ...]:
         eos = getattr(self.vocab, "eos_id", None) if self.vocab is not None else None
@@ -265,7 +269,8 @@ class Decoder:
         from evals import decode_engine
 
         if self._weights is None:
-            self._weights = decode_engine.prepare_weights(self.params, self.config, self.compute_dtype)
+            self._weights = decode_mesh.replicate(
+                decode_engine.prepare_weights(self.params, self.config, self.compute_dtype), self.mesh)
         return self._weights
 
     def _generate_continuous(self, prompts, rows, keys, limits, sampling, stops, return_probs,
@@ -280,11 +285,11 @@ class Decoder:
         cache_len = -(-(decode_engine.bucket_length(longest) + max(row_limits)) // 64) * 64
         spec = decode_engine.EngineSpec(
             config=self.config, sampling=sampling,
-            rows=min(self.batch_size, 1 << (len(rows) - 1).bit_length()),
+            rows=decode_mesh.round_rows(min(self.batch_size, 1 << (len(rows) - 1).bit_length()), self.mesh),
             cache_len=cache_len, max_new_tokens=max(row_limits), stop_tokens=stops,
             return_probs=bool(return_probs), compute_dtype=self.compute_dtype,
             cache_dtype=self.cache_dtype, return_mean=bool(return_mean_dist),
-            mean_includes_stop=bool(return_mean_dist and mean_includes_stop))
+            mean_includes_stop=bool(return_mean_dist and mean_includes_stop), mesh=self.mesh)
         self.last_stats = {}
         finished = decode_engine.run_engine(
             self._weights, spec, [prompts[i] for i, _ in rows], keys, row_limits,

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from evals import decode_mesh
 from evals.backends.text_vocab import TextVocab, open_text_vocab
 from evals.model_api import Completion, Sampling, chat_parts, fingerprint_of
 from patch_training.errors import UserError
@@ -75,7 +76,8 @@ class JaxModel:
     """`LanguageModel` over params in this process."""
 
     def __init__(self, config: Any, params: Any, vocab: TextVocab, *, batch_size: int = 8,
-                 fingerprint: str | None = None, name: str = "jax", decode_dtype: str | None = None):
+                 fingerprint: str | None = None, name: str = "jax", decode_dtype: str | None = None,
+                 devices: int | str = "all"):
         from evals.decoding import DECODE_DTYPES, Decoder
 
         if decode_dtype is not None and decode_dtype not in DECODE_DTYPES:
@@ -85,7 +87,11 @@ class JaxModel:
         self.vocab = vocab
         self.batch_size = batch_size
         self.name = name
-        self.decoder = Decoder(config, params, vocab, batch_size=batch_size, compute_dtype=decode_dtype)
+        self.decoder = Decoder(config, params, vocab, batch_size=batch_size, compute_dtype=decode_dtype,
+                               devices=devices)
+        # Scoring splits its rows over the same devices as decoding, the weights replicated once.
+        self.mesh = self.decoder.mesh
+        self._score_params = decode_mesh.replicate(params, self.mesh)
         self.progress = False   # log decoding progress inside each call (the eval CLIs turn it on)
         # Scoring computes in the same dtype as decoding, so a bf16 model's log-likelihoods and its
         # samples come from one set of numerics.
@@ -194,7 +200,7 @@ class JaxModel:
         for b0 in range(0, len(rows), self.batch_size):
             chunk = [list(r) for r in rows[b0:b0 + self.batch_size]]
             st = list(starts[b0:b0 + self.batch_size])
-            size = 1 << (len(chunk) - 1).bit_length()
+            size = decode_mesh.round_rows(1 << (len(chunk) - 1).bit_length(), self.mesh)
             length = _bucket(max(map(len, chunk)))
             tokens = np.zeros((size, length), np.int32)
             lengths = np.zeros((size,), np.int32)
@@ -203,9 +209,9 @@ class JaxModel:
                 tokens[i, :len(r)] = r
                 lengths[i] = len(r)
                 start[i] = max(1, s)
+            batch = decode_mesh.shard_rows((tokens, lengths, start), self.mesh)
             chosen, top_lp, top_ids, mean = jax.device_get(_score(
-                self.params, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(start),
-                config=self.score_config, top_k=int(top_k)))
+                self._score_params, *map(jnp.asarray, batch), config=self.score_config, top_k=int(top_k)))
             for i, (r, s) in enumerate(zip(chunk, st)):
                 s = max(1, s)
                 pos = slice(s - 1, len(r) - 1)   # position t-1 predicts token t

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from evals import decode_mesh
 from evals.decode_engine import Engine, EngineSpec, Row
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,11 @@ class Scheduler:
         self.model = model
         self.context = int(context)
         self.max_waiting = int(max_waiting)
-        spec = EngineSpec(config=model.config, sampling=None, rows=int(rows), cache_len=self.context,
-                          max_new_tokens=self.context, stop_tokens=tuple(model.stop_ids()), return_probs=False,
-                          compute_dtype=model.decoder.compute_dtype, cache_dtype=model.decoder.cache_dtype)
+        mesh = model.decoder.mesh   # the model's local devices: rows split evenly over them
+        spec = EngineSpec(config=model.config, sampling=None, rows=decode_mesh.round_rows(rows, mesh),
+                          cache_len=self.context, max_new_tokens=self.context, stop_tokens=tuple(model.stop_ids()),
+                          return_probs=False, compute_dtype=model.decoder.compute_dtype,
+                          cache_dtype=model.decoder.cache_dtype, mesh=mesh)
         self.engine = Engine(model.decoder.engine_weights(), spec, chunk_steps=chunk_steps)
         self._lock = threading.Condition()
         self._inbox: list[Row] = []
