@@ -27,17 +27,14 @@ import jax
 
 from case2code_finetune.init_checkpoint import load_init_params, open_init_checkpoint
 from patch_training.errors import UserError
+from patch_training.multihost import is_primary
 
 SUMMARY_FILE = "finetune.json"
 CASE2CODE_EVAL_MODULE = "evals.case2code"
 
 
-def _is_primary() -> bool:
-    return jax.process_index() == 0
-
-
 def _say(text: str) -> None:
-    if _is_primary():
+    if is_primary():
         print(text, file=sys.stderr, flush=True)
 
 
@@ -50,7 +47,7 @@ def _read_summary(run_dir: Path) -> dict:
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
-    if not _is_primary():
+    if not is_primary():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / (SUMMARY_FILE + ".tmp")
@@ -184,7 +181,7 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
                  f"{m['loss']:.4f} ({m['tokens']:.0f} tokens)")
     _write_summary(run_dir, summary)
 
-    if _is_primary():
+    if is_primary():
         write_operative_config(run_dir)
     trainer = Trainer(run_dir, init.model_config, cfg, train, eval_sets or None,
                       optimizer_config or OptimizerConfig(), vocab_spec=init.vocab_spec, mesh=mesh,
@@ -196,9 +193,9 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
         if result.eval_by_set:
             summary["after"] = {name or "validation": m for name, m in result.eval_by_set.items()}
         summary["case2code_pass_at_1"] = (run_case2code_eval(run_dir, case2code_eval_data, case2code_eval_limit)
-                                          if _is_primary() else None)
+                                          if is_primary() else None)
     _write_summary(run_dir, summary)
-    if _is_primary():
+    if is_primary():
         write_operative_config(run_dir)
         print(summary_line(summary, run_dir), flush=True)
     return result, summary

@@ -20,6 +20,7 @@ import numpy as np
 
 from patch_training import allocator
 from patch_training import mfu as mfu_lib
+from patch_training.multihost import is_primary
 from patch_training.atomic import write_json_atomic
 from patch_training import partitioning as sharding_lib
 from patch_training.errors import UserError
@@ -81,10 +82,6 @@ class TrainResult:
     eval_seconds: float = 0.0        # time spent in validation passes during this `run()`
 
 
-def _is_primary() -> bool:
-    return jax.process_index() == 0
-
-
 def _compatibility_meta(model_config, cfg: TrainerConfig, vocab_spec: dict | None) -> dict:
     """What a checkpoint must agree on to be resumed by this config."""
     return {"model_config": model_config.to_dict(), "patch_size": cfg.patch_size,
@@ -114,7 +111,7 @@ class Trainer:
         self.optimizer_config = optimizer_config or OptimizerConfig()
         self.vocab_spec = vocab_spec
         self.mesh = mesh if mesh is not None else make_mesh()
-        self.console = console and _is_primary()
+        self.console = console and is_primary()
         self.initial_params = initial_params   # e.g. stage-1 params for a fresh stage 2
         self.eval_seconds = 0.0
         self.checkpoint_config = checkpoint_config or CheckpointConfig()
@@ -128,7 +125,7 @@ class Trainer:
             print(text, file=sys.stderr, flush=True)
 
     def _write_run_files(self) -> None:
-        if not _is_primary():
+        if not is_primary():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "model_config.json", self.model_config.to_dict())
@@ -194,9 +191,9 @@ class Trainer:
                 start = restored.step
                 state = self._state_from(restored)
                 self._say(f"resumed from checkpoint step {start} in {ckpt.directory}")
-        if _is_primary():
+        if is_primary():
             truncate_jsonl(self.run_dir / METRICS_FILE, start)
-        writer = MetricsWriter(self.run_dir, enabled=_is_primary())
+        writer = MetricsWriter(self.run_dir, enabled=is_primary())
         try:
             return self._train_loop(ckpt, watcher, writer, state, start, restored is not None)
         finally:
@@ -248,7 +245,7 @@ class Trainer:
             ckpt.wait()
             if loop.status == "completed" and self.eval_data is not None:
                 loop.eval_by_set = self._evaluate(loop.state, writer, loop.step)
-        if loop.status == "completed" and cfg.plot and _is_primary():
+        if loop.status == "completed" and cfg.plot and is_primary():
             writer.flush()
             plot_loss_curve(self.run_dir)
         eval_metrics = next(iter(loop.eval_by_set.values()), None)

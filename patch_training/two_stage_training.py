@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import gin
-import jax
 
 from patch_training import params_io, patch_cost
+from patch_training.multihost import is_primary
 from patch_training import stage_data as sd
 from patch_training.atomic import write_json_atomic
 from patch_training.data.factory import make_dataset
@@ -144,12 +144,8 @@ class TwoStageResult:
     cost: dict
 
 
-def _is_primary() -> bool:
-    return jax.process_index() == 0
-
-
 def _write_json(path: Path, obj: Any) -> None:
-    if not _is_primary():
+    if not is_primary():
         return
     write_json_atomic(path, obj, default=float)
 
@@ -257,7 +253,7 @@ def stage_trainer_config(base: TrainerConfig, cfg: TwoStageConfig, plan: patch_c
 
 
 def _say(text: str) -> None:
-    if _is_primary():
+    if is_primary():
         print(text, file=sys.stderr, flush=True)
 
 
@@ -425,13 +421,13 @@ def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQ
     mesh = make_mesh(mesh_shape)
     check_all_bindings_used()
     run_dir = Path(model_dir)
-    if _is_primary():
+    if is_primary():
         write_operative_config(run_dir)
     result = run_two_stage(run_dir, model_config=model_config, cfg=cfg, sources=sources, trainer_config=base,
                            eval_sets=eval_sets, optimizer_config=optimizer_config or OptimizerConfig(),
                            checkpoint_config=checkpoint_config, vocab_spec=_vocab_spec(vocab),
                            mesh=mesh, stage=stage)
-    if _is_primary():
+    if is_primary():
         write_operative_config(run_dir)
         print(summary_line(result), flush=True)
     return result

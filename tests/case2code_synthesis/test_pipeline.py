@@ -70,13 +70,15 @@ def test_eval_rows_score_unchanged_in_the_sandbox(synthesis):
 
     out, _ = synthesis
     rows = list(read_jsonl(out / "test.jsonl"))
+    assert rows, "no held-out rows to run"
     progs = [case2code_program(r["id"], r["code"], r["func_name"], r["example_str"], len(r["example_outputs"]))
              for r in rows]
     with SandboxPool(1, limits=Limits(wall_s=1.0)) as pool:
         results = {res.task_id: res for res in pool.run(progs)}
     for r in rows:
         calls = results[r["id"]].calls
-        assert all(outputs_match(c, want) for c, want in zip(calls, r["example_outputs"]))
+        # strict: a run that came back with fewer calls than recorded outputs must not pass on what it has
+        assert all(outputs_match(c, want) for c, want in zip(calls, r["example_outputs"], strict=True)), r["id"]
 
 
 def test_splits_do_not_leak_and_train_prompts_vary(synthesis):

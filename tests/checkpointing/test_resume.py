@@ -1,6 +1,7 @@
 """Save/restore round trips, partial checkpoints that must never load, corruption and config errors."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -19,8 +20,23 @@ from patch_training.checkpointing import (CheckpointConfig, TrainCheckpointer, k
 from patch_training.errors import UserError
 
 FP = {"num_layers": 2, "hidden_size": 16, "vocab": "byte"}
-# When the SIGKILL test kills its writer (a seed of a 0-0.4 s delay); other seeds explore other moments.
-KILL_SEED = int(os.environ.get("RESUME_KILL_SEED", "0"))
+
+
+def _kill_seed() -> int:
+    """The seed of the SIGKILL test's kill moment. Each run draws a new one, so runs keep exploring
+    different moments of a save; RESUME_KILL_SEED=<seed named by a failure> replays that one."""
+    pinned = os.environ.get("RESUME_KILL_SEED")
+    return int(pinned) if pinned else random.SystemRandom().randrange(2**32)
+
+
+@contextlib.contextmanager
+def _noted_on_failure(note: str):
+    """Add `note` to whatever fails inside (pytest prints exception notes under the traceback)."""
+    try:
+        yield
+    except BaseException as e:
+        e.add_note(note)
+        raise
 
 
 def _save_steps(run_dir, steps, config=None, fingerprint=FP):
@@ -125,28 +141,30 @@ def test_writer_killed_while_committing_leaves_nothing_loadable(run_dir, when):
 
 
 def test_sigkill_at_a_random_moment_resumes_from_a_complete_checkpoint(run_dir):
-    proc = start_worker("writer_loop", str(run_dir))
-    seen = 0
-    while seen < 2:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()[-2000:]
-        if line.startswith("saved"):
-            seen = int(line.split()[1])
-    # A seeded moment, so a failure replays: RESUME_KILL_SEED=<seed from the message> reruns it.
-    delay = random.Random(KILL_SEED).uniform(0.0, 0.4)
-    time.sleep(delay)
-    proc.kill()
-    proc.communicate(timeout=30)
-    ckpt = TrainCheckpointer(run_dir, fingerprint={"kind": "worker"})
-    step = ckpt.latest_step()
-    assert step is not None and step >= 1, f"kill seed {KILL_SEED} ({delay:.3f} s after step 2 was saved)"
-    targets = {"w": jax.ShapeDtypeStruct((4_000_000,), np.float32),
-               "step": jax.ShapeDtypeStruct((), np.int32)}
-    restored = ckpt.restore_latest(targets)
-    ckpt.close()
-    assert restored.step == step == int(restored.params["step"])
-    assert np.all(np.asarray(restored.params["w"]) == float(step))
-    assert list(restored.rng) == [0, step]
+    seed = _kill_seed()
+    delay = random.Random(seed).uniform(0.0, 0.4)
+    with _noted_on_failure(f"kill moment: RESUME_KILL_SEED={seed} replays it ({delay:.3f} s after step 2 "
+                           "was saved)"):
+        proc = start_worker("writer_loop", str(run_dir))
+        seen = 0
+        while seen < 2:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()[-2000:]
+            if line.startswith("saved"):
+                seen = int(line.split()[1])
+        time.sleep(delay)
+        proc.kill()
+        proc.communicate(timeout=30)
+        ckpt = TrainCheckpointer(run_dir, fingerprint={"kind": "worker"})
+        step = ckpt.latest_step()
+        assert step is not None and step >= 1
+        targets = {"w": jax.ShapeDtypeStruct((4_000_000,), np.float32),
+                   "step": jax.ShapeDtypeStruct((), np.int32)}
+        restored = ckpt.restore_latest(targets)
+        ckpt.close()
+        assert restored.step == step == int(restored.params["step"])
+        assert np.all(np.asarray(restored.params["w"]) == float(step))
+        assert list(restored.rng) == [0, step]
 
 
 def test_corrupt_newest_checkpoint_is_one_clear_error_and_nothing_is_deleted(run_dir):

@@ -48,7 +48,7 @@ def test_engine_fp32_equals_full_forward_and_static_path(params):
     got = engine.generate(PROMPTS, max_new_tokens=6, return_probs=True, stop_tokens=[])
     ref = static.generate(PROMPTS, max_new_tokens=6, return_probs=True, stop_tokens=[])
     model = Transformer(CFG)
-    for prompt, (sample,), (old,) in zip(PROMPTS, got, ref):
+    for prompt, (sample,), (old,) in zip(PROMPTS, got, ref, strict=True):
         assert sample.token_ids == old.token_ids          # greedy unchanged vs the old path
         logits = model.apply({"params": params}, jnp.asarray([prompt + sample.token_ids]))[0]
         logits = logits[len(prompt) - 1:-1]
@@ -82,7 +82,7 @@ def test_bf16_engine_tracks_fp32(params):
     kw = dict(max_new_tokens=8, return_probs=True, stop_tokens=[])
     fp32 = Decoder(CFG, params, batch_size=8, compute_dtype="float32").generate(PROMPTS, **kw)
     bf16 = Decoder(CFG, params, batch_size=8, compute_dtype="bfloat16").generate(PROMPTS, **kw)
-    for (a,), (b,) in zip(fp32, bf16):
+    for _, (a,), (b,) in zip(PROMPTS, fp32, bf16, strict=True):
         n = next((k for k, (x, y) in enumerate(zip(a.token_ids, b.token_ids)) if x != y), 8)
         assert n >= 1  # the first token comes from the same prompt: must agree unless a near-tie
         np.testing.assert_allclose(a.probs[:n], b.probs[:n], atol=2e-2)

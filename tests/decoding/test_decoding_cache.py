@@ -38,7 +38,7 @@ def test_batched_left_padded_decoding_equals_full_forward(params):
     decoder = Decoder(CFG, params, batch_size=4, compute_dtype="float32")
     results = decoder.generate(PROMPTS, max_new_tokens=6, return_probs=True, stop_tokens=[])
     model = Transformer(CFG)
-    for prompt, (sample,) in zip(PROMPTS, results):
+    for prompt, (sample,) in zip(PROMPTS, results, strict=True):
         assert len(sample.token_ids) == 6 and sample.probs.shape == (6, 61)
         logits = model.apply({"params": params}, jnp.asarray([prompt + sample.token_ids]))[0]
         logits = logits[len(prompt) - 1:-1]

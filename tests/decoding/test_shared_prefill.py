@@ -62,10 +62,10 @@ def test_one_prefill_per_distinct_prompt_when_rows_suffice(params):
 def test_running_mean_equals_scoring_pass_and_per_step_average(params):
     shared, _ = _generate(params, share=True, batch_size=4, return_mean_dist=True, return_probs=True)
     scorer = JaxModel(CFG, params, byte_text_vocab(), batch_size=4, fingerprint="test")
-    samples = [(p, s) for p, row in zip(PROMPTS, shared) for s in row]
+    samples = [(p, s) for p, row in zip(PROMPTS, shared, strict=True) for s in row]
     with_tokens = [(p, s) for p, s in samples if s.token_ids]
     ref = scorer.mean_dists([p for p, _ in with_tokens], [s.token_ids for _, s in with_tokens])
-    for (_, s), r in zip(with_tokens, ref):
+    for (_, s), r in zip(with_tokens, ref, strict=True):
         assert s.mean_dist.shape == (CFG.vocab_size,) and s.mean_dist.dtype == np.float32
         np.testing.assert_allclose(s.mean_dist, r, atol=1e-5)
         np.testing.assert_allclose(s.mean_dist, s.probs.mean(axis=0), atol=1e-6)

@@ -25,7 +25,7 @@ def model():
 def _check_means(model, prompts, rows):
     pairs = [(model.prompt_ids(p, False), c) for p, row in zip(prompts, rows) for c in row if c.token_ids]
     ref = model.mean_dists([p for p, _ in pairs], [c.token_ids for _, c in pairs])
-    for (_, c), r in zip(pairs, ref):
+    for (_, c), r in zip(pairs, ref, strict=True):
         np.testing.assert_allclose(c.mean_dist, r, atol=1e-5)
         assert c.mean_dist.sum() == pytest.approx(1.0, abs=1e-5)
     return len(pairs)
@@ -39,8 +39,8 @@ def test_one_token_stop_strings_stop_in_the_loop_with_the_same_completions(model
     assert model.stop_string_tokens((stop, "ab")) == (ord(stop) + 3,)
     sampling = Sampling(max_new_tokens=12, temperature=0.5, seed=1, stop=(stop,), return_dist=True)
     got = model.generate(PROMPTS, 3, sampling)
-    for before, row in zip(free, got):
-        for b, c in zip(before, row):
+    for before, row in zip(free, got, strict=True):
+        for b, c in zip(before, row, strict=True):
             # Same as cutting the free-running sample at its first stop character.
             cut = b.text.find(stop)
             assert c.text == (b.text if cut < 0 else b.text[:cut])
@@ -76,8 +76,8 @@ def test_p_s_over_every_step_includes_the_stop_step(model):
     every = model.generate(PROMPTS, 3, Sampling(max_new_tokens=12, temperature=0.5, seed=1, stop=(stop,),
                                                 return_dist=True, dist_includes_stop=True))
     stopped = 0
-    for p, row_k, row_e in zip(PROMPTS, kept_only, every):
-        for k, e in zip(row_k, row_e):
+    for p, row_k, row_e in zip(PROMPTS, kept_only, every, strict=True):
+        for k, e in zip(row_k, row_e, strict=True):
             assert e.token_ids == k.token_ids and e.text == k.text   # the option changes p_s only
             steps = e.token_ids + ([stop_id] if e.finish_reason == "stop" else [])
             ref = model.mean_dists([model.prompt_ids(p, False)], [steps])[0]

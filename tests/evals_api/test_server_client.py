@@ -21,9 +21,9 @@ def test_http_matches_in_process(jax_model, live_server):
     s = Sampling(max_new_tokens=4)
     local = jax_model.generate(PROMPTS[:1], 1, s)     # one prompt: the same compiled batch shape as the server's
     remote = client.generate(PROMPTS[:1], 1, s)
-    for a, b in zip(local, remote):
-        assert a[0].text == b[0].text and a[0].finish_reason == b[0].finish_reason == "length"
-        np.testing.assert_allclose(a[0].token_logprobs, b[0].token_logprobs, atol=1e-5)
+    [[a]], [[b]] = local, remote                       # one row of one sample each, for the one prompt
+    assert a.text == b.text and a.finish_reason == b.finish_reason == "length"
+    np.testing.assert_allclose(a.token_logprobs, b.token_logprobs, atol=1e-5)
     # seeded sampling: same per-prompt seed on both sides, independent of the batch
     s2 = Sampling(max_new_tokens=4, temperature=1.0, seed=3)
     assert [c.text for c in jax_model.generate(PROMPTS[:1], 2, s2)[0]] == \

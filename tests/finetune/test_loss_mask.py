@@ -41,7 +41,7 @@ def test_loss_tokens_in_a_batch_equal_the_sum_of_its_answer_lengths(train_rows, 
             for pos in _segments(batch, r):
                 n = int(batch["decoder_loss_weights"][r, pos].sum())
                 expected += answer_len[_decode(batch["decoder_target_tokens"][r, pos][:-n])]
-        assert batch["decoder_loss_weights"].sum() == expected
+        assert expected > 0 and batch["decoder_loss_weights"].sum() == expected   # (a batch of no answers proves nothing)
 
 
 def test_changing_prompt_labels_keeps_the_loss_changing_an_answer_label_changes_it(train_rows, tiny_params,

@@ -132,7 +132,7 @@ def test_the_client_recognises_llamacpp(remote, server):
 def test_greedy_answers_agree_with_in_process(local, remote, chat):
     s = Sampling(max_new_tokens=48, chat=chat)
     ours, theirs = local.generate(PROMPTS, 1, s), remote.generate(PROMPTS, 1, s)
-    for p, [a], [b] in zip(PROMPTS, ours, theirs):
+    for p, [a], [b] in zip(PROMPTS, ours, theirs, strict=True):
         assert b.text and b.finish_reason in ("stop", "length")
         assert b.token_logprobs, "llama.cpp returned no log-probs"
         ids = local.prompt_ids(p, chat)

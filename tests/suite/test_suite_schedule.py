@@ -33,6 +33,13 @@ def test_a_local_measurement_overrides_the_committed_table(monkeypatch, tmp_path
     assert schedule.file_seconds() == {"b.py": 5, "c.py": 50}  # an unreadable file falls back to the table
 
 
+def test_every_weighted_file_exists():
+    """A test file that moves (as the suite's own tests did, from tests/trainer to tests/suite) must take its
+    weight along: a stale path is silently weightless and its file drops to the end of the order."""
+    repo = Path(__file__).resolve().parents[2]
+    assert not [p for p in schedule.SECONDS_MEASURED if not (repo / p).is_file()]
+
+
 def test_the_makefiles_xdist_options_keep_each_file_on_one_worker(tmp_path):
     """Runs pytest with `make test`'s own distribution options on two throwaway files of four tests:
     every test of a file must report the same worker (module fixtures are built once per file)."""

@@ -71,9 +71,15 @@ def test_schedule_warmup_then_cosine():
     assert float(sched(10)) == pytest.approx(1e-3)
     assert float(sched(60)) == pytest.approx(1e-4 + 0.5 * 9e-4, rel=1e-5)  # cosine midpoint
     assert float(sched(110)) == pytest.approx(1e-4)
-    tx, _ = make_optimizer(cfg, 110)
-    state = tx.init({"w": jnp.ones((2, 2))})
-    assert state is not None
+    # The optimizer steps by that schedule, and hands back the same one for the trainer to log: the rate is 0
+    # at step 0, so the first update is zero; the second is Adam's unit step scaled by lr(1), decay included.
+    tx, logged = make_optimizer(cfg, 110)
+    assert [float(logged(s)) for s in (0, 5, 60)] == [float(sched(s)) for s in (0, 5, 60)]
+    params, grads = {"w": jnp.ones((2, 2))}, {"w": jnp.full((2, 2), 0.1)}   # norm 0.2: under the clip
+    first, state = tx.update(grads, tx.init(params), params)
+    np.testing.assert_array_equal(np.asarray(first["w"]), 0.0)
+    second, _ = tx.update(grads, state, params)
+    np.testing.assert_allclose(np.asarray(second["w"]), -float(sched(1)) * (1 + cfg.weight_decay), rtol=1e-4)
     with pytest.raises(UserError):
         make_optimizer(OptimizerConfig(learning_rate=-1.0), 10)
 
