@@ -76,6 +76,11 @@ def files_fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_name(what: str, value: str) -> None:
+    if not value or "/" in value or value.startswith("."):
+        raise UserError(f"bad {what} name {value!r} for an eval dir (no '/', not empty, no leading '.')")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
     """One model of the run. `checkpoint` is relative to the run root when it lies inside it (so a run dir
@@ -108,12 +113,18 @@ class RunLayout:
         return self.root / STAGE_FILES[name]
 
     # ------------------------------------------------------------------ evals
+    def eval_root(self, eval_name: str) -> Path:
+        """Where one eval's rows live (and a view across them, such as SolverLearner's combined table)."""
+        _check_name("eval", eval_name)
+        return self.root / EVALS_DIR / eval_name
+
     def eval_dir(self, eval_name: str, model: str, part: str | None = None) -> Path:
-        for what, value in (("eval", eval_name), ("model", model), ("part", part)):
-            if value is not None and (not value or "/" in value or value.startswith(".")):
-                raise UserError(f"bad {what} name {value!r} for an eval dir (no '/', not empty, no leading '.')")
-        d = self.root / EVALS_DIR / eval_name / model
-        return d / part if part else d
+        _check_name("model", model)
+        d = self.eval_root(eval_name) / model
+        if part is None:
+            return d
+        _check_name("part", part)
+        return d / part
 
     def record_path(self, eval_name: str, model: str, part: str | None = None) -> Path:
         return record_file(self.eval_dir(eval_name, model, part))
@@ -121,7 +132,7 @@ class RunLayout:
     def eval_records(self, eval_name: str) -> list[tuple[str, str | None, Path]]:
         """(model, part or None, record path) of every record the eval wrote in this run: the manifest's models
         first, in its order, then any other rows (harness checks) by name; parts by name."""
-        base = self.root / EVALS_DIR / eval_name
+        base = self.eval_root(eval_name)
         if not base.is_dir():
             return []
         found = []

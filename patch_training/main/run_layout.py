@@ -7,7 +7,8 @@
   has RUN_DIR NAME                  exit 0 when the manifest lists NAME, else 1
   stage RUN_DIR STAGE               a stage's directory (pretrain, pretrained, baseline, case2code_data, finetune)
   file RUN_DIR NAME                 a run file (prompts, samples, stage_log)
-  eval RUN_DIR EVAL MODEL [PART]    an eval's output directory for one model (and data part)
+  eval RUN_DIR EVAL [MODEL [PART]]  an eval's output directory for one model (and data part); without MODEL
+                                    the eval's own directory
 
 The demo's scripts ask here instead of spelling paths or model lists, so `RunLayout` stays the one owner.
 """
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval")
     ev.add_argument("run_dir")
     ev.add_argument("eval")
-    ev.add_argument("model")
+    ev.add_argument("model", nargs="?", default=None)
     ev.add_argument("part", nargs="?", default=None)
     return ap
 
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(layout.stage_dir(args.stage))
     elif args.command == "file":
         print(layout.stage_file(args.name))
+    elif args.model is None:
+        print(layout.eval_root(args.eval))
     else:
         print(layout.eval_dir(args.eval, args.model, args.part))
     return 0
