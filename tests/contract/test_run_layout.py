@@ -19,8 +19,11 @@ def test_paths(tmp_path):
     assert cache_dir(tmp_path / "o") == tmp_path / "o" / CACHE_NAME and record_file("o").name == "record.json"
     with pytest.raises(UserError, match="unknown stage 'train'"):
         lay.stage_dir("train")
+    assert lay.eval_root("solverlearner") == tmp_path / "evals" / "solverlearner"
     with pytest.raises(UserError, match="bad model name '../x'"):
         lay.eval_dir("case2code", "../x")
+    with pytest.raises(UserError, match="bad part name '.hidden'"):
+        lay.eval_dir("case2code", "patch", ".hidden")
 
 
 def _ckpt(root, name, content=b"w"):
