@@ -36,10 +36,9 @@ def _record(layout: RunLayout, eval_name: str, model: str, part: str | None = No
 def _case2code(layout: RunLayout, real: str, others: list[str], rows: list, said: list[str],
                missing: list[str]) -> None:
     found = 0
-    for data in ("synthetic", "official"):
+    # the data sets it ran (models.sh may leave one out on purpose; said below only when there is none)
+    for data in [part for model, part, _ in layout.eval_records("case2code") if model == real]:
         r = _record(layout, "case2code", real, data)
-        if r is None:    # models.sh may leave a set out on purpose; said below only when both are absent
-            continue
         found += 1
         summ, cfg = r.summary, r.config
         counts = {row["status"]: row["answers"] for row in r.table("statuses")}
@@ -63,7 +62,7 @@ def _case2code(layout: RunLayout, real: str, others: list[str], rows: list, said
                     f"pass@1 below {hi:.3f} (95%)")
         said.append(head + (f"; its other answers: {rest}" if rest else "") + ".")
     if not found:
-        missing.append(str(layout.eval_dir("case2code", real, "<set>") / "record.json"))
+        missing.append(str(layout.record_path("case2code", real, "<set>")))
 
 
 # ------------------------------------------------------------------------------------------ SolverLearner
