@@ -26,6 +26,8 @@ import gin
 import jax
 
 from case2code_finetune.init_checkpoint import load_init_params, open_init_checkpoint
+from patch_training.contract.layout import record_file
+from patch_training.contract.records import EvalRecord
 from patch_training.errors import UserError
 from patch_training.multihost import is_primary
 
@@ -103,12 +105,12 @@ def run_case2code_eval(run_dir: Path, data: str | None, limit: int) -> dict:
     proc = subprocess.run(cmd)
     record = {"status": "completed" if proc.returncode == 0 else "failed", "returncode": proc.returncode,
               "command": cmd, "out": str(out), "wall_s": round(time.perf_counter() - t0, 1)}
-    results = out / "results.json"   # evals.case2code's run record; keep its summary (pass@1, gold ceiling)
+    results = record_file(out)   # evals.case2code's EvalRecord; keep its summary (pass@1, gold ceiling)
     if results.is_file():
         try:
-            record["summary"] = json.loads(results.read_text())["summary"]
-        except (json.JSONDecodeError, KeyError):
-            pass
+            record["summary"] = EvalRecord.read(results).summary
+        except UserError as e:
+            _say(f"Case2Code eval record unreadable: {e}")
     if proc.returncode:
         _say(f"Case2Code eval exited with status {proc.returncode}; fine-tuning itself completed")
     return record

@@ -1,7 +1,8 @@
-"""What every eval result records about where it came from: the model, the data, the code and the settings.
+"""Where an eval's outputs came from, for its resumable stages: the hashes of the evaluated data, and the
+run record (`run.json`) a rerun into the same directory must agree with. The result itself is an
+`EvalRecord` (patch_training.contract.records), which owns the commit and versions read here.
 
-A number is only comparable with another when these match, so every eval's results carry one
-`provenance` object of the same shape (as evalplus stores its dataset hash beside each result):
+A `provenance` object, the shape of a run record:
   model_fingerprint  the backend's identity of the weights (LanguageModel.fingerprint)
   data_hash          16 hex digits of a sha256 over the evaluated data (files, or the items themselves)
   git_commit         the commit of this code (None outside a git checkout)
@@ -11,35 +12,12 @@ A number is only comparable with another when these match, so every eval's resul
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata as md
 import json
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from patch_training.contract.records import git_commit, versions
 from patch_training.errors import UserError
-
-_PACKAGES = ("jax", "flax", "numpy", "tokenizers", "transformers")
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict[str, str]:
-    v = {"python": platform.python_version()}
-    for pkg in _PACKAGES:
-        try:
-            v[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return v
 
 
 def files_hash(paths: Iterable[str | Path]) -> str:

@@ -60,6 +60,8 @@ def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> No
     src.add_argument("--endpoint", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
     g = parser.add_argument_group("model")
     g.add_argument("--model_name", default=None, help="model id at the endpoint (default: the first it lists)")
+    g.add_argument("--label", default=None, help="the run's name for the model (its manifest name), kept in the eval "
+                                                 "record (default: the checkpoint, HF dir or endpoint)")
     g.add_argument("--batch_size", type=int, default=8, help="rows decoded together (in-process)")
     g.add_argument("--chat", action="store_true", help="format prompts with the model's chat template")
     g.add_argument("--decode_dtype", choices=DECODE_DTYPE_CHOICES, default=None,

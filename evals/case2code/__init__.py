@@ -4,5 +4,6 @@
     python -m evals.case2code score --data F --predictions P.jsonl --out V.jsonl
 
 Modules: `data` (rows), `protocol` (prompt + reminder, the official code extractor), `judge` (sandboxed
-verdicts and the gold ceiling), `passk` (estimators), `report` (results.json/.md, PNG), `cli`.
+verdicts and the gold ceiling), `passk` (estimators), `record` (the run as an EvalRecord, record.json), `report` (results.md + PNG
+from the record), `cli`.
 """

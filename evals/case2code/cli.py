@@ -1,7 +1,8 @@
 """python -m evals.case2code run | score (argparse and logging only; the work is in the sibling modules).
 
-  run    generate with any backend (cached: a killed run redoes only what is missing), judge in the sandbox,
-         score; writes predictions.jsonl, samples.jsonl, results.json, results.md, results.png into --out
+  run    generate with any backend (cached in --out/gen_cache: a killed run redoes only what is missing), judge in
+         the sandbox, score; writes predictions.jsonl, samples.jsonl (per item), record.json (the EvalRecord),
+         and results.md + results.png (human views of the record) into --out
   score  judge anyone's predictions: --data F --predictions P.jsonl --out V.jsonl; the last stdout line is a
          JSON summary (pass_at_1, gold_ceiling, n_rows, n_predictions, ...)
 """
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from patch_training.contract.layout import cache_dir, record_file
 from patch_training.errors import UserError, run_cli
 
 log = logging.getLogger("evals.case2code")
@@ -71,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _open_pool(args.workers) as pool:
         rows, problems = load_rows(args.data, args.limit)
         _report_problems(problems, "data")
-        model = open_model_from_args(args, default_cache_dir=str(out / "cache"))
+        model = open_model_from_args(args, default_cache_dir=str(cache_dir(out)))
         log.info("model %s (fingerprint %s); %d rows x %d sample(s)", type(getattr(model, "inner", model)).__name__,
                  model.fingerprint, len(rows), args.num_samples)
         prompts = [eval_prompt(r) for r in rows]
@@ -94,27 +96,24 @@ def cmd_run(args: argparse.Namespace) -> int:
          "status": v["status"], "passed": v["passed"], "n_inputs": v["n_inputs"], "n_matched": v["n_matched"],
          "verdicts": v["verdicts"], "first_mismatch": v.get("first_mismatch")} for v in verdicts))
     cache = getattr(model, "cache", None)
-    from evals.provenance import provenance, records_hash
-    config = {"data": str(args.data), "limit": args.limit, "num_samples": args.num_samples,
+    from evals.case2code.record import make_record
+    from evals.provenance import records_hash
+    config = {"limit": args.limit, "num_samples": args.num_samples,
               "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
               "seed": args.seed, "chat": args.chat, "model": args.checkpoint or args.hf_dir or args.endpoint,
               "model_name": args.model_name, "judge_limits": {"program_wall_s": 10.0},
-              "prompt": "row prompt + official call-signature reminder",
+              "sampling": sampling.key(), "prompt": "row prompt + official call-signature reminder",
               "extractor": "official unwrap_code (```python block, else first bare ``` block, else whole)"}
-    prov = provenance(model_fingerprint=model.fingerprint, data_hash=records_hash(rows), data=str(args.data),
-                      settings={**config, "sampling": sampling.key()})
-    results = {
-        "config": config, "provenance": prov,
-        "versions": prov["versions"], "model_fingerprint": model.fingerprint, "git_commit": prov["git_commit"],
-        "skipped_data_rows": dict(problems),
-        "data_rows_in_file": count_rows(args.data),
-        "summary": summary,
-        "cache": None if cache is None else {"dir": str(cache.dir), "hits": model.hits, "misses": model.misses},
-        "wall_s": {"total": round(time.monotonic() - t0, 2), "generate": round(gen_s, 2), "judge": round(judge_s, 2)},
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, out / "results.md")
-    write_plot(results, out / "results.png")
+    extra = {"data_rows_in_file": count_rows(args.data),
+             "cache_hits": None if cache is None else model.hits,
+             "cache_misses": None if cache is None else model.misses,
+             "wall_s": round(time.monotonic() - t0, 2), "generate_s": round(gen_s, 2), "judge_s": round(judge_s, 2)}
+    record = make_record(model_name=args.label or config["model"], model_fingerprint=model.fingerprint,
+                         data=str(args.data), data_hash=records_hash(rows), config=config, summary=summary,
+                         skipped_data_rows=dict(problems), extra=extra)
+    record.write(record_file(out))
+    write_markdown(record, out / "results.md")
+    write_plot(record, out / "results.png")
     if cache is not None:
         model.close()
     line = {k: summary.get(k) for k in ("pass_at_1", "gold_ceiling", "n_rows", "n_predictions")}

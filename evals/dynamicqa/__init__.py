@@ -2,5 +2,6 @@
 persuaded vs stubborn, by fact type (static, temporal, disputable).
 
 Stages: `sample` (model → samples.jsonl + distribution file), `score` (samples → scores.jsonl,
-summary.json, distributions.png). CLI: `python -m evals.dynamicqa run|score`.
+distributions.png and the summary), `record` (the summary as an EvalRecord, record.json). CLI:
+`python -m evals.dynamicqa run|score`.
 """

@@ -5,7 +5,8 @@
     python -m evals.dynamicqa score --samples DIR/samples.jsonl --out DIR [--judge ...]
 
 `run` needs `evals.backends` (the model plumbing, imported only on this path); `score` needs no model.
-Both print one JSON summary line (means per fact type) as the last stdout line.
+Both write record.json (the EvalRecord) into --out and print one JSON summary line (means per fact type) as
+the last stdout line.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from typing import Any, Sequence
 
 from evals.dynamicqa.data import FACT_TYPES, default_data_dir, load_all
 from evals.dynamicqa.judges import JUDGES, make_judge
+from evals.dynamicqa.record import make_record
 from evals.dynamicqa.sample import P_S_STEPS, SamplingPlan, sample_items
 from evals.dynamicqa.score import ScoreOptions, score_samples
 from evals.provenance import check_run_record, provenance, records_hash
+from patch_training.contract.layout import cache_dir, record_file
 from patch_training.errors import UserError, run_cli
 
 log = logging.getLogger("evals.dynamicqa")
@@ -48,6 +51,7 @@ def _add_fallback_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hf_dir")
     g.add_argument("--endpoint")
     p.add_argument("--model_name")
+    p.add_argument("--label")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--chat", action="store_true")
     p.add_argument("--decode_dtype", choices=("float32", "bfloat16"))
@@ -149,7 +153,10 @@ def run_with_model(model, args, prepared: tuple[Any, dict] | None = None) -> dic
     summary["provenance"] = prov
     summary["load"] = {t: {"items": len(r.items), "rows": r.rows_read, "rows_in_file": r.rows_in_file,
                            "problems": dict(r.problems)} for t, r in loads.items()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    name = getattr(args, "label", None) or getattr(args, "checkpoint", None) or getattr(args, "hf_dir", None) \
+        or getattr(args, "endpoint", None)
+    make_record(summary, model_name=name, model_fingerprint=model.fingerprint, data_path=prov["data"],
+                data_hash=prov["data_hash"], config=prov["settings"], load=summary["load"]).write(record_file(out))
     return summary
 
 
@@ -162,13 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = score_samples(args.samples, args.out, _judge(args),
                                 ScoreOptions(official_clustering=args.official_clustering), log=log.info)
         recorded = Path(args.samples).parent / RUN_RECORD   # samples made by `run` carry their provenance
-        if recorded.is_file():
-            summary["provenance"] = json.loads(recorded.read_text())
-            (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        prov = json.loads(recorded.read_text()) if recorded.is_file() else {}
+        make_record(summary, model_name=None, model_fingerprint=prov.get("model_fingerprint"),
+                    data_path=prov.get("data"), data_hash=prov.get("data_hash"),
+                    config=dict(prov.get("settings") or {}, samples=str(args.samples))).write(record_file(args.out))
     else:
         prepared = prepare_run(args)
         from evals.backends import open_model_from_args
-        model = open_model_from_args(args, default_cache_dir=str(Path(args.out) / "generation_cache"))
+        model = open_model_from_args(args, default_cache_dir=str(cache_dir(args.out)))
         summary = run_with_model(model, args, prepared)
     print(_summary_line(summary), flush=True)
     return 0

@@ -1,8 +1,8 @@
 """Stage 2: score saved samples with no model: groups, SE, CP, persuaded / stubborn, aggregates, plots.
 
 Reads `samples.jsonl` (one line per (id, condition); a sample's distribution is inline as `dist` or a
-`dist_ref` row of a distribution file next to it) and writes `scores.jsonl` (one line per id),
-`summary.json` and `distributions.png`. Lines and distributions that break the format are counted by
+`dist_ref` row of a distribution file next to it) and writes `scores.jsonl` (one line per id) and
+`distributions.png`; the summary it returns becomes the run's EvalRecord (`record`). Lines and distributions that break the format are counted by
 reason; an item with bad distributions keeps its SE and persuaded / stubborn verdicts and gets
 `coherent_persuasion: null` with the reason.
 """
@@ -231,7 +231,7 @@ def plot_distributions(rows: list[dict], path: Path) -> None:
 def score_samples(samples_path: str | Path, out_dir: str | Path, judge: Judge,
                   options: ScoreOptions = ScoreOptions(),
                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Score a samples file into out_dir; returns the summary (also written to summary.json)."""
+    """Score a samples file into out_dir (scores.jsonl, distributions.png); returns the summary."""
     samples_path, out_dir = Path(samples_path), Path(out_dir)
     problems: collections.Counter = collections.Counter()
     records = read_samples(samples_path, problems)
@@ -260,6 +260,5 @@ def score_samples(samples_path: str | Path, out_dir: str | Path, judge: Judge,
     tmp.replace(out_dir / "scores.jsonl")
     summary = {"judge": judge.name, "official_clustering": options.official_clustering,
                "ids": len(rows), "by_type": summarise(rows), "problems": dict(problems)}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_distributions(rows, out_dir / "distributions.png")
     return summary

@@ -1,7 +1,8 @@
 """The main job's report: one section per part of the pipeline, built from the files each stage wrote.
 
-Every section builder reads only files in the run directory (no models, no imports of the stages'
-code), so the report can be rebuilt at any time; a section whose inputs are missing says what is
+Every section builder reads only files in the run directory, found through its `RunLayout`: the manifest
+says which models the run made, the evals' EvalRecords hold their numbers (no models are loaded), so the
+report can be rebuilt at any time; a section whose inputs are missing says what is
 missing instead of failing, and a section that breaks on unexpected content reports the error in
 one line and the rest of the report is still written.
 """
@@ -14,17 +15,12 @@ from typing import Callable
 
 from evals.report import eval_sections, pretraining, real_model
 from evals.report.document import Missing, Paragraph, Report, Section, Table, write_report
+from patch_training.contract.layout import RunLayout
 from patch_training.errors import one_line
 
-STAGE_LOG = "demo_stages.jsonl"   # written by scripts/demo.sh: one line per finished stage
-# The models the eval stages evaluate (scripts/demo_lib/models.sh), in report order; the last is the real
-# pretrained model (stage 12_pretrained), which has a section of its own as well.
-EVAL_MODELS = ("patch", "baseline", "finetuned", real_model.REAL)
-
-
-def stages_section(run_dir: Path) -> Section:
+def stages_section(layout: RunLayout) -> Section:
     s = Section("What ran")
-    path = run_dir / STAGE_LOG
+    path = layout.stage_file("stage_log")
     if not path.is_file():
         return s.add(Missing(f"{path} (scripts/demo.sh writes it as stages finish)"))
     latest: dict[str, dict] = {}
@@ -42,18 +38,32 @@ def stages_section(run_dir: Path) -> Section:
     return s
 
 
-def default_sections(run_dir: Path, fig_dir: Path) -> list[tuple[str, Callable[[], Section]]]:
+def models_section(layout: RunLayout) -> Section:
+    """The run's manifest: which models the stages made, from what, and their fingerprints."""
+    s = Section("Models this run produced")
+    models = layout.models()
+    if not models:
+        return s.add(Missing(f"{layout.manifest_path} (no stage has registered a model yet)"))
+    s.add(Paragraph("Each stage that makes a model adds it to the run's manifest; the eval stages evaluate the models "
+                    "listed there, in this order. The fingerprint hashes the checkpoint's files; each eval record "
+                    "also carries the fingerprint of the weights and numerics it decoded with."))
+    s.add(Table(["model", "kind", "stage", "checkpoint", "source", "fingerprint"],
+                [[m.name, m.kind, m.stage, m.checkpoint, m.source, m.fingerprint] for m in models]))
+    return s
+
+
+def default_sections(layout: RunLayout, fig_dir: Path) -> list[tuple[str, Callable[[], Section]]]:
     return [
-        ("What ran", lambda: stages_section(run_dir)),
-        ("Real model", lambda: real_model.section(run_dir, [m for m in EVAL_MODELS if m != real_model.REAL])),
-        ("Pre-training", lambda: pretraining.section(run_dir, fig_dir)),
-        ("Samples", lambda: pretraining.samples_section(run_dir)),
-        ("Case2Code data", lambda: eval_sections.case2code_data_section(run_dir, fig_dir)),
-        ("Fine-tuning", lambda: eval_sections.finetune_section(run_dir)),
-        ("Case2Code eval", lambda: eval_sections.case2code_eval_section(run_dir, list(EVAL_MODELS))),
-        ("SolverLearner", lambda: eval_sections.solverlearner_section(run_dir)),
-        ("DynamicQA", lambda: eval_sections.dynamicqa_section(
-            run_dir, [(m, f"dynamicqa/{m}") for m in EVAL_MODELS])),
+        ("What ran", lambda: stages_section(layout)),
+        ("Models", lambda: models_section(layout)),
+        ("Real model", lambda: real_model.section(layout)),
+        ("Pre-training", lambda: pretraining.section(layout, fig_dir)),
+        ("Samples", lambda: pretraining.samples_section(layout)),
+        ("Case2Code data", lambda: eval_sections.case2code_data_section(layout, fig_dir)),
+        ("Fine-tuning", lambda: eval_sections.finetune_section(layout)),
+        ("Case2Code eval", lambda: eval_sections.case2code_eval_section(layout)),
+        ("SolverLearner", lambda: eval_sections.solverlearner_section(layout)),
+        ("DynamicQA", lambda: eval_sections.dynamicqa_section(layout)),
     ]
 
 
@@ -68,7 +78,7 @@ def build(run_dir: Path) -> Report:
         "not the papers' results, which need a TPU pod and billions of tokens. A real pretrained model "
         "(SmolLM2-135M-Instruct) runs the same evals beside them, on small slices, so the evals are seen measuring "
         "a model that can answer.")
-    for title, make in default_sections(run_dir, fig_dir):
+    for title, make in default_sections(RunLayout(run_dir), fig_dir):
         try:
             report.sections.append(make())
         except Exception as e:  # one broken section must not lose the others

@@ -1,4 +1,6 @@
-"""Report sections for the Case2Code data, fine-tuning and the three evals, read from their output files."""
+"""Report sections for the Case2Code data, fine-tuning and the three evals. The evals' numbers come from their
+EvalRecords only, found through the run layout (never from their Markdown views), and the models are the
+run's manifest's."""
 from __future__ import annotations
 
 import json
@@ -7,28 +9,42 @@ from pathlib import Path
 from evals.case2code.protocol import OFFICIAL_MEAN_HIDDEN
 from evals.report.document import Figure, Missing, Paragraph, Section, Table
 from evals.report.intervals import wilson
+from patch_training.contract.layout import RunLayout
+from patch_training.contract.records import EvalRecord
+
+SOLVERLEARNER_SETTINGS = ("deductive_zeroshot", "deductive_fewshot", "inductive_fewshot", "solverlearner")
 
 
-def tables_from_markdown(text: str) -> list[Table]:
-    """The pipe tables of a Markdown text (the evals' own `results.md` / `table.md`) as Table blocks."""
-    tables, rows = [], []
-    for line in text.splitlines() + [""]:
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= set("-: ") for c in cells):
-                rows.append(cells)
-        elif rows:
-            tables.append(Table(rows[0], rows[1:]))
-            rows = []
-    return tables
+def eval_records(layout: RunLayout, eval_name: str) -> list[tuple[str, str | None, EvalRecord]]:
+    """(model, part, record) of every record the eval wrote in this run, in the manifest's model order."""
+    return [(model, part, EvalRecord.read(path)) for model, part, path in layout.eval_records(eval_name)]
 
 
-def solverlearner_section(run_dir: Path) -> Section:
+def missing_models(layout: RunLayout, eval_name: str, found: list[tuple[str, str | None, EvalRecord]],
+                   stage: str) -> list[Missing]:
+    """A line for each manifest model the eval has no record of."""
+    have = {m for m, _, _ in found}
+    return [Missing(f"{layout.eval_dir(eval_name, m.name)} (stage {stage} has not run for {m.name}, or "
+                    "scripts/demo_lib/models.sh leaves it out)") for m in layout.models() if m.name not in have]
+
+
+def _cell(c: dict | None) -> str | None:
+    if c is None:
+        return None
+    text = f"{c['accuracy']:.3f}"
+    if c.get("object_accuracy") is not None:
+        text += f" (obj {c['object_accuracy']:.3f})"
+    if c.get("parse_failures"):
+        text += f" [{c['parse_failures']} pf]"
+    return text + f" n={c['n']}"
+
+
+def solverlearner_section(layout: RunLayout) -> Section:
     s = Section("SolverLearner: deductive vs inductive reasoning (arithmetic, syntax, spatial, cipher)")
-    out = run_dir / "solverlearner"
-    table = out / "table.md"
-    if not table.is_file():
-        return s.add(Missing(f"{table} (stage 50_solverlearner has not run)"))
+    found = eval_records(layout, "solverlearner")
+    if not found:
+        return s.add(Missing(f"{layout.eval_dir('solverlearner', '<model>')}/record.json (stage 50_solverlearner "
+                             "has not run)"))
     s.add(Paragraph(
         "Each task has an everyday variant (base 10, SVO order, the default direction map, shift 0) and a "
         "counterfactual one. Settings: deductive zero-/few-shot (the rule is stated), inductive few-shot (only "
@@ -37,30 +53,37 @@ def solverlearner_section(run_dir: Path) -> Section:
         "everywhere; the rule-blind row always assumes the everyday rule and must read 1.0 on the everyday variants "
         "and about 0 on the counterfactual ones. Between them they show the harness measures what it claims. A parse "
         "failure counts as wrong. n = problems per cell (the demo keeps it small)."))
-    for t in tables_from_markdown(table.read_text()):
-        s.add(t)
-    slices = _solverlearner_slices(out)
+    settings = [st for st in SOLVERLEARNER_SETTINGS
+                if any(c["setting"] == st for _, _, r in found for c in r.table("cells"))]
+    rows = []
+    for model, _, record in found:
+        cells: dict[tuple[str, str], dict[str, dict]] = {}
+        for c in record.table("cells"):
+            cells.setdefault((c["task"], c["variant"]), {})[c["setting"]] = c
+        rows += [[model, task, variant] + [_cell(by.get(st)) for st in settings]
+                 for (task, variant), by in sorted(cells.items())]
+    s.add(Table(["model", "task", "variant"] + settings, rows,
+                "Accuracy = correct / all predictions of the cell; [k pf] = k parse failures (counted wrong); "
+                "spatial shows room accuracy and obj = per-object accuracy (centroid rule)."))
+    s.add(*missing_models(layout, "solverlearner", found, "50_solverlearner"))
+    slices = _solverlearner_slices(found)
     if slices:
         s.add(Paragraph(slices))
-    for row in sorted(p for p in out.iterdir() if p.is_dir()):
-        chart = row / "chart.png"
+    for model, part, record in found:
+        chart = layout.eval_dir("solverlearner", model, part) / "chart.png"
         if chart.is_file():
-            s.add(Figure(chart, f"SolverLearner, {row.name}: accuracy per variant and setting"))
+            s.add(Figure(chart, f"SolverLearner, {model}: accuracy per variant and setting"))
     return s
 
 
-def _solverlearner_slices(out: Path) -> str | None:
+def _solverlearner_slices(found: list[tuple[str, str | None, EvalRecord]]) -> str | None:
     """Which slice each row ran: the first n problems of each variant, and how many each variant has."""
     ns, avail = [], {}
-    for row in sorted(p for p in out.iterdir() if p.is_dir()):
-        path = row / "results.json"
-        if not path.is_file():
-            continue
-        r = json.loads(path.read_text())
-        sizes = sorted(set(r.get("n", {}).values()))
+    for model, _, record in found:
+        sizes = sorted({c["n"] for c in record.table("cells")})
         if sizes:
-            ns.append(f"{row.name} {'/'.join(map(str, sizes))}")
-        avail.update(r.get("problems_available", {}))
+            ns.append(f"{model} {'/'.join(map(str, sizes))}")
+        avail.update({f"{v['task']}/{v['variant']}": v["problems_available"] for v in record.table("variants")})
     if not ns:
         return None
     text = "Slices: the first n problems of each variant, n = " + ", ".join(ns)
@@ -89,9 +112,9 @@ def _funnel_plot(stages: list[tuple[str, int]], out: Path) -> Path:
     return path
 
 
-def case2code_data_section(run_dir: Path, fig_dir: Path) -> Section:
+def case2code_data_section(layout: RunLayout, fig_dir: Path) -> Section:
     s = Section("Case2Code data synthesised from real Python functions")
-    path = run_dir / "case2code_data" / "funnel.json"
+    path = layout.stage_dir("case2code_data") / "funnel.json"
     if not path.is_file():
         return s.add(Missing(f"{path} (stage 30_case2code_synthesis has not run)"))
     funnel = json.loads(path.read_text())
@@ -112,18 +135,18 @@ def case2code_data_section(run_dir: Path, fig_dir: Path) -> Section:
     return s
 
 
-def _dynamicqa_rows(label: str, summary: dict) -> list[list]:
+def _dynamicqa_rows(label: str, record: EvalRecord) -> list[list]:
+    load = {r["fact_type"]: r for r in record.table("load")}
     rows = []
-    for fact_type, m in summary.get("by_type", {}).items():
-        load = summary.get("load", {}).get(fact_type, {})
-        of = f"{load.get('rows')} of {load['rows_in_file']}" if load.get("rows_in_file") else load.get("rows")
-        rows.append([label, fact_type, of, m.get("items"), m.get("semantic_entropy"), m.get("coherent_persuasion"),
+    for m in record.table("by_type"):
+        ld = load.get(m["fact_type"], {})
+        of = f"{ld.get('rows')} of {ld['rows_in_file']}" if ld.get("rows_in_file") else ld.get("rows")
+        rows.append([label, m["fact_type"], of, m.get("items"), m.get("semantic_entropy"), m.get("coherent_persuasion"),
                      m.get("persuaded"), m.get("stubborn"), m.get("mean_q_only_groups")])
     return rows
 
 
-def dynamicqa_section(run_dir: Path, models: list[tuple[str, str]]) -> Section:
-    """`models`: (label, output subdirectory of RUN_DIR) for each model the stage evaluated."""
+def dynamicqa_section(layout: RunLayout) -> Section:
     s = Section("DynamicQA: knowledge conflict (semantic entropy, coherent persuasion)")
     s.add(Paragraph(
         "Each question is asked alone (q-only) and with a context that states the gold answer or a substitute. "
@@ -136,23 +159,24 @@ def dynamicqa_section(run_dir: Path, models: list[tuple[str, str]]) -> Section:
         "cannot test that, it shows the pipeline end to end (the real model's numbers, with intervals, are in its own "
         "section). The demo groups answers with the ROUGE judge; the "
         "paper's NLI judge runs with --judge nli --nli_dir."))
+    found = eval_records(layout, "dynamicqa")
+    s.add(*missing_models(layout, "dynamicqa", found, "60_dynamicqa"))
     rows, figures = [], []
-    for label, sub in models:
-        path = run_dir / sub / "summary.json"
-        if not path.is_file():
-            s.add(Missing(f"{path} ({label}: stage 60_dynamicqa has not run for it)"))
-            continue
-        rows += _dynamicqa_rows(label, json.loads(path.read_text()))
-        if (run_dir / sub / "distributions.png").is_file():
-            figures.append(Figure(run_dir / sub / "distributions.png", f"{label}: SE and CP per fact type"))
+    for model, part, record in found:
+        rows += _dynamicqa_rows(model, record)
+        png = layout.eval_dir("dynamicqa", model, part) / "distributions.png"
+        if png.is_file():
+            figures.append(Figure(png, f"{model}: SE and CP per fact type"))
     if rows:
         s.add(Table(["model", "fact type", "rows (of file)", "items", "SE", "CP", "persuaded", "stubborn",
                      "q-only groups"], rows))
+    elif not found:
+        s.add(Missing(f"{layout.eval_dir('dynamicqa', '<model>')}/record.json (stage 60_dynamicqa has not run)"))
     s.add(*figures)
     return s
 
 
-def case2code_eval_section(run_dir: Path, models: list[str]) -> Section:
+def case2code_eval_section(layout: RunLayout) -> Section:
     s = Section("Case2Code eval: can the model write the function behind input/output examples?")
     s.add(Paragraph(
         "The official protocol (REFERENCE §2): the row's prompt plus the official call-signature reminder, greedy "
@@ -167,33 +191,27 @@ def case2code_eval_section(run_dir: Path, models: list[str]) -> Section:
         "an easier test and reads higher. The demo's own models are cut far below the protocol's 2,048 new tokens (their "
         "answers would not finish anyway), so most end as `truncated`; the real model keeps 2,048 on a smaller slice "
         "and is asked through its chat template. The interval is Wilson's, 95%."))
-    base = run_dir / "case2code_eval"
+    found = eval_records(layout, "case2code")
+    if not found:
+        s.add(Missing(f"{layout.eval_dir('case2code', '<model>', '<set>')}/record.json (stage 40_case2code_eval has "
+                      "not run)"))
+    s.add(*missing_models(layout, "case2code", found, "40_case2code_eval"))
     rows, figures = [], []
-    for model in models:
-        for data in ("synthetic", "official"):
-            path = base / model / data / "results.json"
-            if not path.is_file():
-                s.add(Missing(f"{path} (stage 40_case2code_eval has not run for {model} on {data}, or "
-                              "scripts/demo_lib/models.sh leaves that model out of that set)"))
-                continue
-            r = json.loads(path.read_text())
-            summ = r["summary"]
-            gold = summ.get("gold", {})
-            statuses = ", ".join(f"{k} {v}" for k, v in summ.get("counts_by_status", {}).items())
-            hidden = summ.get("inputs_per_row", {}).get("hidden", {}).get("mean")
-            n, total = summ.get("n_rows"), r.get("data_rows_in_file")
-            passed = summ.get("counts_by_status", {}).get("passed", 0)
-            lo, hi = wilson(passed, n) if n else (None, None)
-            rows.append([model, data, f"{n} of {total}" if total else n, summ.get("pass_at_1"),
-                         None if lo is None else f"{lo:.3f}–{hi:.3f}",
-                         None if hidden is None else round(hidden, 1), summ.get("gold_ceiling"),
-                         f"{gold.get('passed')}/{gold.get('rows')}" if gold else None,
-                         r["config"].get("max_new_tokens"), bool(r["config"].get("chat")), statuses,
-                         r.get("wall_s", {}).get("total")])
-            png = path.parent / "results.png"
-            if png.is_file() and data == "synthetic":
-                figures.append(Figure(png, f"Case2Code on the synthetic test split, {model}: pass rate by number "
-                                           "of shown examples and by status"))
+    for model, data, record in found:
+        summ, cfg = record.summary, record.config
+        statuses = ", ".join(f"{r['status']} {r['answers']}" for r in record.table("statuses"))
+        hidden = summ.get("hidden_inputs_mean")
+        n, total = summ.get("n_rows"), summ.get("data_rows_in_file")
+        lo, hi = wilson(summ.get("passed", 0), n) if n else (None, None)
+        gold = (f"{summ.get('gold_passed')}/{summ.get('gold_rows')}" if summ.get("gold_rows") is not None else None)
+        rows.append([model, data, f"{n} of {total}" if total else n, summ.get("pass_at_1"),
+                     None if lo is None else f"{lo:.3f}–{hi:.3f}",
+                     None if hidden is None else round(hidden, 1), summ.get("gold_ceiling"), gold,
+                     cfg.get("max_new_tokens"), bool(cfg.get("chat")), statuses, summ.get("wall_s")])
+        png = layout.eval_dir("case2code", model, data) / "results.png"
+        if png.is_file() and data == "synthetic":
+            figures.append(Figure(png, f"Case2Code on the synthetic test split, {model}: pass rate by number "
+                                       "of shown examples and by status"))
     if rows:
         s.add(Table(["model", "data", "rows (of file)", "pass@1", "95% CI", "hidden inputs/row", "gold ceiling",
                      "gold passed", "max new tokens", "chat", "statuses", "wall (s)"], rows))
@@ -201,9 +219,9 @@ def case2code_eval_section(run_dir: Path, models: list[str]) -> Section:
     return s
 
 
-def finetune_section(run_dir: Path) -> Section:
+def finetune_section(layout: RunLayout) -> Section:
     s = Section("Case2Code fine-tuning (direct variant)")
-    ft = run_dir / "finetune_direct"
+    ft = layout.stage_dir("finetune")
     path = ft / "finetune.json"
     if not path.is_file():
         return s.add(Missing(f"{path} (stage 35_finetune has not run)"))

@@ -6,14 +6,11 @@ from pathlib import Path
 
 from evals.report.document import Figure, Missing, Paragraph, Section, Table
 from patch_training import run_summary
+from patch_training.contract.layout import RunLayout
 
-PATCH_RUN = "."              # the two-stage run lives at the demo run root
-BASELINE_RUN = "baseline"    # the token-only run (λ = 0) at the same token budget
-
-
-def _runs(run_dir: Path) -> list[tuple[str, Path]]:
-    return [("patch-level (K=4, λ=2/3) then token-level", run_dir / PATCH_RUN),
-            ("token-only baseline", run_dir / BASELINE_RUN)]
+def _runs(layout: RunLayout) -> list[tuple[str, Path]]:
+    return [("patch-level (K=4, λ=2/3) then token-level", layout.stage_dir("pretrain")),
+            ("token-only baseline", layout.stage_dir("baseline"))]
 
 
 def _plot(rows: list[dict], curves: dict[str, list], out: Path) -> Path:
@@ -50,7 +47,7 @@ def _plot(rows: list[dict], curves: dict[str, list], out: Path) -> Path:
     return path
 
 
-def section(run_dir: Path, fig_dir: Path) -> Section:
+def section(layout: RunLayout, fig_dir: Path) -> Section:
     s = Section("Pre-training: patch-level vs token-only at the same number of tokens")
     s.add(Paragraph(
         "Both runs train the same `small` model on the same token budget of the default code corpus. The patch "
@@ -59,7 +56,7 @@ def section(run_dir: Path, fig_dir: Path) -> Section:
         "fresh optimizer; its compute relative to token-only is λ/K + (1 − λ) = 0.5. Validation is token-level "
         "loss on the held-out code split and on WikiText-103 (documents outside the training domain)."))
     rows, curves, missing = [], {}, []
-    for label, root in _runs(run_dir):
+    for label, root in _runs(layout):
         cost = run_summary.load_cost(root)
         if cost is None:
             missing.append(f"{label}: no {root / 'cost.json'} (the run has not started)")
@@ -98,10 +95,10 @@ def section(run_dir: Path, fig_dir: Path) -> Section:
     return s
 
 
-def samples_section(run_dir: Path) -> Section:
+def samples_section(layout: RunLayout) -> Section:
     s = Section("Samples from the pre-trained model")
-    path = run_dir / "demo_samples.jsonl"
-    prompts_path = run_dir / "demo_prompts.jsonl"
+    path = layout.stage_file("samples")
+    prompts_path = layout.stage_file("prompts")
     if not path.is_file():
         return s.add(Missing(f"{path} (the sampling stage has not run)"))
     prompts = {}

@@ -6,7 +6,8 @@ run:     generate completions for --tasks × --settings (through the shared gene
 prompts: write `{"id", "setting", "prompt", "answer_lead"}` lines (--out is the JSONL file) for a model run
          elsewhere; its completions continue the prompt (the lead is already in it).
 score:   judge anyone's completions (`{"id", "setting", "completion"}` lines).
-combine: several runs' results.json side by side in one markdown table (the demo's table).
+combine: several runs' record.json side by side in one markdown table (a human view; the report reads the records).
+run/score write record.json (the EvalRecord), judged.jsonl (per item), results.md and chart.png into --out.
 The last stdout line of run/score is one JSON object: accuracy, parse_failures and n per cell (and more).
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from evals.solverlearner.common import SETTINGS
 from evals.solverlearner.harness_backends import HARNESS_BACKENDS, harness_model
 from evals.solverlearner.prompts import build_prompt
 from evals.solverlearner.tasks import TASK_NAMES, ProblemBank, check_settings, make_tasks, parse_task_specs
+from patch_training.contract.layout import cache_dir, record_file
+from patch_training.contract.records import EvalRecord
 from patch_training.errors import UserError, run_cli
 from patch_training.shared_data import shared_data_dir
 
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(sc)
     sc.add_argument("--predictions", required=True)
     cb = sub.add_parser("combine", help="several runs' results side by side")
-    cb.add_argument("--results", nargs="+", required=True, metavar="LABEL=RESULTS_JSON")
+    cb.add_argument("--results", nargs="+", required=True, metavar="LABEL=RECORD_JSON")
     cb.add_argument("--out", required=True, help="markdown file to write")
     return ap
 
@@ -113,7 +116,7 @@ def _open_model(args, items, bank):
         return harness_model(args.harness, bank.tasks, items)
     if not (args.checkpoint or args.hf_dir or args.endpoint):
         raise UserError("run needs a model: --checkpoint DIR, --hf_dir DIR, --endpoint URL or --harness NAME")
-    return backends.open_model_from_args(args, default_cache_dir=str(Path(args.out) / "gen_cache"))
+    return backends.open_model_from_args(args, default_cache_dir=str(cache_dir(args.out)))
 
 
 def main(argv=None) -> int:
@@ -122,13 +125,13 @@ def main(argv=None) -> int:
     from evals.solverlearner import pipeline  # keeps `--help` light
 
     if args.command == "combine":
-        summaries = {}
+        records = {}
         for spec in args.results:
             label, sep, path = spec.partition("=")
-            if not sep or not Path(path).is_file():
-                raise UserError(f"--results {spec!r}: expected LABEL=path/to/results.json of an existing file")
-            summaries[label] = json.loads(Path(path).read_text())
-        Path(args.out).write_text("# SolverLearner\n\n" + report.markdown(summaries))
+            if not sep:
+                raise UserError(f"--results {spec!r}: expected LABEL=path/to/record.json")
+            records[label] = EvalRecord.read(path)
+        Path(args.out).write_text("# SolverLearner\n\n" + report.markdown(records))
         print(Path(args.out).read_text())
         return 0
     out = Path(args.out)
@@ -163,12 +166,15 @@ def main(argv=None) -> int:
         config = {"n_shots": args.n_shots, "cipher_words": args.cipher_words, "cipher_seed": args.cipher_seed}
         preds = pipeline.generate(model, bank, items, out, direct_sampling=direct, code_sampling=code,
                                   batch_size=max(1, int(getattr(args, "batch_size", 8) or 8)), config=config)
-        title = f"SolverLearner ({args.harness or args.checkpoint or args.hf_dir or args.endpoint})"
+        source = args.harness or args.checkpoint or args.hf_dir or args.endpoint
+        title = f"SolverLearner ({source})"
+        name = getattr(args, "label", None) or source
         fingerprint = model.fingerprint
         settings = dict(config, direct_sampling=direct.key(), code_sampling=code.key())
     else:
         preds = Path(args.predictions)
         title = f"SolverLearner ({preds})"
+        name = None
         bank = None
         # predictions made by `run` elsewhere carry their run.json: the model and settings come from there
         run_json = preds.parent / "run.json"
@@ -178,10 +184,9 @@ def main(argv=None) -> int:
                                 "cipher_seed": args.cipher_seed, "predictions": str(preds)}
     if bank is None:
         bank = _bank(args)
-    from evals.provenance import provenance
-    prov = provenance(model_fingerprint=fingerprint, data_hash="", data=str(bank.data_dir), settings=settings)
-    summary = pipeline.score(preds, bank, out, workers=args.workers, title=title, provenance=prov)
-    print(f"report: {out / 'results.md'}, {out / 'chart.png'}", file=sys.stderr)
+    summary = pipeline.score(preds, bank, out, workers=args.workers, title=title, model_name=name,
+                             model_fingerprint=fingerprint, config=settings)
+    print(f"record: {record_file(out)}; views: {out / 'results.md'}, {out / 'chart.png'}", file=sys.stderr)
     print(json.dumps(summary, sort_keys=True))
     return 0
 

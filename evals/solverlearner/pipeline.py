@@ -1,5 +1,5 @@
 """The two stages: `generate` (prompts -> predictions.jsonl, resumable) and `score` (predictions -> judged.jsonl
-and the report). `run` is both in a row."""
+and the EvalRecord). `run` is both in a row."""
 from __future__ import annotations
 
 import collections
@@ -14,8 +14,10 @@ from evals.solverlearner import report
 from evals.solverlearner.common import Problem
 from evals.provenance import check_run_record
 from evals.solverlearner.prompts import lead_prompt
+from evals.solverlearner.record import make_record
 from evals.solverlearner.scoring import aggregate, judge_predictions, read_predictions
 from evals.solverlearner.tasks import ProblemBank
+from patch_training.contract.layout import record_file
 from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -97,11 +99,11 @@ def data_hash(bank: ProblemBank, ids: Iterable[str]) -> str:
 
 
 def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | None = None, pool=None,
-          title: str = "SolverLearner", provenance: dict | None = None) -> dict:
-    """Judge `predictions` (sandbox for solverlearner lines), write judged.jsonl + the report; -> summary.
-    With `pool` given it is used (and left open); otherwise one is started for this batch when needed.
-    `provenance` (evals.provenance shape) is stored in results.json with its data_hash set from the problems
-    judged here."""
+          title: str = "SolverLearner", model_name: str | None = None, model_fingerprint: str | None = None,
+          config: dict | None = None) -> dict:
+    """Judge `predictions` (sandbox for solverlearner lines), write judged.jsonl, the EvalRecord (record.json,
+    its data hash over the problems judged here) and its human views; -> the aggregate summary.
+    With `pool` given it is used (and left open); otherwise one is started for this batch when needed."""
     from evals.execution import Limits, SandboxPool
 
     out = Path(out)
@@ -127,9 +129,11 @@ def score(predictions: Path, bank: ProblemBank, out: Path, *, workers: int | Non
     # How many problems each judged variant has in all, so a slice (`--limit`) can say "n of N".
     variants = sorted({(r["task"], r["variant"]) for r in judged})
     summary["problems_available"] = {f"{t}/{v}": len(bank.problems(t, v)) for t, v in variants}
-    if provenance is not None:
-        summary["provenance"] = {**provenance, "data_hash": data_hash(bank, (r["id"] for r in judged))}
     if bad:
         log.warning("skipped prediction lines: %s", dict(bad))
-    report.write_report(summary, out, title)
+    record = make_record(summary, model_name=model_name, model_fingerprint=model_fingerprint,
+                         data_path=str(bank.data_dir), data_hash=data_hash(bank, (r["id"] for r in judged)),
+                         config=dict(config or {}, predictions=str(predictions)))
+    record.write(record_file(out))
+    report.write_views(record, out, title)
     return summary

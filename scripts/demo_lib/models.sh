@@ -1,17 +1,17 @@
-# Sourced by the demo's eval stages: the models the main job evaluates, as "label checkpoint-dir" lines,
-# in report order. A model whose directory does not exist yet (its stage has not run) is left out with a
-# line on stderr. DEMO_EVAL_MODELS="patch finetuned" limits the list.
+# Sourced by the demo's stages. Every path of the run and every model list comes from the run layout
+# (patch_training/contract/layout.py), asked through its CLI; nothing here spells a model or a sub-path.
+
+# run_layout COMMAND RUN_DIR ...: `stage RUN_DIR NAME`, `file RUN_DIR NAME`, `eval RUN_DIR EVAL [MODEL [PART]]`,
+# `add RUN_DIR --name N --checkpoint P --stage S`, `has RUN_DIR NAME`, `models RUN_DIR`.
+run_layout() {
+  "${PY:-.venv/bin/python}" -m patch_training.main.run_layout "$@"
+}
+
+# The models the eval stages evaluate, as "label checkpoint-dir" lines: the run manifest's, in the order the stages
+# made them. A model whose checkpoint is gone is left out with a line on stderr. DEMO_EVAL_MODELS="patch finetuned"
+# limits the list.
 demo_models() {  # run_dir
-  local run_dir="$1" label dir
-  while read -r label dir; do
-    if [ -n "${DEMO_EVAL_MODELS:-}" ] && [[ " $DEMO_EVAL_MODELS " != *" $label "* ]]; then continue; fi
-    if [ -d "$dir" ]; then echo "$label $dir"; else echo "   (model '$label' not evaluated: no $dir yet)" >&2; fi
-  done <<LIST
-patch $run_dir/stage2_token
-baseline $run_dir/baseline/stage2_token
-finetuned $run_dir/finetune_direct
-smollm2 $run_dir/smollm2
-LIST
+  run_layout models "$1" --only "${DEMO_EVAL_MODELS:-}"
 }
 
 # The flags one model gets in one eval (case2code/official, case2code/synthetic, solverlearner, dynamicqa),

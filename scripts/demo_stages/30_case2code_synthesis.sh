@@ -7,7 +7,9 @@
 set -euo pipefail
 run_dir="$1"
 PY="${PY:-.venv/bin/python}"
+source scripts/demo_lib/models.sh
 MAX_FUNCTIONS="${C2C_DEMO_MAX_FUNCTIONS:-800}"
-echo "== Case2Code synthesis (typed inputs, at most $MAX_FUNCTIONS harvested functions) -> $run_dir/case2code_data" >&2
-"$PY" -m case2code_finetune.synthesize --out "$run_dir/case2code_data" --inputs typed \
+out="$(run_layout stage "$run_dir" case2code_data)"
+echo "== Case2Code synthesis (typed inputs, at most $MAX_FUNCTIONS harvested functions) -> $out" >&2
+"$PY" -m case2code_finetune.synthesize --out "$out" --inputs typed \
   --max_functions "$MAX_FUNCTIONS" --min_test 50

@@ -5,26 +5,29 @@
 set -euo pipefail
 run_dir="$1"; shift
 PY="${PY:-.venv/bin/python}"
-data="$run_dir/case2code_data"
-out="$run_dir/finetune_direct"
+source scripts/demo_lib/models.sh
+data="$(run_layout stage "$run_dir" case2code_data)"
+out="$(run_layout stage "$run_dir" finetune)"
 if [[ ! -f "$data/train.jsonl" || ! -f "$data/validation.jsonl" ]]; then
   echo "== Case2Code fine-tuning skipped: no synthesised data in $data (train.jsonl + validation.jsonl)" >&2
   exit 0
 fi
-if [[ ! -d "$run_dir/stage2_token/checkpoints" ]]; then
-  echo "== Case2Code fine-tuning skipped: no pretrained model in $run_dir/stage2_token" >&2
+read -r _ init < <(DEMO_EVAL_MODELS=patch demo_models "$run_dir") || true
+if [[ -z "${init:-}" ]]; then
+  echo "== Case2Code fine-tuning skipped: the run's manifest has no pretrained 'patch' model (stage 10_pretrain)" >&2
   exit 0
 fi
 if "$PY" -c 'import json,sys; s=json.load(open(sys.argv[1])); sys.exit(0 if s.get("status")=="completed" else 1)' \
      "$out/finetune.json" 2>/dev/null; then
   echo "== Case2Code fine-tuning already completed in $out" >&2
 else
-  echo "== Case2Code fine-tuning (direct variant): $run_dir/stage2_token on $data -> $out" >&2
+  echo "== Case2Code fine-tuning (direct variant): $init on $data -> $out" >&2
   "$PY" -m case2code_finetune.finetune \
     --gin_file=configs/experiments/case2code/direct_small_cpu.gin \
-    --gin.MODEL_DIR="'$out'" --gin.INIT_CHECKPOINT="'$run_dir/stage2_token'" \
+    --gin.MODEL_DIR="'$out'" --gin.INIT_CHECKPOINT="'$init'" \
     --gin.CASE2CODE_DATA_DIR="'$data'" "$@"
 fi
+run_layout add "$run_dir" --name finetuned --checkpoint "$out" --stage 35_finetune
 "$PY" - "$out/finetune.json" <<'REPORT'
 import json, sys
 s = json.load(open(sys.argv[1]))

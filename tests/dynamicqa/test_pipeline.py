@@ -72,7 +72,13 @@ def test_run_records_provenance_and_refuses_a_resume_under_other_settings(tmp_pa
     # the official protocol by default: no stop string, p_s over every step (EOS included)
     assert prov["settings"]["stop"] == [] and prov["settings"]["p_s_steps"] == "all"
     assert prov["settings"]["num_samples"] == 4 and prov["settings"]["temperature"] == 0.5
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["provenance"] == prov
+    from patch_training.contract.records import EvalRecord
+    record = EvalRecord.read(tmp_path / "run" / "record.json")
+    assert (record.eval, record.model_fingerprint, record.data_hash) == ("dynamicqa", prov["model_fingerprint"],
+                                                                         prov["data_hash"])
+    assert record.config["num_samples"] == 4 and record.config["judge"] == "exact"
+    assert record.table("load") == [{"fact_type": "static", "items": 1, "rows": 1, "rows_in_file": 3}]
+    assert record.table("by_type")[0]["fact_type"] == "static" and record.items_path == "scores.jsonl"
     # a slice says what it is a slice of: 1 row read of the file's 3
     assert {k: summary["load"]["static"][k] for k in ("rows", "rows_in_file")} == {"rows": 1, "rows_in_file": 3}
     # the same run resumes; more rows are other data, another p_s rule other settings: both refused

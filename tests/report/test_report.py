@@ -135,35 +135,72 @@ def test_report_html_loads_every_figure_in_a_headless_browser(run_dir, tmp_path)
     assert figures(bad) == 'data-figures="0/1"'
 
 
-def _write_real_model_run(root: Path, base10: int, base9: int) -> None:
-    """The real model's files as the stages write them: 3 of 10 official Case2Code rows passed, arithmetic with
-    `base10` / `base9` correct of 5 per direct setting, DynamicQA SE higher for temporal facts than static."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "pretrained.json").write_text(json.dumps({"name": "SmolLM2-135M-Instruct", "source": "/m/x.gguf",
-                                                      "sha256": "ab" * 32, "model_config": {"num_layers": 30}}))
-    c2c = root / "case2code_eval" / "smollm2" / "official"
-    c2c.mkdir(parents=True)
-    (c2c / "results.json").write_text(json.dumps({
-        "config": {"max_new_tokens": 2048, "chat": True}, "data_rows_in_file": 500,
-        "summary": {"n_rows": 10, "pass_at_1": 0.3, "counts_by_status": {"passed": 3, "truncated": 7}}}))
+def _c2c_summary(n: int, passed: int) -> dict:
+    """What `evals.case2code.scoring.score` returns, for `passed` of `n` rows (the rest truncated)."""
+    return {"n_rows": n, "n_predictions": n, "rows_without_predictions": 0, "samples_per_row": {"min": 1, "max": 1},
+            "pass_at_1": passed / n, "counts_by_status": {"passed": passed, "truncated": n - passed},
+            "extraction": {"python_block": n}, "pass_at_k_unbiased": {"1": passed / n},
+            "first_k_pass_official": {"1": passed / n},
+            "inputs_per_row": {"shown": {"mean": 3.0, "min": 3, "max": 3}, "hidden": {"mean": 22.0, "min": 20, "max": 24}},
+            "pass_at_1_by_shown_examples": {"3": {"rows": n, "pass_at_1": passed / n, "gold": 1.0}},
+            "gold_ceiling": 1.0, "pass_at_1_on_gold_solvable": passed / n,
+            "gold": {"rows": n, "passed": n, "rate": 1.0, "misses_by_class": {}, "reasons": {}, "misses": []}}
+
+
+def _sl_summary(right: dict[str, int], n: int = 5, solved: int = 0) -> dict:
+    """What `evals.solverlearner.scoring.aggregate` returns: arithmetic, `right[variant]` of `n` correct in each
+    direct setting, `solved` of `n` by the written solvers."""
     settings = ("deductive_zeroshot", "deductive_fewshot", "inductive_fewshot", "solverlearner")
-    acc, n = {}, {}
-    for variant, right in (("base10", base10), ("base9", base9)):
-        for st in settings:
-            acc[f"arithmetic/{variant}/{st}"] = (0 if st == "solverlearner" else right) / 5
-            n[f"arithmetic/{variant}/{st}"] = 5
-    sl = root / "solverlearner" / "smollm2"
-    sl.mkdir(parents=True)
-    (sl / "results.json").write_text(json.dumps({"accuracy": acc, "n": n, "parse_failures": {},
-                                                 "problems_available": {"arithmetic/base10": 1000}}))
-    dq = root / "dynamicqa" / "smollm2"
-    dq.mkdir(parents=True)
+    keys = [f"arithmetic/{v}/{st}" for v in right for st in settings]
+    return {"accuracy": {k: (solved if k.endswith("solverlearner") else right[k.split("/")[1]]) / n for k in keys},
+            "parse_failures": {k: 0 for k in keys}, "n": {k: n for k in keys}, "object_accuracy": {},
+            "exec_status": {}, "bad_lines": {}, "problems_available": {f"arithmetic/{v}": 1000 for v in right}}
+
+
+def _dqa_summary(se: dict[str, float]) -> dict:
+    """What `evals.dynamicqa.score.score_samples` returns, with the given mean SE per fact type."""
+    return {"judge": "rouge", "official_clustering": False, "ids": 4 * len(se), "problems": {},
+            "by_type": {t: {"items": 4, "semantic_entropy": v, "coherent_persuasion": None, "cp_items": 0,
+                            "cp_approximate": False, "persuaded": 0.5, "stubborn": 0.25, "mean_q_only_groups": 2.0}
+                        for t, v in se.items()}}
+
+
+def _write_eval_run(root: Path, base10: int, base9: int) -> None:
+    """A run dir as the stages leave it, from small fake EvalRecords built by the evals' own record makers and a
+    manifest: an own model `tiny_patch` and a pretrained `realm` (names no code spells). The real model passes 3
+    of 10 official Case2Code rows, has arithmetic with `base10` / `base9` correct of 5 per direct setting, and a
+    DynamicQA SE higher for temporal facts than static."""
+    from evals.case2code.record import make_record as c2c_record
+    from evals.dynamicqa.record import make_record as dqa_record
+    from evals.solverlearner.record import make_record as sl_record
+    from patch_training.contract.layout import RunLayout
+
+    lay = RunLayout(root)
+    for name, kind in (("tiny_patch", "trained"), ("realm", "pretrained")):
+        (root / name).mkdir(parents=True)
+        (root / name / "params.bin").write_bytes(name.encode())
+        lay.add_model(name, root / name, "10_pretrain" if kind == "trained" else "12_pretrained", kind=kind,
+                      source=None if kind == "trained" else "/m/x.gguf",
+                      info={} if kind == "trained" else {"display_name": "Real-M", "sha256": "ab" * 32,
+                                                         "model_config": {"num_layers": 30}})
+    ident = dict(model_fingerprint="f" * 16, data_hash="d" * 16)
+    for model, passed, chat, max_new in (("realm", 3, True, 2048), ("tiny_patch", 1, False, 48)):
+        c2c_record(model_name=model, data="/d/test.jsonl", config={"max_new_tokens": max_new, "chat": chat},
+                   summary=_c2c_summary(10, passed), skipped_data_rows={},
+                   extra={"data_rows_in_file": 500, "wall_s": 12.5}, **ident
+                   ).write(lay.record_path("case2code", model, "official"))
+    for model, right, solved in (("realm", {"base10": base10, "base9": base9}, 0),
+                                 ("tiny_patch", {"base10": 0, "base9": 0}, 0), ("oracle", {"base10": 5, "base9": 5}, 5)):
+        sl_record(_sl_summary(right, solved=solved), model_name=model, data_path="/d", config={}, **ident
+                  ).write(lay.record_path("solverlearner", model))
     se = {"static": [1.0, 1.1, 0.9, 1.0], "temporal": [3.0, 3.1, 2.9, 3.0]}
-    (dq / "scores.jsonl").write_text("".join(
+    for model in ("realm", "tiny_patch"):
+        load = {t: {"items": 4, "rows": 2, "rows_in_file": 900, "problems": {}} for t in se}
+        dqa_record(_dqa_summary({t: sum(v) / 4 for t, v in se.items()}), model_name=model, data_path="/d",
+                   config={}, load=load, **ident).write(lay.record_path("dynamicqa", model))
+    (lay.eval_dir("dynamicqa", "realm") / "scores.jsonl").write_text("".join(
         json.dumps({"fact_type": t, "semantic_entropy": v, "coherent_persuasion": float("nan")}) + "\n"
         for t, vs in se.items() for v in vs))
-    (dq / "summary.json").write_text(json.dumps({
-        "by_type": {t: {"items": 4} for t in se}, "load": {t: {"rows": 2, "rows_in_file": 900} for t in se}}))
 
 
 @pytest.mark.parametrize("base10,base9,verdict", [(5, 1, "Base-10 arithmetic is above the counterfactual base, "
@@ -171,14 +208,41 @@ def _write_real_model_run(root: Path, base10: int, base9: int) -> None:
                                                   (1, 2, "Base-10 arithmetic is not above the counterfactual base")])
 def test_real_model_section_states_what_its_numbers_show(tmp_path, base10, base9, verdict):
     from evals.report.intervals import wilson
-    _write_real_model_run(tmp_path, base10, base9)
+    _write_eval_run(tmp_path, base10, base9)
     md = to_markdown(demo_report.build(tmp_path), tmp_path)
     section = md.split("## A real pretrained model")[1].split("\n## ")[0]
+    assert section.startswith(" beside the demo's: Real-M")          # the manifest's pretrained model, by its info
     lo, hi = wilson(3, 10)
     assert (round(lo, 3), round(hi, 3)) == (0.108, 0.603)      # the textbook Wilson interval of 3/10
     assert "first 10 of 500 rows, greedy, ≤2048 new tokens, chat template" in section
     assert "0.300 (3/10) [0.108, 0.603]" in section and "3 of 10 rows" in section
+    assert "tiny_patch 1/10" in section                         # the manifest's own model beside it
     assert f"{base10 * 3}/15" in section and "first 5 of 1000 problems per variant" in section
     assert verdict in section
+    assert "The oracle row reads 1.0 in every cell" in section
     assert "DynamicQA SE, which the paper finds higher" in section and "temporal 3.00 (as the paper, intervals apart)" in section
     assert "first 2 of 900 rows (4 items)" in section
+
+
+def test_eval_sections_read_the_records_of_the_manifests_models(tmp_path):
+    _write_eval_run(tmp_path, 5, 1)
+    # A Markdown view beside the records must not be what the report shows.
+    (tmp_path / "evals" / "solverlearner" / "table.md").write_text("| model | task |\n|---|---|\n| bogus | row |\n")
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "w.bin").write_bytes(b"x")
+    from patch_training.contract.layout import RunLayout
+    RunLayout(tmp_path).add_model("later", tmp_path / "later", "35_finetune")   # in the manifest, never evaluated
+    md = to_markdown(demo_report.build(tmp_path), tmp_path)
+    c2c = md.split("## Case2Code eval")[1].split("\n## ")[0]
+    lines = [l for l in c2c.splitlines() if l.startswith("| tiny_patch") or l.startswith("| realm")]
+    assert [l.split(" | ")[0] for l in lines] == ["| tiny_patch", "| realm"]     # manifest order
+    assert "| tiny_patch | official | 10 of 500 | 0.1 |" in lines[0] and "passed 1, truncated 9" in lines[0]
+    assert "evals/case2code/later (stage 40_case2code_eval has not run for later" in c2c
+    sl = md.split("## SolverLearner")[1].split("\n## ")[0]
+    assert "| realm | arithmetic | base10 | 1.000 n=5 | 1.000 n=5 | 1.000 n=5 | 0.000 n=5 |" in sl
+    assert "| oracle | arithmetic | base9 |" in sl and "bogus" not in md
+    assert "Slices: the first n problems of each variant, n = tiny_patch 5, realm 5, oracle 5" in sl
+    dqa = md.split("## DynamicQA")[1].split("\n## ")[0]
+    assert "| tiny_patch | temporal | 2 of 900 | 4 | 3 |" in dqa
+    models = md.split("## Models this run produced")[1].split("\n## ")[0]
+    assert "| realm | pretrained | 12_pretrained | realm | /m/x.gguf |" in models

@@ -32,9 +32,16 @@ def test_oracle_scores_one_everywhere(bank, sl_pool, tmp_path):
     assert set(summary["parse_failures"].values()) == {0} and set(summary["n"].values()) == {3}
     assert summary["exec_status"]["arithmetic/base9/solverlearner"] == {"ok": 3}
     assert summary["problems_available"]["arithmetic/base9"] == len(bank.problems("arithmetic", "base9")) > 3
-    for name in ("results.json", "results.md", "chart.png", "judged.jsonl", "predictions.jsonl"):
+    for name in ("record.json", "results.md", "chart.png", "judged.jsonl", "predictions.jsonl"):
         assert (tmp_path / name).is_file()
     assert "| arithmetic | base9 |" in (tmp_path / "results.md").read_text()
+    from patch_training.contract.records import EvalRecord
+    record = EvalRecord.read(tmp_path / "record.json")
+    cells = {(c["task"], c["variant"], c["setting"]): c for c in record.table("cells")}
+    assert len(cells) == len(CELLS) * len(SETTINGS) and record.summary["correct"] == 3 * len(cells)
+    assert cells[("arithmetic", "base9", "solverlearner")]["correct"] == 3 and record.items_path == "judged.jsonl"
+    assert {"task": "arithmetic", "variant": "base9", "setting": "solverlearner", "status": "ok",
+            "count": 3} in record.table("exec_status")
 
 
 def test_rule_blind_scores_what_the_data_implies(bank, sl_pool, tmp_path):
@@ -138,14 +145,15 @@ def test_cli_run_and_score(tmp_path, capsys, data_dir):
           "--workers", "1"])
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again["accuracy"] == last["accuracy"]
-    # provenance: the same model, problems and settings whether judged by `run` or re-scored later
-    prov, prov2 = last["provenance"], again["provenance"]
-    assert prov["model_fingerprint"] == fingerprint_of("scripted", "solverlearner-oracle")
-    assert prov2["model_fingerprint"] == prov["model_fingerprint"]
-    assert len(prov["data_hash"]) == 16 and prov2["data_hash"] == prov["data_hash"]
-    assert prov["settings"]["code_sampling"]["max_new_tokens"] > 0 and prov2["settings"] == prov["settings"]
-    assert json.loads((out / "results.json").read_text())["provenance"] == prov
-    assert f"data hash `{prov['data_hash']}`" in (out / "results.md").read_text()
+    # the same model, problems and settings whether judged by `run` or re-scored later
+    from patch_training.contract.records import EvalRecord
+    rec, rec2 = EvalRecord.read(out / "record.json"), EvalRecord.read(tmp_path / "rescored" / "record.json")
+    assert rec.model_fingerprint == fingerprint_of("scripted", "solverlearner-oracle") == rec2.model_fingerprint
+    assert len(rec.data_hash) == 16 and rec2.data_hash == rec.data_hash and rec.model_name == "oracle"
+    assert rec.config["code_sampling"]["max_new_tokens"] > 0
+    assert {k: v for k, v in rec2.config.items() if k != "predictions"} == \
+        {k: v for k, v in rec.config.items() if k != "predictions"}
+    assert f"data hash `{rec.data_hash}`" in (out / "results.md").read_text()
 
 
 @pytest.mark.parametrize("argv,match", [

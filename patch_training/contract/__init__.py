@@ -1,0 +1,1 @@
+"""The run contract: checkpoint, run layout, eval record."""
