@@ -61,6 +61,7 @@ class EngineSpec:
     return_mean: bool = False        # keep a [B, V] running sum of the raw softmax per row
     mean_includes_stop: bool = False  # ... over every step, the one that sampled a stop token included
     mesh: Any = None                 # a ("data",) Mesh: rows split over its devices (evals.decode_mesh)
+    top_logprobs: int = 0            # also record each kept step's K most likely ids and their log-probs
 
 
 @dataclasses.dataclass
@@ -72,6 +73,8 @@ class Finished:
     stopped: bool
     probs: np.ndarray | None
     mean_dist: np.ndarray | None = None   # [V] fp32 when spec.return_mean and at least one step was summed
+    top_ids: list[list[int]] | None = None          # [steps][K] when spec.top_logprobs, most likely first
+    top_logprobs: list[list[float]] | None = None
 
 
 def _empty_state(spec: EngineSpec) -> dict[str, Any]:
@@ -96,6 +99,9 @@ def _empty_state(spec: EngineSpec) -> dict[str, Any]:
     }
     if spec.return_probs:
         state["probs"] = jnp.zeros((b, n, cfg.vocab_size), jnp.float32)
+    if spec.top_logprobs:
+        state["top_ids"] = jnp.zeros((b, n, spec.top_logprobs), jnp.int32)
+        state["top_lps"] = jnp.zeros((b, n, spec.top_logprobs), jnp.float32)
     if spec.return_mean:
         state["dist_sum"] = jnp.zeros((b, cfg.vocab_size), jnp.float32)
         state["dist_steps"] = jnp.zeros((b,), jnp.int32)   # steps summed (kept tokens, + the stop step)
@@ -106,18 +112,19 @@ def _empty_state(spec: EngineSpec) -> dict[str, Any]:
 
 # Per-row sampling settings kept in the state when EngineSpec.sampling is None.
 _ROW_SETTINGS = (("temperature", jnp.float32), ("top_k", jnp.int32), ("top_p", jnp.float32),
-                 ("use_stop", jnp.bool_))
+                 ("use_stop", jnp.bool_), ("record_top", jnp.bool_))
 
 
 def _row_settings(rows: Sequence["Row"], pad: int) -> dict[str, Array]:
     """The [R] settings arrays of rows padded to R entries (padding rows are dropped by _arm)."""
-    cols = {"temperature": [], "top_k": [], "top_p": [], "use_stop": []}
+    cols = {"temperature": [], "top_k": [], "top_p": [], "use_stop": [], "record_top": []}
     for row in list(rows) + [rows[0]] * pad:
         s = row.sampling or SamplingConfig()
         cols["temperature"].append(s.temperature)
         cols["top_k"].append(s.top_k)
         cols["top_p"].append(s.top_p)
         cols["use_stop"].append(row.stop_on_eos)
+        cols["record_top"].append(row.record_top)
     return {name: jnp.asarray(cols[name], dtype) for name, dtype in _ROW_SETTINGS}
 
 
@@ -208,6 +215,21 @@ def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, chunk_steps
         new = dict(s)
         new["tokens"] = s["tokens"].at[rows, at].set(token, mode="drop")
         new["logprobs"] = s["logprobs"].at[rows, at].set(token_logprob, mode="drop")
+        if spec.top_logprobs:
+            # The same raw log-softmax the chosen token's log-prob comes from (before temperature/top-k/p).
+            # With per-row settings only rows that asked are recorded, and a step where none of the live
+            # rows asked skips the top-k altogether (the server pays for it only while someone wants it).
+            wanted = keep & s["record_top"] if spec.sampling is None else keep
+            k = spec.top_logprobs
+
+            def record(_):
+                top_lps, top_ids = jax.lax.top_k(log_probs, k)
+                put = jnp.where(wanted, s["gen"], n)
+                return (s["top_ids"].at[rows, put].set(top_ids, mode="drop"),
+                        s["top_lps"].at[rows, put].set(top_lps, mode="drop"))
+
+            new["top_ids"], new["top_lps"] = jax.lax.cond(jnp.any(wanted), record,
+                                                          lambda _: (s["top_ids"], s["top_lps"]), None)
         if spec.return_probs or spec.return_mean:
             probs = jnp.exp(log_probs)
         if spec.return_probs:
@@ -259,12 +281,15 @@ class Row:
     limit: int
     sampling: SamplingConfig | None = None
     stop_on_eos: bool = True
+    record_top: bool = False      # per-row engines with spec.top_logprobs: record this row's top-k per step
     group: Hashable | None = None
     watch: Callable[["Row"], None] | None = None
     tag: Any = None
     # Reported by the engine. Lists are replaced, never appended to, so another thread reads a whole snapshot.
     token_ids: list[int] = dataclasses.field(default_factory=list)
     logprobs: list[float] = dataclasses.field(default_factory=list)
+    top_ids: list[list[int]] = dataclasses.field(default_factory=list)          # when spec.top_logprobs
+    top_logprobs: list[list[float]] = dataclasses.field(default_factory=list)
     result: Finished | None = None
     done: bool = False
     cancelled: bool = False
@@ -401,13 +426,17 @@ class Engine:
             probs = np.asarray(self.state["probs"][idx, :width]) if spec.return_probs else None
             sums = np.asarray(self.state["dist_sum"][idx]) if spec.return_mean else None
             counts = np.asarray(self.state["dist_steps"][idx]) if spec.return_mean else None
+            tops = self._tops(idx, width)
             for k, r in enumerate(ended):
                 row, n = self.occupant[r], int(gen[r])
                 row.result = Finished(request=row.tag, token_ids=[int(t) for t in toks[k, :n]],
                                       logprobs=[float(x) for x in lps[k, :n]], stopped=bool(stopped[r]),
                                       probs=probs[k, :n].copy() if probs is not None else None,
                                       mean_dist=(sums[k] / counts[k]).astype(np.float32)
-                                      if sums is not None and counts[k] else None)
+                                      if sums is not None and counts[k] else None,
+                                      top_ids=tops[0][k, :n].tolist() if tops else None,
+                                      top_logprobs=tops[1][k, :n].tolist() if tops else None)
+                row.top_ids, row.top_logprobs = row.result.top_ids, row.result.top_logprobs
                 row.token_ids, row.logprobs, row.done = row.result.token_ids, row.result.logprobs, True
                 self.occupant[r] = None
                 finished.append(row)
@@ -416,14 +445,22 @@ class Engine:
             width = int(gen[idx].max())
             toks = np.asarray(self.state["tokens"][idx, :width])
             lps = np.asarray(self.state["logprobs"][idx, :width])
+            tops = self._tops(idx, width)
             for k, r in enumerate(watched):
                 row, n = self.occupant[r], int(gen[r])
+                if tops:   # before the tokens: a reader that sees n tokens finds at least n top-k entries
+                    row.top_ids, row.top_logprobs = tops[0][k, :n].tolist(), tops[1][k, :n].tolist()
                 row.token_ids, row.logprobs = [int(t) for t in toks[k, :n]], [float(x) for x in lps[k, :n]]
                 row.watch(row)
         for row in finished:
             if row.watch is not None:
                 row.watch(row)
         return finished
+
+    def _tops(self, idx: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.spec.top_logprobs:
+            return None
+        return np.asarray(self.state["top_ids"][idx, :width]), np.asarray(self.state["top_lps"][idx, :width])
 
     def live_tokens(self) -> int:
         """Tokens generated so far by the rows still decoding."""

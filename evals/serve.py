@@ -39,6 +39,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--max_body_mb", type=float, default=16.0, help="largest request body accepted")
     ap.add_argument("--decode_dtype", default=None, help="float32 or bfloat16 (default: the checkpoint's)")
     ap.add_argument("--add_bos", action=argparse.BooleanOptionalAction, default=None)
+    ap.add_argument("--max_logprobs", type=int, default=20,
+                    help="most top log-probs per token a stream may ask for, recorded by the engine as it samples "
+                    "(only while a live row asked); 0 turns streamed top log-probs off")
     args = ap.parse_args(None if argv is None else list(argv))
     for name in ("batch_size", "max_queue", "chunk_steps"):
         if getattr(args, name) < 1:
@@ -57,7 +60,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         server = make_server(model, host=args.host, port=args.port, model_name=name, api_key=args.api_key,
                              context=args.max_model_len, chunk_steps=args.chunk_steps, max_waiting=args.max_queue,
-                             max_body_bytes=int(args.max_body_mb * (1 << 20)))
+                             max_body_bytes=int(args.max_body_mb * (1 << 20)), max_logprobs=args.max_logprobs)
     except OSError as e:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]

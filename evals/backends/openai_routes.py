@@ -10,8 +10,10 @@ Honoured request fields:
   remote tokenizer strips `/v1/...` from its base URL and asks there).
 Log-probs are under the raw distribution (softmax of the logits at temperature 1). Every request's rows go
 to the one scheduler (`serve_scheduler.Scheduler`); a sample's tokens depend on its prompt, seed and
-settings only, never on what else is decoding. Fields we cannot honour (penalties, logit_bias, best_of,
-suffix, top-k log-probs while streaming) are refused with one line, not ignored.
+settings only, never on what else is decoding. While streaming, each chunk carries the log-probs (and the
+top-k alternatives, recorded by the engine as it samples) of the tokens whose text it completes. Fields we
+cannot honour (penalties, logit_bias, best_of, suffix, echo while streaming) are refused with one line,
+not ignored.
 """
 from __future__ import annotations
 
@@ -74,12 +76,13 @@ class _Sample:
     """One engine row seen from the request: stop strings cut it on the host, text streams out of it."""
 
     def __init__(self, service: "ModelService", ids: list[int], key: Any, limit: int, sampling: Sampling,
-                 ignore_eos: bool):
+                 ignore_eos: bool, record_top: bool = False):
         self.service = service
         self.prompt = ids
         self.sampling = sampling
-        self.row = Row(prompt=ids, key=key, limit=limit, stop_on_eos=not ignore_eos,
+        self.row = Row(prompt=ids, key=key, limit=limit, stop_on_eos=not ignore_eos, record_top=record_top,
                        sampling=SamplingConfig(sampling.temperature, sampling.top_k, sampling.top_p))
+        self.sent_tokens = 0          # tokens whose log-probs were already streamed
         self.finished = False
         self.completion = None        # model_api.Completion once finished
         self.sent = 0                 # characters already streamed
@@ -118,6 +121,25 @@ class _Sample:
         if end <= self.sent:
             return ""
         out, self.sent = text[self.sent:end], end
+        return out
+
+    def token_delta(self) -> list[tuple[int, float, list[int], list[float], int]]:
+        """(id, log-prob, top ids, top log-probs, text offset) of the tokens not streamed yet whose text the
+        streamed text now covers (every token left once finished; call after `delta`). The offset counts
+        characters from the completion's start."""
+        row, vocab = self.row, self.service.model.vocab
+        if self.finished:
+            ids, lps, end = self.completion.token_ids, self.completion.token_logprobs, len(self.completion.token_ids)
+        else:
+            ids, lps = row.token_ids, row.logprobs
+            end = self.sent_tokens
+            while end < min(len(ids), len(lps)) and len(vocab.decode(ids[:end + 1])) <= self.sent:
+                end += 1
+        tops_ids, tops_lps = row.top_ids, row.top_logprobs   # read after the tokens: at least as long
+        out = [(int(ids[t]), float(lps[t]), tops_ids[t] if t < len(tops_ids) else [],
+                tops_lps[t] if t < len(tops_lps) else [], len(vocab.decode(ids[:t])))
+               for t in range(self.sent_tokens, end)]
+        self.sent_tokens = end
         return out
 
 
@@ -254,12 +276,14 @@ class ModelService:
             out, prefix = out[:-1], out[-1]["content"]
         return out, prefix
 
-    def _samples(self, ids: list[int], seed_text: str, n: int, s: Sampling, ignore_eos: bool) -> list[_Sample]:
+    def _samples(self, ids: list[int], seed_text: str, n: int, s: Sampling, ignore_eos: bool,
+                 record_top: bool = False) -> list[_Sample]:
         # Sample j is keyed as JaxModel.generate_ids keys it (fold_in(fold_in(seed, 0), j)), so a served sample
         # equals the in-process one.
         seed = _prompt_seed(s.seed, seed_text) if seed_text else _ids_seed(s.seed, ids)
         base = jax.random.fold_in(jax.random.key(seed), 0)
-        return [_Sample(self, ids, jax.random.fold_in(base, j), s.max_new_tokens, s, ignore_eos) for j in range(n)]
+        return [_Sample(self, ids, jax.random.fold_in(base, j), s.max_new_tokens, s, ignore_eos, record_top)
+                for j in range(n)]
 
     # ------------------------------------------------------------------ running
     def _drive(self, samples: list[_Sample], gone: Callable[[], bool]) -> Iterator[_Sample | None]:
@@ -314,12 +338,15 @@ class ModelService:
                 s = self._fit(s, len(ids), given, f"prompt {i}")
             elif len(ids) > self.context:
                 raise BadRequest(f"prompt {i} has {len(ids)} tokens; this server's context is {self.context}")
-        jobs = [(ids, self._samples(ids, seed_text, n, s, ignore_eos)) for ids, seed_text in prompts]
         if stream:
-            if echo or k is not None or n == 0:
-                raise BadRequest("stream=true does not combine with echo, logprobs or max_tokens 0 here; "
-                                 "ask without stream for those")
-            return self._stream_completions(jobs, body, gone)
+            if echo or n == 0:
+                raise BadRequest("stream=true does not combine with echo or max_tokens 0; ask without stream "
+                                 "for prompt log-probs")
+            self._check_stream_top(k or 0)
+        jobs = [(ids, self._samples(ids, seed_text, n, s, ignore_eos, record_top=bool(stream and k)))
+                for ids, seed_text in prompts]
+        if stream:
+            return self._stream_completions(jobs, body, gone, k, as_ids)
         for _ in self._drive([smp for _, samples in jobs for smp in samples], gone):
             pass
         choices, n_prompt, n_gen = [], 0, 0
@@ -364,7 +391,14 @@ class ModelService:
                 tops.append(None)
         return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops if k else None, "text_offset": offsets}
 
-    def _stream_completions(self, jobs, body: dict, gone) -> Iterator[dict]:
+    def _check_stream_top(self, k: int) -> None:
+        most = self.scheduler.engine.spec.top_logprobs
+        if k > most:
+            raise BadRequest(f"this server streams at most {most} top log-probs per token (--max_logprobs); "
+                             f"asked for {k}")
+
+    def _stream_completions(self, jobs, body: dict, gone, k: int | None = None, as_ids: bool = False
+                            ) -> Iterator[dict]:
         include_usage = self._include_usage(body)
         samples = [smp for _, ss in jobs for smp in ss]
         index = {id(smp): i for i, smp in enumerate(samples)}
@@ -376,7 +410,15 @@ class ModelService:
                 continue
             text = smp.delta()
             if text or smp.finished:
-                yield chunk([{"index": index[id(smp)], "text": text, "logprobs": None,
+                lp = None
+                if k is not None:
+                    toks = smp.token_delta()
+                    lp = {"tokens": [self._tok(t, as_ids) for t, *_ in toks],
+                          "token_logprobs": [x for _, x, *_ in toks],
+                          "top_logprobs": [{self._tok(a, as_ids): float(b) for a, b in zip(ti[:k], tl[:k])}
+                                           for _, _, ti, tl, _ in toks] if k else None,
+                          "text_offset": [off for *_, off in toks]}
+                yield chunk([{"index": index[id(smp)], "text": text, "logprobs": lp,
                               "finish_reason": smp.completion.finish_reason if smp.finished else None}])
         if include_usage:
             yield chunk([], self._usage(sum(len(ids) for ids, _ in jobs), samples))
@@ -408,11 +450,11 @@ class ModelService:
                                       _flag(body, "stream"))
         ids = self.model.vocab.encode_chat(messages, assistant_prefix=prefix)
         s = self._fit(s, len(ids), given, "the rendered conversation")
-        samples = self._samples(ids, json.dumps(messages), n, s, ignore_eos)
         if stream:
-            if want_lp:
-                raise BadRequest("stream=true does not combine with logprobs here; ask without stream for them")
-            return self._stream_chat(ids, samples, body, gone)
+            self._check_stream_top(k)
+        samples = self._samples(ids, json.dumps(messages), n, s, ignore_eos, record_top=bool(stream and k))
+        if stream:
+            return self._stream_chat(ids, samples, body, gone, k if want_lp else None, as_ids)
         for _ in self._drive(samples, gone):
             pass
         choices = []
@@ -434,7 +476,8 @@ class ModelService:
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:16]}", "object": "chat.completion", "created": int(time.time()),
                 "model": self.model_name, "choices": choices, "usage": self._usage(len(ids), samples)}
 
-    def _stream_chat(self, ids: list[int], samples: list[_Sample], body: dict, gone) -> Iterator[dict]:
+    def _stream_chat(self, ids: list[int], samples: list[_Sample], body: dict, gone, k: int | None = None,
+                     as_ids: bool = False) -> Iterator[dict]:
         include_usage = self._include_usage(body)
         index = {id(smp): i for i, smp in enumerate(samples)}
         chunk = _chunk_maker("chatcmpl", "chat.completion.chunk", self.model_name, include_usage)
@@ -446,8 +489,13 @@ class ModelService:
                               "finish_reason": None} for i in range(len(samples))])
                 continue
             text = smp.delta()
-            if text:
-                yield chunk([{"index": index[id(smp)], "delta": {"content": text}, "logprobs": None,
+            toks = smp.token_delta() if k is not None else []
+            if text or toks:
+                lp = None if k is None else {"content": [
+                    {"token": self._tok(t, as_ids), "logprob": x, "bytes": None,
+                     "top_logprobs": [{"token": self._tok(a, as_ids), "logprob": float(b), "bytes": None}
+                                      for a, b in zip(ti[:k], tl[:k])]} for t, x, ti, tl, _ in toks]}
+                yield chunk([{"index": index[id(smp)], "delta": {"content": text}, "logprobs": lp,
                               "finish_reason": None}])
             if smp.finished:
                 yield chunk([{"index": index[id(smp)], "delta": {}, "logprobs": None,

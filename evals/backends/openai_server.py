@@ -224,19 +224,23 @@ class OpenAIServer(ThreadingHTTPServer):
 def make_server(model: JaxModel, *, host: str = "127.0.0.1", port: int = 0, model_name: str = "patch-training",
                 api_key: str | None = None, rows: int | None = None, context: int | None = None,
                 chunk_steps: int = 16, max_waiting: int = 256,
-                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> OpenAIServer:
+                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_logprobs: int = 20) -> OpenAIServer:
     """A bound server (port 0 = any free port: read `server.server_address`); call serve_forever().
 
     rows: engine rows decoding at once (default: the model's batch_size). context: prompt + completion tokens
     per row (default: the model's max_seq_len, capped at 2048: the cache holds rows x context slots per
     layer). chunk_steps: decode steps between the scheduler's looks at new, cancelled and streamed rows.
-    max_waiting: samples that may wait for a row before new requests get 429.
+    max_waiting: samples that may wait for a row before new requests get 429. max_logprobs: the most top
+    log-probs per token a stream may ask for (the engine records them as it samples, only while a live row
+    asked; 0 turns the recording off).
     """
     cap = int(getattr(model.config, "max_seq_len", 0) or DEFAULT_CONTEXT_CAP)
     context = min(cap, DEFAULT_CONTEXT_CAP) if context is None else int(context)
     if not 1 < context <= cap:
         raise UserError(f"context {context}: must be in [2, {cap}] (the model's max_seq_len)")
+    if not 0 <= int(max_logprobs) <= 20:
+        raise UserError(f"max_logprobs {max_logprobs}: must be in [0, 20] (OpenAI's top_logprobs range)")
     scheduler = Scheduler(model, rows=rows or model.batch_size, context=context, chunk_steps=chunk_steps,
-                          max_waiting=max_waiting)
+                          max_waiting=max_waiting, max_logprobs=max_logprobs)
     service = ModelService(model, model_name, scheduler)
     return OpenAIServer((host, port), make_handler(service), service, api_key, max_body_bytes)

@@ -39,7 +39,8 @@ class SchedulerFailed(RuntimeError):
 class Scheduler:
     """Owns `model` (a JaxModel) on one thread; see the module docstring."""
 
-    def __init__(self, model: Any, *, rows: int, context: int, chunk_steps: int = 16, max_waiting: int = 256):
+    def __init__(self, model: Any, *, rows: int, context: int, chunk_steps: int = 16, max_waiting: int = 256,
+                 max_logprobs: int = 20):
         self.model = model
         self.context = int(context)
         self.max_waiting = int(max_waiting)
@@ -47,7 +48,7 @@ class Scheduler:
         spec = EngineSpec(config=model.config, sampling=None, rows=decode_mesh.round_rows(rows, mesh),
                           cache_len=self.context, max_new_tokens=self.context, stop_tokens=tuple(model.stop_ids()),
                           return_probs=False, compute_dtype=model.decoder.compute_dtype,
-                          cache_dtype=model.decoder.cache_dtype, mesh=mesh)
+                          cache_dtype=model.decoder.cache_dtype, mesh=mesh, top_logprobs=int(max_logprobs))
         self.engine = Engine(model.decoder.engine_weights(), spec, chunk_steps=chunk_steps)
         self._lock = threading.Condition()
         self._inbox: list[Row] = []

@@ -107,6 +107,34 @@ def test_streaming_completions_and_chat_give_the_same_text_as_one_answer(client)
     assert finish == {i: c.finish_reason for i, c in enumerate(chat.choices)}
 
 
+def test_streamed_logprobs_are_the_whole_answers_token_by_token(client):
+    """A stream's chunks carry the log-probs and top-k alternatives (recorded by the engine as it samples) of
+    the tokens whose text they complete: joined, they are the non-streamed answer's, top-k within 1e-5."""
+    kw = dict(model="tiny", prompt=PROMPT, max_tokens=20, temperature=0, logprobs=3,
+              extra_body={"return_tokens_as_token_ids": True})
+    whole = client.completions.create(**kw).choices[0].logprobs
+    chunks = [c.choices[0] for c in client.completions.create(**kw, stream=True) if c.choices]
+    assert len(chunks) > 1   # really streamed (chunk_steps 8 < 20 tokens)
+    tokens = [t for c in chunks for t in c.logprobs.tokens]
+    assert tokens == whole.tokens and len(tokens) == 20
+    np.testing.assert_allclose([x for c in chunks for x in c.logprobs.token_logprobs], whole.token_logprobs, atol=1e-5)
+    streamed_top = [top for c in chunks for top in c.logprobs.top_logprobs]
+    for got, want, chosen in zip(streamed_top, whole.top_logprobs, tokens, strict=True):
+        assert list(got) == list(want) and max(got, key=got.get) == chosen   # same ids, most likely first
+        np.testing.assert_allclose(list(got.values()), list(want.values()), atol=1e-5)
+    offsets = [o for c in chunks for o in c.logprobs.text_offset]
+    assert offsets == whole.text_offset and offsets == sorted(offsets)
+
+    messages = [{"role": "user", "content": "Add 2 and 3."}]
+    chat_kw = dict(model="tiny", messages=messages, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2)
+    chat = client.chat.completions.create(**chat_kw).choices[0].logprobs.content
+    streamed = [t for c in client.chat.completions.create(**chat_kw, stream=True) for ch in c.choices
+                if ch.logprobs for t in ch.logprobs.content]
+    assert [t.token for t in streamed] == [t.token for t in chat] and len(chat) == 12
+    np.testing.assert_allclose([t.logprob for t in streamed], [t.logprob for t in chat], atol=1e-5)
+    assert [[a.token for a in t.top_logprobs] for t in streamed] == [[a.token for a in t.top_logprobs] for t in chat]
+
+
 def test_greedy_answer_does_not_depend_on_what_else_decodes(client, served):
     server, url = served
     greedy = dict(model="tiny", prompt="x = [1, 2", max_tokens=24, temperature=0, logprobs=0)
