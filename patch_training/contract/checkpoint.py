@@ -92,7 +92,10 @@ class Checkpoint:
             loaded = _place(read_hf_params(self.path, self.config), shardings, dtype)
         else:
             loaded = _restore_params(self._item, self.config, f"checkpoint {self._item}", shardings, dtype)
-        return dataclasses.replace(self, params=loaded)
+        opened = dataclasses.replace(self, params=loaded)
+        if "vocabulary" in self.__dict__:  # a vocabulary already opened is kept, not opened again
+            opened.__dict__["vocabulary"] = self.__dict__["vocabulary"]
+        return opened
 
     @functools.cached_property
     def vocabulary(self) -> Any:

@@ -29,12 +29,13 @@ mv "$tmp" "$out"
 "$PY" - "$gguf" "$out" "$run_dir/pretrained.json" <<'PYEOF'
 import hashlib, json, sys
 from pathlib import Path
+from patch_training.contract.checkpoint import Checkpoint
 gguf, out, record = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 digest = hashlib.sha256()
 with gguf.open("rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
         digest.update(block)
-config = json.loads((Path(out) / "model_config.json").read_text())
+config = Checkpoint.open(out, params=False).config.to_dict()   # the one opener, so a bad import fails here
 record.write_text(json.dumps({
     "label": "smollm2", "name": "SmolLM2-135M-Instruct", "source": str(gguf), "sha256": digest.hexdigest(),
     "bytes": gguf.stat().st_size, "checkpoint": out,

@@ -66,10 +66,12 @@ def test_config_only_then_params_placed_and_cast(saved):
     path, params = saved
     light = Checkpoint.open(path, params=False, model_overrides={"remat_policy": "full"})
     assert light.params is None and light.config.remat_policy == "full"
+    vocab = light.vocabulary
     with pytest.raises(UserError, match="opened without params"):
         light.params_fingerprint
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     loaded = light.with_params(shardings=jax.tree.map(lambda _: device, params), dtype=jnp.bfloat16)
+    assert loaded.vocabulary is vocab and loaded.config == light.config and loaded.step is None
     leaves = jax.tree.leaves(loaded.params)
     assert {x.dtype for x in leaves} == {jnp.dtype(jnp.bfloat16)} and all(x.sharding == device for x in leaves)
     np.testing.assert_array_equal(np.asarray(loaded.params["embedding"], np.float32),
