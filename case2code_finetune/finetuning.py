@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import gin
 import jax
 
-from case2code_finetune.init_checkpoint import load_init_params, open_init_checkpoint
+from patch_training.contract.checkpoint import Checkpoint
 from patch_training.contract.layout import record_file
 from patch_training.contract.records import EvalRecord
 from patch_training.errors import UserError
@@ -55,6 +55,35 @@ def _write_summary(run_dir: Path, summary: dict) -> None:
     tmp = run_dir / (SUMMARY_FILE + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=float) + "\n")
     os.replace(tmp, run_dir / SUMMARY_FILE)
+
+
+def _open_init(path: str | None, *, model_overrides: Mapping[str, Any] | None = None,
+               vocab: Any = None) -> tuple[Checkpoint, Any]:
+    """(checkpoint, its seqio vocabulary) a fine-tuning run starts from: a trainer run dir or a params
+    checkpoint, opened without its weights (a resumed run never needs them). Its config (numerics may be
+    overridden) and vocabulary become the run's; a run config that names another vocabulary is refused."""
+    if not path:
+        raise UserError("INIT_CHECKPOINT is empty: pass --gin.INIT_CHECKPOINT=\"'runs/demo/stage2_token'\" "
+                        "(a trainer run dir or a params checkpoint, e.g. from hf_convert import)")
+    init = Checkpoint.open(path, params=False, hf=False, model_overrides=model_overrides, vocab=vocab)
+    if init.vocab_spec is None:
+        raise UserError(f"init checkpoint {init.path} has no vocab.json: fine-tuning must tokenize rows with the "
+                        "checkpoint's own vocabulary")
+    init_vocab = init.vocabulary
+    if init.config.vocab_size < init_vocab.vocab_size:  # ids past the embedding table cannot be trained on
+        raise UserError(f"init checkpoint {init.path}: model vocab_size {init.config.vocab_size} is smaller than "
+                        f"its vocabulary's {init_vocab.vocab_size} tokens")
+    return init, init_vocab
+
+
+def _init_params(init: Checkpoint, mesh) -> Any:
+    """The init checkpoint's params, placed directly in the run's parameter shardings."""
+    from patch_training import partitioning as sharding_lib
+    from patch_training.model import abstract_params
+
+    with sharding_lib.mesh_context(mesh):
+        shardings = sharding_lib.param_shardings(abstract_params(init.config), mesh)
+    return init.with_params(shardings=shardings).params
 
 
 def _build(factory: Any, vocab, what: str):
@@ -139,22 +168,22 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
     if not model_dir:
         raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
     run_dir = Path(model_dir)
-    init = open_init_checkpoint(init_checkpoint, model_overrides=model_overrides, vocab=vocab)
+    init, init_vocab = _open_init(init_checkpoint, model_overrides=model_overrides, vocab=vocab)
     cfg = trainer_config or TrainerConfig()
     cfg.validate()
     if cfg.patch_size != 1:
         raise UserError("fine-tuning is token level: TrainerConfig.patch_size must be 1")
-    if cfg.sequence_length > init.model_config.max_seq_len:
+    if cfg.sequence_length > init.config.max_seq_len:
         raise UserError(f"TrainerConfig.sequence_length={cfg.sequence_length} exceeds the checkpoint's "
-                        f"positional capacity max_seq_len={init.model_config.max_seq_len} (override it with "
+                        f"positional capacity max_seq_len={init.config.max_seq_len} (override it with "
                         "model_overrides if RoPE allows)")
-    train = _build(train_data, init.vocab, "train_data")
+    train = _build(train_data, init_vocab, "train_data")
     if train is None:
         raise UserError("finetune.run_finetune.train_data is not set")
     if train.sequence_length != cfg.sequence_length:
         raise UserError(f"train rows hold {train.sequence_length} tokens but "
                         f"TrainerConfig.sequence_length={cfg.sequence_length}")
-    evals = _build(eval_data, init.vocab, "eval_data")
+    evals = _build(eval_data, init_vocab, "eval_data")
     eval_sets = evals if isinstance(evals, Mapping) else ({"": evals} if evals is not None else {})
     mesh = make_mesh(mesh_shape)
     check_all_bindings_used()  # a --gin flag that nothing above read is a mistake, not a no-op
@@ -167,15 +196,15 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
     resuming = ckpt_dir.is_dir() and latest_complete_step(ckpt_dir) is not None
     params = None
     if not resuming:
-        params = load_init_params(init, mesh)
+        params = _init_params(init, mesh)
         _say(f"fine-tuning from {init.path} (params only; fresh optimizer and schedule)")
-    summary.update({"init_checkpoint": str(init.path), "model_config": init.model_config.to_dict(),
+    summary.update({"init_checkpoint": str(init.path), "model_config": init.config.to_dict(),
                     "train_rows": train.num_rows, "train": repr(train)})
     # Decided by the shared checkpoint dir, not by finetune.json (only the primary host writes it),
     # so every host takes part in the same collective evaluation.
     if eval_before and eval_sets and not resuming:
         bs = cfg.eval_batch_size or cfg.batch_size
-        before = validation_loss(params, init.model_config, eval_sets, batch_size=bs, limit=cfg.eval_batches,
+        before = validation_loss(params, init.config, eval_sets, batch_size=bs, limit=cfg.eval_batches,
                                  mesh=mesh)
         summary["before"] = {name or "validation": m for name, m in before.items()}
         for name, m in before.items():
@@ -185,7 +214,7 @@ def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.RE
 
     if is_primary():
         write_operative_config(run_dir)
-    trainer = Trainer(run_dir, init.model_config, cfg, train, eval_sets or None,
+    trainer = Trainer(run_dir, init.config, cfg, train, eval_sets or None,
                       optimizer_config or OptimizerConfig(), vocab_spec=init.vocab_spec, mesh=mesh,
                       initial_params=params, checkpoint_config=checkpoint_config)
     result = trainer.run()

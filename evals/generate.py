@@ -24,23 +24,6 @@ from typing import Any, Iterable
 from patch_training.errors import UserError, run_cli
 
 
-def load_model(checkpoint: str | None, hf_dir: str | None) -> tuple[Any, Any, Any]:
-    """(ModelConfig, params, seqio vocabulary or None) from a checkpoint or an HF directory; the
-    vocabulary is the one its vocab spec names (tokenizer.model, tokenizer.json or bytes)."""
-    from patch_training.data.hf_tokenizer import tokenizer_spec
-    from patch_training.data.vocab import vocab_from_spec
-
-    if checkpoint:
-        from patch_training.params_io import load_params
-        params, config, spec = load_params(checkpoint)
-        return config, params, vocab_from_spec(spec, base_dir=checkpoint)
-    from patch_training import hf_convert
-    src = Path(hf_dir)
-    config, params = hf_convert.load_hf_dir(src)
-    spec = tokenizer_spec(src)
-    return config, params, (vocab_from_spec(spec, base_dir=src) if spec else None)
-
-
 def read_prompts(path: Path, vocab: Any, add_bos: bool) -> tuple[list[Any], list[list[int]], list[str]]:
     """(ids, token-id prompts, problems) — problems name the line and what is wrong."""
     if not path.is_file():
@@ -109,6 +92,7 @@ def main(argv: Iterable[str] | None = None) -> int:
 
     from evals.decoding import Decoder
     from evals.sampling import SamplingConfig
+    from patch_training.contract.checkpoint import Checkpoint
 
     try:
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p)
@@ -116,7 +100,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         raise UserError(f"sampling flags: {e}") from None
     if args.max_new_tokens < 1 or args.num_samples < 1:
         raise UserError("--max_new_tokens and --num_samples must be >= 1")
-    config, params, vocab = load_model(args.checkpoint, args.hf_dir)
+    ckpt = Checkpoint.open(args.checkpoint or args.hf_dir, hf=not args.checkpoint)
+    config, params, vocab = ckpt.config, ckpt.params, ckpt.vocabulary
     ids, prompts, problems = read_prompts(Path(args.prompts), vocab, args.add_bos)
     for p in problems[:10]:
         print(f"skipped {args.prompts} {p}", file=sys.stderr)

@@ -4,8 +4,8 @@ Importing this module registers the class with lm-eval (0.4.13 has no plugin ent
 project is not an installed package, so the `lm_eval` console script never imports it by itself:
 `python -m evals.lm_eval_harness` does, then runs lm-eval's own command line).
 
-Everything runs in process through `evals.backends.jax_backend.JaxModel`, opened by the one
-checkpoint opener (`load_jax_model`):
+Everything runs in process through `evals.backends.jax_backend.JaxModel`, built by `load_jax_model`
+on the one checkpoint opener (`patch_training.contract.checkpoint`):
 - `loglikelihood`: one teacher-forced scoring pass per batch (`JaxModel.score_continuations`), which
   also says whether each continuation is what greedy decoding would produce;
 - `loglikelihood_rolling`: each document cut into lm-eval's own disjoint rolling windows over

@@ -7,8 +7,8 @@ can restore silently as wrong numbers. So, just before orbax commits a step, we 
 *complete* only when the manifest is present, every listed file exists with its recorded size, and
 orbax's own commit marker is there. Checksums are verified only for the step actually restored.
 
-This module is pure filesystem logic (no JAX), so `params_io.load_params` and tools can use
-`latest_complete_step` without building a checkpoint manager. Paths go through `etils.epath`
+This module is pure filesystem logic (no JAX), so the checkpoint opener (`contract.checkpoint`) and
+tools can use `latest_complete_step` without building a checkpoint manager. Paths go through `etils.epath`
 (what orbax uses), so `gs://` run directories work as well as local ones.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Layout: `<run_dir>/checkpoints/<step>/` holds three orbax items saved together, asynchronously:
 
-- `params`    `ocp.args.StandardSave` of the unboxed params pytree (what `params_io.load_params` reads),
+- `params`    `ocp.args.StandardSave` of the unboxed params pytree (what `contract.checkpoint` opens),
 - `opt_state` `ocp.args.StandardSave` of the optimizer state,
 - `meta`      JSON: step, RNG key data, data position, config fingerprint, wall time.
 

@@ -1,12 +1,10 @@
-"""Save and load model parameters with their config and vocabulary.
+"""Write params checkpoints: the on-disk format that `patch_training.contract.checkpoint` opens.
 
-Two layouts are readable:
-
-- a **params checkpoint** (written by `save_params` and `hf_convert import`):
-  `model_config.json`, `vocab.json` and `params/` (orbax `StandardSave` of the unboxed fp32 pytree);
-- a **trainer run dir**: `model_config.json` and `vocab.json` at the root and an orbax
-  `CheckpointManager` under `checkpoints/`, whose steps hold an item `params`. The newest complete
-  step is read (completeness as `checkpoint_manifest` defines it).
+A **params checkpoint** (written by `save_params`, `hf_convert import` and `gguf_import`) holds
+`model_config.json`, `vocab.json` (+ the tokenizer files it names) and `params/` (orbax
+`StandardSave` of the unboxed fp32 pytree). A trainer run dir keeps the same two JSON files at its root
+and a `params` item in each step under `checkpoints/`. Opening either is `Checkpoint.open`'s job, and
+only its.
 
 Writes go to a temporary sibling directory that is renamed into place, so a failed save leaves
 nothing half-written.
@@ -25,23 +23,12 @@ import jax
 import numpy as np
 
 from patch_training.checkpoint_manifest import latest_complete_step
-from patch_training.data.hf_tokenizer import tokenizer_spec
-from patch_training.data.vocab import resolve_spec
-from patch_training.errors import UserError, squash
+from patch_training.errors import UserError
 from patch_training.model import ModelConfig, abstract_params
 
 MODEL_CONFIG_FILE = "model_config.json"
 VOCAB_FILE = "vocab.json"
 PARAMS_SUBDIR = "params"
-
-
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise UserError(f"{what} not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{what} {path} is not valid JSON: {e}") from None
 
 
 def _tree_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -97,94 +84,7 @@ def save_params(directory: str | os.PathLike, params: Any, config: ModelConfig,
     return target
 
 
-def _restore_item(item_dir: Path, config: ModelConfig, where: str,
-                  shardings: Any = None) -> Any:
-    import orbax.checkpoint as ocp
-
-    abstract = nn.unbox(abstract_params(config))
-    if shardings is None:
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        shardings = jax.tree_util.tree_map(lambda _: device, abstract)
-    targets = jax.tree_util.tree_map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-    with ocp.StandardCheckpointer() as ckptr:
-        try:
-            saved = ckptr.metadata(item_dir)
-            saved_tree = getattr(saved, "item_metadata", saved)
-            saved_tree = getattr(saved_tree, "tree", saved_tree)
-        except Exception as e:
-            raise UserError(f"{where}: cannot read params checkpoint metadata: "
-                            f"{squash(e, 200)}") from None
-        check_params_match(jax.tree_util.tree_map(lambda m: np.empty(tuple(m.shape), np.uint8)
-                                                  if hasattr(m, "shape") else m, saved_tree),
-                           config, where)
-        try:
-            return ckptr.restore(item_dir, targets)
-        except Exception as e:
-            raise UserError(f"{where}: cannot restore params: {squash(e, 200)}") from None
-
-
-def resolve_params_dir(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(root with model_config.json, directory of the orbax params item) for either layout."""
-    root = Path(os.path.abspath(path))  # orbax accepts only absolute local paths
-    if not root.exists():
-        raise UserError(f"checkpoint directory not found: {root}")
-    if (root / PARAMS_SUBDIR).is_dir():
-        return root, root / PARAMS_SUBDIR
-    ckpt_dir = root / "checkpoints"
-    if ckpt_dir.is_dir():
-        step = latest_complete_step(ckpt_dir)
-        if step is None:
-            raise UserError(f"run directory {root} has no complete checkpoint under {ckpt_dir}")
-        item = ckpt_dir / str(step) / PARAMS_SUBDIR
-        if not item.is_dir():
-            raise UserError(f"checkpoint step {step} in {ckpt_dir} has no '{PARAMS_SUBDIR}' item")
-        return root, item
-    raise UserError(f"{root} is neither a params checkpoint (no {PARAMS_SUBDIR}/) "
-                    f"nor a trainer run dir (no checkpoints/)")
-
-
-def load_config(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
-    """(ModelConfig, vocab spec) of a params checkpoint or run dir, without loading arrays."""
-    root = Path(path)
-    if not root.exists():
-        raise UserError(f"checkpoint directory not found: {root}")
-    config = ModelConfig.from_dict(_read_json(root / MODEL_CONFIG_FILE, "model config"))
-    vocab_spec = _read_json(root / VOCAB_FILE, "vocab spec")
-    carried = tokenizer_spec(root)
-    if vocab_spec.get("kind") == "byte" and carried is not None:
-        # Older `hf_convert import` runs wrote 'byte' beside a carried tokenizer.json; reading text as
-        # bytes then "works" and trains or evaluates the model on the wrong ids, so refuse instead.
-        raise UserError(f"{root / VOCAB_FILE} says 'byte' but the checkpoint carries {carried['model_path']}; "
-                        f"re-run `python -m patch_training.hf_convert import` (or write "
-                        f"{json.dumps(carried)} into {VOCAB_FILE})")
-    return config, vocab_spec
-
-
-def load_params(path: str | os.PathLike, shardings: Any = None) -> tuple[Any, ModelConfig, dict]:
-    """Load (params, ModelConfig, vocab spec) from a params checkpoint or a trainer run dir.
-
-    `shardings`: optional pytree of target shardings (default: the first local device).
-    A relative `model_path` in the vocab spec (a tokenizer file) is resolved against the checkpoint root.
-    """
-    root, item = resolve_params_dir(path)
-    config, vocab_spec = load_config(root)
-    vocab_spec = resolve_spec(vocab_spec, root)
-    params = _restore_item(item, config, f"checkpoint {item}", shardings)
-    return params, config, vocab_spec
-
-
 def latest_checkpoint(run_dir: str | os.PathLike) -> int | None:
     """The newest complete checkpoint step of a trainer run dir (None: none yet)."""
     ckpt = Path(run_dir) / "checkpoints"
     return latest_complete_step(ckpt) if ckpt.is_dir() else None
-
-
-def load_run_params(run_dir: str | os.PathLike, step: int, model_config: ModelConfig,
-                    shardings: Any = None, what: str = "run") -> Any:
-    """Params of a trainer run dir at `step`, checked against `model_config` (e.g. stage 1's final
-    params for stage 2, or a pretraining run's for fine-tuning). Host arrays unless `shardings`."""
-    item = Path(os.path.abspath(run_dir)) / "checkpoints" / str(step) / PARAMS_SUBDIR  # orbax: absolute only
-    if not item.is_dir():
-        raise UserError(f"{what} checkpoint {item} not found")
-    return _restore_item(item, model_config, f"{what} checkpoint {item}", shardings)

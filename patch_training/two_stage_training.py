@@ -34,6 +34,7 @@ from patch_training import params_io, patch_cost
 from patch_training.multihost import is_primary
 from patch_training import stage_data as sd
 from patch_training.atomic import write_json_atomic
+from patch_training.contract.checkpoint import Checkpoint
 from patch_training.data.factory import make_dataset
 from patch_training.data.paths import wikitext_test_file
 from patch_training.errors import UserError
@@ -155,8 +156,10 @@ def _read_json(path: Path) -> Any:
 
 
 def load_stage_params(stage_dir: Path, step: int, model_config) -> Any:
-    """Stage-1 params at `step` as host arrays, checked against the model config."""
-    return params_io.load_run_params(stage_dir, step, model_config, what="stage-1")
+    """Stage-1 params at `step` on the first local device, checked against stage 2's model config."""
+    ckpt = Checkpoint.open(stage_dir, step=step, hf=False, dtype=model_config.param_dtype)
+    params_io.check_params_match(ckpt.params, model_config, f"stage-1 checkpoint {ckpt}")
+    return ckpt.params
 
 
 def resolve_config(run_dir: str | os.PathLike, cfg: TwoStageConfig) -> TwoStageConfig:

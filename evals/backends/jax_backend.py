@@ -21,7 +21,6 @@ import functools
 import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 import jax
@@ -31,6 +30,7 @@ import numpy as np
 from evals import decode_mesh
 from evals.backends.text_vocab import TextVocab, open_text_vocab
 from evals.model_api import Completion, Sampling, chat_parts, fingerprint_of
+from patch_training.contract.checkpoint import Checkpoint, params_fingerprint
 from patch_training.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -59,17 +59,6 @@ def _score(params: Any, tokens: jax.Array, lengths: jax.Array, start: jax.Array,
     mean = jnp.einsum("bl,blv->bv", weight, jnp.exp(logp)) / jnp.maximum(weight.sum(1), 1.0)[:, None]
     top_lp, top_ids = jax.lax.top_k(logp, max(top_k, 1))
     return chosen, top_lp, top_ids, mean
-
-
-def params_fingerprint(params: Any) -> str:
-    """Content hash of the weights (every byte; a few seconds for a 1B model)."""
-    h = hashlib.blake2b(digest_size=16)
-    for path, leaf in sorted(jax.tree_util.tree_leaves_with_path(params), key=lambda x: jax.tree_util.keystr(x[0])):
-        arr = np.asarray(jax.device_get(leaf))
-        h.update(jax.tree_util.keystr(path).encode())
-        h.update(str((arr.shape, arr.dtype)).encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()[:16]
 
 
 class JaxModel:
@@ -286,30 +275,18 @@ def _tokens_covering(vocab: TextVocab, ids: list[int], chars: int) -> int:
 
 def load_jax_model(*, checkpoint: str | None = None, hf_dir: str | None = None, batch_size: int = 8,
                    add_bos: bool | None = None, decode_dtype: str | None = None) -> JaxModel:
-    """A JaxModel from a params checkpoint / trainer run dir, or from an HF LLaMA directory. The tokenizer
-    is the one its vocab spec names (`vocab.json`, or the HF directory's tokenizer files), opened before
-    the weights so a model that cannot read text fails fast."""
-    from patch_training.data.hf_tokenizer import tokenizer_spec
-    from patch_training.data.vocab import resolve_spec
-
-    if checkpoint:
-        from patch_training.params_io import load_config, load_params
-        root = Path(checkpoint)
-        if root.is_dir() and not (root / "vocab.json").is_file():
-            raise UserError(f"checkpoint {root} has no vocab.json: it carries no tokenizer, so text prompts "
-                            "cannot be encoded")
-        _, spec = load_config(root)
-        vocab = open_text_vocab(resolve_spec(spec, root), add_bos=add_bos, default_add_bos=False,
-                                name=str(checkpoint))
-        params, config, _ = load_params(checkpoint)
-        return JaxModel(config, params, vocab, batch_size=batch_size, name=str(checkpoint), decode_dtype=decode_dtype)
-    from patch_training.hf_convert import load_hf_dir
-    src = Path(hf_dir)
-    if not src.is_dir():
-        raise UserError(f"HF directory not found: {src}")
-    spec = tokenizer_spec(src)
-    if spec is None:
-        raise UserError(f"{src}: no tokenizer.json or tokenizer.model: the model cannot read text")
-    vocab = open_text_vocab(resolve_spec(spec, src), add_bos=add_bos, default_add_bos=True, name=str(src))
-    config, params = load_hf_dir(src)
-    return JaxModel(config, params, vocab, batch_size=batch_size, name=str(src), decode_dtype=decode_dtype)
+    """A JaxModel from a params checkpoint / trainer run dir, or from an HF LLaMA directory, opened through
+    `Checkpoint.open` (which reads vocab.json once). The tokenizer is opened before the weights are read,
+    so a model that cannot read text fails fast."""
+    ckpt = Checkpoint.open(checkpoint or hf_dir, params=False, hf=not checkpoint)
+    if ckpt.vocab_spec is None and ckpt.layout == "hf":
+        raise UserError(f"{ckpt.path}: no tokenizer.json or tokenizer.model: the model cannot read text")
+    if ckpt.vocab_spec is None:
+        raise UserError(f"checkpoint {ckpt.path} has no vocab.json: it carries no tokenizer, so text prompts "
+                        "cannot be encoded")
+    # Our pretraining packs text without BOS; an HF tokenizer config says for itself.
+    vocab = open_text_vocab(ckpt.vocab_spec, add_bos=add_bos, default_add_bos=ckpt.layout == "hf",
+                            name=str(checkpoint or hf_dir))
+    ckpt = ckpt.with_params()
+    return JaxModel(ckpt.config, ckpt.params, vocab, batch_size=batch_size, name=str(checkpoint or hf_dir),
+                    decode_dtype=decode_dtype)

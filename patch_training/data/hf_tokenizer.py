@@ -10,7 +10,7 @@ A directory here is an HF model directory, a params checkpoint or a run dir that
 `tokenizer_spec(dir)` says which vocabulary a directory has, as a `vocab.json` spec; `HFTokenizer`
 holds what every consumer needs (encode/decode, special ids, the template); `TokenizerJsonVocabulary`
 is the same tokenizer as a seqio vocabulary, so fine-tuning's seqio Tasks tokenize rows with it.
-Every checkpoint opener (evals, `evals.generate`, fine-tuning, `hf_convert`) goes through here, so
+The checkpoint opener (`contract.checkpoint`), `hf_read` and `hf_convert` go through here, so
 they cannot disagree about which file holds what.
 """
 from __future__ import annotations

@@ -31,12 +31,13 @@ mv "$tmp" "$out"
 info="$("$PY" - "$gguf" "$out" <<'PYEOF'
 import hashlib, json, sys
 from pathlib import Path
+from patch_training.contract.checkpoint import Checkpoint
 gguf, out = Path(sys.argv[1]), Path(sys.argv[2])
 digest = hashlib.sha256()
 with gguf.open("rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
         digest.update(block)
-config = json.loads((out / "model_config.json").read_text())
+config = Checkpoint.open(out, params=False).config.to_dict()   # the one opener, so a bad import fails here
 print(json.dumps({
     "display_name": "SmolLM2-135M-Instruct", "sha256": digest.hexdigest(), "bytes": gguf.stat().st_size,
     "model_config": {k: config.get(k) for k in ("num_layers", "hidden_size", "num_heads", "num_kv_heads",

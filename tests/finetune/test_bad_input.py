@@ -58,38 +58,38 @@ def test_missing_split_file_and_unknown_task_are_one_line(tmp_path):
 
 
 def test_init_checkpoint_problems_are_one_line(init_ckpt, tmp_path):
-    from case2code_finetune.init_checkpoint import load_init_params, open_init_checkpoint
+    from case2code_finetune.finetuning import _init_params, _open_init
     from patch_training.partitioning import make_mesh
 
     for path in (None, tmp_path / "missing"):
         with pytest.raises(UserError) as e:
-            open_init_checkpoint(path)
+            _open_init(path)
         assert "\n" not in str(e.value)
     # Different shapes: a config that does not match the saved arrays.
     bad = tmp_path / "bad_shapes"
     shutil.copytree(init_ckpt, bad)
     cfg = json.loads((bad / "model_config.json").read_text())
     (bad / "model_config.json").write_text(json.dumps({**cfg, "hidden_size": 48}))
-    init = open_init_checkpoint(bad)
+    init, _ = _open_init(bad)
     with pytest.raises(UserError) as e:
-        load_init_params(init, make_mesh())
+        _init_params(init, make_mesh())
     assert "do not match" in str(e.value) and "\n" not in str(e.value)
     # A model too small for its vocabulary (byte vocabulary: 259 ids).
     small = tmp_path / "small_vocab"
     shutil.copytree(init_ckpt, small)
     (small / "model_config.json").write_text(json.dumps({**cfg, "vocab_size": 200}))
     with pytest.raises(UserError, match="smaller than its vocabulary"):
-        open_init_checkpoint(small)
+        _open_init(small)
     # A run that names another vocabulary or changes a shape is refused.
     with pytest.raises(UserError, match="may not change hidden_size"):
-        open_init_checkpoint(init_ckpt, model_overrides={"hidden_size": 64})
+        _open_init(init_ckpt, model_overrides={"hidden_size": 64})
     import sentencepiece as spm
     text = tmp_path / "text.txt"
     text.write_text("\n".join(f"def f{i}(x):\n    return x + {i}" for i in range(300)))
     spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "sp"), vocab_size=60,
                                    minloglevel=2)
     with pytest.raises(UserError) as e:
-        open_init_checkpoint(init_ckpt, vocab={"kind": "sentencepiece", "model_path": str(tmp_path / "sp.model")})
+        _open_init(init_ckpt, vocab={"kind": "sentencepiece", "model_path": str(tmp_path / "sp.model")})
     assert "tokenize with the checkpoint's" in str(e.value) and "\n" not in str(e.value)
-    ok = open_init_checkpoint(init_ckpt, model_overrides={"remat_policy": "full"})
-    assert ok.model_config.remat_policy == "full" and ok.vocab.vocab_size == 259
+    ok, ok_vocab = _open_init(init_ckpt, model_overrides={"remat_policy": "full"})
+    assert ok.config.remat_policy == "full" and ok_vocab.vocab_size == 259

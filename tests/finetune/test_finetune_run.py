@@ -108,7 +108,7 @@ def test_hf_imported_checkpoint_is_a_valid_start(tmp_path, c2c_dir, cache_dir, t
     from case2code_finetune.finetuning import run_finetune
     from case2code_finetune.prompt_rows import make_prompt_answer_dataset
     from patch_training.hf_convert import import_hf
-    from patch_training.params_io import load_params
+    from patch_training.contract.checkpoint import Checkpoint
     from patch_training.trainer import TrainerConfig
 
     torch.manual_seed(0)
@@ -117,7 +117,8 @@ def test_hf_imported_checkpoint_is_a_valid_start(tmp_path, c2c_dir, cache_dir, t
                                          tie_word_embeddings=False)
     transformers.LlamaForCausalLM(hf_config).save_pretrained(tmp_path / "hf", safe_serialization=True)
     ckpt = import_hf(tmp_path / "hf", tmp_path / "imported")
-    params, config, _ = load_params(ckpt)
+    opened = Checkpoint.open(ckpt)
+    params, config = opened.params, opened.config
 
     data = functools.partial(make_prompt_answer_dataset, task="case2code", sequence_length=SEQ_LEN,
                              cache_dir=str(cache_dir))

@@ -23,14 +23,14 @@ def test_rows_use_the_checkpoint_tokenizer(imported, c2c_dir, cache_dir):
     from tokenizers import Tokenizer
 
     from case2code_finetune import tasks
-    from case2code_finetune.init_checkpoint import open_init_checkpoint
+    from case2code_finetune.finetuning import _open_init
     from case2code_finetune.prompt_rows import make_prompt_answer_dataset
 
-    init = open_init_checkpoint(imported)
+    init, vocab = _open_init(imported)
     assert init.vocab_spec["kind"] == "hf_tokenizer"
     tok = Tokenizer.from_file(str(imported / "tokenizer.json"))
     name = tasks.register_case2code_dir(name="case2code", data_dir=str(c2c_dir))
-    ds = make_prompt_answer_dataset(task=name, split="validation", sequence_length=SEQ_LEN, vocab=init.vocab,
+    ds = make_prompt_answer_dataset(task=name, split="validation", sequence_length=SEQ_LEN, vocab=vocab,
                                     cache_dir=str(cache_dir), pack=False)
     rows = [json.loads(line) for line in (c2c_dir / "validation.jsonl").read_text().splitlines()]
     enc = lambda s: tuple(tok.encode(s, add_special_tokens=False).ids)  # noqa: E731
@@ -42,5 +42,5 @@ def test_rows_use_the_checkpoint_tokenizer(imported, c2c_dir, cache_dir):
     assert TINY["vocab_size"] >= tok.get_vocab_size()
     import tensorflow as tf
     text = rows[0]["prompt"]
-    assert init.vocab.encode_tf(tf.constant(text)).numpy().tolist() == list(enc(text))     # eager, as well
-    assert init.vocab.decode(list(enc(text))) == text
+    assert vocab.encode_tf(tf.constant(text)).numpy().tolist() == list(enc(text))     # eager, as well
+    assert vocab.decode(list(enc(text))) == text

@@ -16,7 +16,7 @@ from evals.decoding import Decoder  # noqa: E402
 from patch_training.errors import UserError  # noqa: E402
 from patch_training.hf_convert import export_hf, import_hf  # noqa: E402
 from patch_training.model import Transformer  # noqa: E402
-from patch_training.params_io import load_params  # noqa: E402
+from patch_training.contract.checkpoint import Checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.hf
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +56,8 @@ def _hf_logits(model, tokens: np.ndarray) -> np.ndarray:
 def test_import_logits_generation_and_export_roundtrip(tmp_path, case):
     hf_model, hf_dir = _hf_model(tmp_path, case)
     ckpt = import_hf(hf_dir, tmp_path / "ckpt")
-    params, config, vocab_spec = load_params(ckpt)
+    opened = Checkpoint.open(ckpt)
+    params, config = opened.params, opened.config
     assert config.tie_embeddings == CASES[case]["tie_word_embeddings"]
     assert config.rope_theta == CASES[case]["rope_theta"]
     assert ("lm_head" in params) != config.tie_embeddings
@@ -79,7 +80,8 @@ def test_import_logits_generation_and_export_roundtrip(tmp_path, case):
     reloaded = transformers.LlamaForCausalLM.from_pretrained(exported).eval()
     np.testing.assert_array_equal(_hf_logits(reloaded, tokens), ref)
     # And the sharded export imports back to the same parameters.
-    again, config2, _ = load_params(import_hf(exported, tmp_path / "ckpt2"))
+    again = Checkpoint.open(import_hf(exported, tmp_path / "ckpt2"))
+    again, config2 = again.params, again.config
     assert config2 == config
     np.testing.assert_array_equal(again["embedding"], params["embedding"])
 
