@@ -173,7 +173,8 @@ class PeriodicEval:
 
 @dataclasses.dataclass
 class HookInfo:
-    """What an open hook sees (Levanter's `StepInfo`)."""
+    """What an open hook sees (Levanter's `StepInfo`). `state` is live: the next step donates its buffers,
+    so a hook that keeps arrays copies them (`jax.device_get`)."""
     trainer: Any                                  # the Trainer: run_dir, model_config, vocab_spec, mesh, evaluate()
     step: int
     state: Any                                    # TrainState after `step` updates
