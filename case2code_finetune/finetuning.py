@@ -92,7 +92,7 @@ class FinetunePlan:
                             "model_overrides if RoPE allows)")
         train = _build(self.train_factory, init.vocab, "train_data")
         if train is None:
-            raise UserError("finetune.run_finetune.train_data is not set")
+            raise UserError("finetuning.run_finetune.train_data is not set")
         if train.sequence_length != cfg.sequence_length:
             raise UserError(f"train rows hold {train.sequence_length} tokens but "
                             f"TrainerConfig.sequence_length={cfg.sequence_length}")
@@ -140,7 +140,7 @@ class FinetunePlan:
         return summary_line(summary, result.run_dir)
 
 
-@gin.configurable(module="finetune")
+@gin.configurable(module="finetuning")
 def run_finetune(*, model_dir: str = gin.REQUIRED, init_checkpoint: str = gin.REQUIRED,
                  train_data: Any = gin.REQUIRED, eval_data: Any = None, trainer_config: Any = None,
                  optimizer_config: Any = None, checkpoint_config: Any = None,

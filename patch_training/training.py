@@ -1,11 +1,11 @@
 """The one training entry: `train(model_dir=, model_config=, stages=, init_from=, hooks=)`.
 
 Every kind of run comes through it:
-- pre-training is one `Stage` (`trainer.run_training` builds it from the run file's data);
+- pre-training is one `Stage` (`training.run_training` builds it from the run file's data);
 - two-stage patch-level training is a plan of two (`two_stage_training.TwoStagePlan`, from
-  `two_stage.run_experiment`);
+  `two_stage_training.run_experiment`);
 - fine-tuning is `init_from` (a pretrained checkpoint's params) plus one stage of prompt rows
-  (`case2code_finetune.finetuning`, from `finetune.run_finetune`).
+  (`case2code_finetune.finetuning`, from `finetuning.run_finetune`).
 
 What a run does around its stages happens here and nowhere else: the MODEL_DIR check, the mesh, the
 check that every `--gin.` flag was read (after the plan built its data, i.e. after every gin-configured
@@ -181,8 +181,8 @@ def train(*, model_dir: str | os.PathLike, model_config: Any, stages: Sequence[S
     return result
 
 
-# -- the pre-training gin entry (run files bind `trainer.run_training.*`) ----------------------------
-@gin.configurable(module="trainer")
+# -- the pre-training gin entry (run files bind `training.run_training.*`) ----------------------------
+@gin.configurable(module="training")
 def run_training(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
                  train_data: Any = gin.REQUIRED, eval_data: Any = None, vocab: Any = None,
                  trainer_config: Any = None, optimizer_config: Any = None, checkpoint_config: Any = None,

@@ -17,7 +17,7 @@ tokens per stage) and each stage dir an `eval.json`.
 
 The library of the method, as a plan for the one training entry (`TwoStagePlan` through
 `patch_training.training.train`); the CLI is `python -m patch_training.two_stage` (entry point in
-`patch_training.main.two_stage`). gin names keep the `two_stage.` prefix.
+`patch_training.main.two_stage`). Gin names are this module's (`two_stage_training.*`).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ EVAL_FILE = "eval.json"
 STAGE_SUMMARY_FILE = "stage_summary.json"
 
 
-@gin.configurable(module="two_stage")
+@gin.configurable(module="two_stage_training")
 @dataclasses.dataclass(frozen=True)
 class TwoStageConfig:
     """What the method decides: the budget, K, λ, the row shapes and batch sizes of the two stages.
@@ -95,7 +95,7 @@ class TwoStageConfig:
             what = f"K={k}" if per_block == k else f"patch rows of {per_block} token rows"
             raise UserError(f"TwoStageConfig: {what} does not divide batch_size={self.batch_size}, so the patch "
                             f"stage cannot take batch_size/{per_block} rows per step (equal tokens per step); "
-                            "set PATCH_BATCH_SIZE (two_stage.TwoStageConfig.patch_batch_size) explicitly")
+                            "set PATCH_BATCH_SIZE (two_stage_training.TwoStageConfig.patch_batch_size) explicitly")
         return lam
 
     @property
@@ -239,7 +239,7 @@ def check_base_trainer_config(base: TrainerConfig, cfg: TwoStageConfig) -> None:
                             f"stage's {name} comes from {owner}; remove that binding")
     if base.eval_every and cfg.evals_per_stage > 1:
         raise UserError(f"both trainer.TrainerConfig.eval_every={base.eval_every} and "
-                        f"two_stage.TwoStageConfig.evals_per_stage={cfg.evals_per_stage} say when to "
+                        f"two_stage_training.TwoStageConfig.evals_per_stage={cfg.evals_per_stage} say when to "
                         "validate; bind only one")
 
 
@@ -434,7 +434,7 @@ class TwoStagePlan:
         return summary_line(result)
 
 
-@gin.configurable(module="two_stage")
+@gin.configurable(module="two_stage_training")
 def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
                    two_stage_config: TwoStageConfig = gin.REQUIRED, trainer_config: TrainerConfig | None = None,
                    vocab: Any = None, train_task: str = "code_corpus", eval_tasks: Mapping[str, str] | None = None,
