@@ -47,7 +47,7 @@ def run_one(name: str, run_dir: Path, args, patch_fraction: str, evals_per_stage
     bindings = [f"MODEL_DIR = '{run_dir}'", f"TOKEN_BUDGET = {args.budget_tokens}", f"PATCH_SIZE = {args.k}",
                 f"PATCH_FRACTION = '{patch_fraction}'", f"BATCH_SIZE = {batch}", f"SEQUENCE_LENGTH = {sequence_length}",
                 f"EVAL_BATCHES = {args.eval_batches}", f"DATA_MAX_TOKENS = {max_tokens}",
-                f"two_stage.TwoStageConfig.evals_per_stage = {evals_per_stage}",
+                f"two_stage_training.TwoStageConfig.evals_per_stage = {evals_per_stage}",
                 f"vocab.get_vocabulary.kind = '{args.vocab}'"]
     files = [EXPERIMENTS[name.split("_")[0]]]
     if args.model != "small":

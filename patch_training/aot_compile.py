@@ -56,7 +56,7 @@ class StageSpec:
 # (When the trainer's mesh/sharding/step modules are merged, only this block needs new names.)
 
 def _engine_mesh(devices: Sequence[Any]):
-    """The trainer's mesh (gin `mesh.mesh_shape`, axes data/fsdp/tensor) over the slice's devices."""
+    """The trainer's mesh (gin `partitioning.mesh_shape`, axes data/fsdp/tensor) over the slice's devices."""
     import jax
     from jax.sharding import AxisType
     from patch_training.partitioning import MESH_AXES, mesh_shape, resolve_axis_sizes
@@ -120,7 +120,7 @@ def _engine_configs() -> tuple[Any, Any, list[StageSpec]]:
         except ValueError:
             return False
 
-    if bound("two_stage.run_experiment.two_stage_config"):
+    if bound("two_stage_training.run_experiment.two_stage_config"):
         from patch_training.trainer import TrainerConfig
         from patch_training.two_stage_training import TwoStageConfig, stage_trainer_config
         cfg = call_configured(TwoStageConfig)
@@ -129,7 +129,7 @@ def _engine_configs() -> tuple[Any, Any, list[StageSpec]]:
         stages = [StageSpec(p.name, p.patch_size, p.batch_size, p.sequence_length,
                             stage_trainer_config(base, cfg, p).num_microbatches, p.num_steps)
                   for p in cfg.plan()]
-    elif bound("trainer.run_training.trainer_config"):
+    elif bound("training.run_training.trainer_config"):
         from patch_training.trainer import TrainerConfig
         cfg = call_configured(TrainerConfig)
         cfg.validate()
@@ -137,7 +137,7 @@ def _engine_configs() -> tuple[Any, Any, list[StageSpec]]:
         stages = [StageSpec(name, cfg.patch_size, cfg.batch_size, cfg.sequence_length, cfg.num_microbatches,
                             cfg.num_steps)]
     else:
-        raise UserError("the gin files configure neither two_stage.run_experiment nor trainer.run_training; "
+        raise UserError("the gin files configure neither two_stage_training.run_experiment nor training.run_training; "
                         "pass an experiment (e.g. --gin_file=configs/experiments/pod/370m_patch_v5p-128.gin)")
     return call_configured(ModelConfig), call_configured(OptimizerConfig), stages
 

@@ -13,6 +13,11 @@ tokens of a token step) unless B1 was given, and `two_stage.json` recorded B1 on
 list. `upgrade_plan_record` gives such a record the top-level `patch_batch_size` today's records
 carry, so an old run dir resumes with the B1 it was planned with.
 
+And for the gin names retired when every configurable took its module's name (issue 29):
+`two_stage.*` -> `two_stage_training.*`, `mesh.mesh_shape` -> `partitioning.mesh_shape`,
+`trainer.run_training` -> `training.run_training`, `finetune.run_finetune` -> `finetuning.run_finetune`;
+the modules that only forwarded names (`patch_training.mesh`, `patch_training.sharding`) are gone.
+
 This module is the only place that spells the old names. A gin binding that uses one fails with
 gin's own error plus a line that names the new binding; metadata that older runs wrote into their
 run dirs (checkpoint fingerprints, `two_stage.json`) is read through `upgrade_metadata` so that
@@ -23,19 +28,38 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# Old gin parameter name -> new one (on `trainer.TrainerConfig` and `two_stage.TwoStageConfig`).
+# Old gin parameter name -> new one (on `trainer.TrainerConfig` and `two_stage_training.TwoStageConfig`).
 RENAMED_GIN_PARAMETERS = {"seq_len": "sequence_length", "patch_seq_len": "patch_sequence_length"}
 
 # Old run-dir metadata key -> new one: the trainer's checkpoint fingerprint and the two-stage plan
 # record wrote `seq_len`; the plan's stages wrote `tokens_per_row`.
 RENAMED_METADATA_KEYS = {"seq_len": "sequence_length", "tokens_per_row": "sequence_length"}
 
+# Old gin configurable name -> the one named after its module.
+RENAMED_CONFIGURABLES = {"two_stage.TwoStageConfig": "two_stage_training.TwoStageConfig",
+                         "two_stage.run_experiment": "two_stage_training.run_experiment",
+                         "mesh.mesh_shape": "partitioning.mesh_shape",
+                         "trainer.run_training": "training.run_training",
+                         "finetune.run_finetune": "finetuning.run_finetune"}
+# Modules gin files imported only for a retired name -> the module to import instead.
+RETIRED_MODULES = {"patch_training.mesh": "patch_training.partitioning",
+                   "patch_training.sharding": "patch_training.partitioning"}
+
+_GIN_NO_CONFIGURABLE = re.compile(r"No configurable matching (?:reference )?'@?(?:[\w.]+/)*(?P<name>[\w.]+?)(?:\(\))?'")
+_NO_MODULE = re.compile(r"No module named '(?P<module>[\w.]+)'")
 _GIN_UNKNOWN_PARAMETER = re.compile(r"Configurable '(?P<configurable>[\w.]+)' doesn't have a parameter named "
                                     r"'(?P<param>\w+)'")
 
 
 def renamed_binding_hint(gin_error: str) -> str | None:
     """One line naming the new binding when gin refused a binding for using a retired name, else None."""
+    found = _GIN_NO_CONFIGURABLE.search(gin_error)
+    if found and found.group("name") in RENAMED_CONFIGURABLES:
+        return f"{found.group('name')} was renamed after its module: bind {RENAMED_CONFIGURABLES[found.group('name')]} instead"
+    found = _NO_MODULE.search(gin_error)
+    if found and found.group("module") in RETIRED_MODULES:
+        return (f"module {found.group('module')} is gone: import {RETIRED_MODULES[found.group('module')]} instead "
+                "(the mesh binds as partitioning.mesh_shape)")
     found = _GIN_UNKNOWN_PARAMETER.search(gin_error)
     if not found or found.group("param") not in RENAMED_GIN_PARAMETERS:
         return None

@@ -12,7 +12,7 @@
   Optimizer-state leaves that mirror a parameter (Adam's mu/nu) get that parameter's sharding, so
   FSDP shards them too; the rest (step counters) are replicated.
 
-`patch_training.mesh` and `patch_training.sharding` re-export these names under their old paths.
+Gin binds the mesh as `partitioning.mesh_shape` (configurables are named after their modules).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def resolve_axis_sizes(sizes: Sequence[int], num_devices: int,
     return tuple(sizes)
 
 
-@gin.configurable(module="mesh")
+@gin.configurable(module="partitioning")
 def mesh_shape(*, data: int = -1, fsdp: int = 1, tensor: int = 1) -> tuple[int, int, int]:
     """The gin surface of a mesh config: `mesh_shape.data = 2`, etc. (-1 = the rest)."""
     return (data, fsdp, tensor)

@@ -1,7 +1,6 @@
 """`python -m patch_training.train`: the pretraining CLI (kept at this path; the entry point lives in
 `patch_training.main.train`, apart from the library)."""
 from patch_training.errors import run_cli
-from patch_training.main.runtime import add_runtime_flags, setup_runtime  # noqa: F401  (old import path)
 from patch_training.main.train import PROG, main, parse_args  # noqa: F401
 
 if __name__ == "__main__":

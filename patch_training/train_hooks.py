@@ -5,7 +5,9 @@ The trainer's loop only steps; everything that happens every N steps is a hook:
 - metric hooks see each finished step's metrics on the host (`on_metrics`): the NaN/inf stop and
   the logger (train loss as the mean over the log window, tokens/s, MFU, progress line);
 - state hooks say whether they are due after a step (`due`) and then act on the state (`run`):
-  preemption (stop after saving), checkpointing, periodic evaluation.
+  preemption (stop after saving), checkpointing, periodic evaluation;
+- open hooks (`Trainer.add_hook(fn, every=N)`, as in Levanter): any callable of a `HookInfo`, run
+  every N steps, at the end of a completed stage, and/or once before the first step of a fresh run.
 
 The loop keeps one step in flight: it reads step s-1's metrics while step s runs, and drains every
 pending metric before any state hook runs, so nothing is saved or reported whose loss was not
@@ -38,6 +40,7 @@ class LoopState:
     status: str = "completed"
     last_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     eval_by_set: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    hook_results: dict[str, Any] = dataclasses.field(default_factory=dict)   # named open hooks' end values
 
 
 class MetricHook(Protocol):
@@ -166,3 +169,49 @@ class PeriodicEval:
 
     def run(self, loop: LoopState) -> None:
         loop.eval_by_set = self.evaluate(loop.state, loop.step)
+
+
+@dataclasses.dataclass
+class HookInfo:
+    """What an open hook sees (Levanter's `StepInfo`). `state` is live: the next step donates its buffers,
+    so a hook that keeps arrays copies them (`jax.device_get`)."""
+    trainer: Any                                  # the Trainer: run_dir, model_config, vocab_spec, mesh, evaluate()
+    step: int
+    state: Any                                    # TrainState after `step` updates
+    event: str                                    # "start" (fresh run, before step 1), "step" (every N), "end"
+    eval_by_set: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # latest validation
+
+    @property
+    def params(self) -> Any:
+        return self.state.params
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenHook:
+    """One `add_hook` registration. A hook runs on every host (it may take part in collectives, such as
+    an evaluation); work only one host should do (writing files) checks `multihost.is_primary()`."""
+    fn: Callable[[HookInfo], Any]
+    every: int = 0                                # > 0: after every `every`-th step
+    at_start: bool = False                        # once before step 1 of a run that starts fresh (no checkpoint)
+    at_end: bool = True                           # once when the stage completes, after its final validation
+    name: str | None = None                       # its end-of-stage return value lands in `hook_results[name]`
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise UserError(f"add_hook: expected a callable, got {type(self.fn).__name__}")
+        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 0:
+            raise UserError(f"add_hook(every={self.every!r}): expected an integer >= 0")
+
+
+class PeriodicHook:
+    """An open hook as a state hook: due every N steps (the last step is the end hook's, when it has one)."""
+
+    def __init__(self, hook: OpenHook, num_steps: int, info: Callable[[LoopState, str], HookInfo]):
+        self.hook, self.num_steps, self.info = hook, num_steps, info
+
+    def due(self, loop: LoopState) -> bool:
+        every = self.hook.every
+        return bool(every) and loop.step % every == 0 and not (self.hook.at_end and loop.step == self.num_steps)
+
+    def run(self, loop: LoopState) -> None:
+        self.hook.fn(self.info(loop, "step"))

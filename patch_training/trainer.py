@@ -1,43 +1,41 @@
-"""The training loop: sharded jit step, logging/MFU, periodic eval, checkpoints, resume, preemption.
+"""The training loop: sharded jit step, logging/MFU, periodic eval, checkpoints, resume, preemption, open hooks.
 
 Data is a pure function of the step (`dataset.host_batch(step, ...)`), params/optimizer/RNG are
 restored from the newest complete checkpoint, and `metrics.jsonl` is cut back to that step, so a
 run killed at any point and restarted repeats the uninterrupted run bit for bit (CPU, same mesh).
+`add_hook(fn, every=N)` (Levanter's) opens the loop to any periodic or end-of-stage work. The gin entry
+that builds a run (MODEL_DIR, mesh, data) is `patch_training.training`.
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import gin
 import jax
 import numpy as np
 
-from patch_training import allocator
 from patch_training import mfu as mfu_lib
 from patch_training.multihost import is_primary
 from patch_training.atomic import write_json_atomic
 from patch_training import partitioning as sharding_lib
 from patch_training.errors import UserError
-from patch_training.gin_utils import check_all_bindings_used, write_operative_config
 from patch_training.evaluation import evaluate
 from patch_training.partitioning import describe, make_mesh
 from patch_training.metrics import MetricsWriter, ProgressLine, read_jsonl, truncate_jsonl, METRICS_FILE
 from patch_training.optimizer import OptimizerConfig
 from patch_training.preemption import PreemptionWatcher
 from patch_training.train_hooks import (  # noqa: F401  (TrainingDiverged: its public home was here)
-    CheckpointSaver, LoopState, MetricsLogger, NanStop, PeriodicEval, PreemptionStop, TrainingDiverged)
+    CheckpointSaver, HookInfo, LoopState, MetricsLogger, NanStop, OpenHook, PeriodicEval, PeriodicHook, PreemptionStop,
+    TrainingDiverged)
 from patch_training.train_state import TrainState, abstract_train_state, create_train_state
 from patch_training.train_step import StepConfig, compile_train_step
 from patch_training.checkpointing import CheckpointConfig, TrainCheckpointer
 from patch_training.data.prefetch import PrefetchingBatches, with_prefetch
-
-log = logging.getLogger(__name__)
 
 
 @gin.configurable(module="trainer")
@@ -80,6 +78,7 @@ class TrainResult:
     state: TrainState | None = None
     eval_by_set: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     eval_seconds: float = 0.0        # time spent in validation passes during this `run()`
+    hook_results: dict[str, Any] = dataclasses.field(default_factory=dict)  # named end-of-stage hooks' values
 
 
 def _compatibility_meta(model_config, cfg: TrainerConfig, vocab_spec: dict | None) -> dict:
@@ -112,12 +111,23 @@ class Trainer:
         self.vocab_spec = vocab_spec
         self.mesh = mesh if mesh is not None else make_mesh()
         self.console = console and is_primary()
-        self.initial_params = initial_params   # e.g. stage-1 params for a fresh stage 2
+        # Params to start from when the run has no checkpoint (e.g. stage-1 params for a fresh stage 2, or a
+        # pretrained model to fine-tune); a zero-argument callable is only called then, so a resumed run
+        # never reads them.
+        self.initial_params = initial_params
+        self.hooks: list[OpenHook] = []
         self.eval_seconds = 0.0
         self.checkpoint_config = checkpoint_config or CheckpointConfig()
         sharding_lib.check_batch_divisible(cfg.batch_size, self.mesh, cfg.num_microbatches)
         if eval_data is not None:
             sharding_lib.check_batch_divisible(cfg.eval_batch_size or cfg.batch_size, self.mesh)
+
+    def add_hook(self, fn: Callable[[HookInfo], Any], *, every: int = 0, at_start: bool = False,
+                 at_end: bool = True, name: str | None = None) -> None:
+        """Call `fn(HookInfo)` after every `every`-th step (0: never), once before step 1 of a fresh run
+        (`at_start`), and once when the stage completes, after its final validation (`at_end`; with a
+        `name`, what it returns is kept in `TrainResult.hook_results[name]`)."""
+        self.hooks.append(OpenHook(fn, every, at_start, at_end, name))
 
     # -- set-up ---------------------------------------------------------------------------------
     def _say(self, text: str) -> None:
@@ -158,12 +168,11 @@ class Trainer:
                           params=restored.params, opt_state=restored.opt_state,
                           rng=jax.device_put(np.asarray(restored.rng), rep))
 
-    def _fresh_state(self) -> TrainState:
+    def _fresh_state(self, initial: Any) -> TrainState:
         state = create_train_state(self.model_config, self.tx, self.mesh, self.cfg.seed, self.shardings)
-        if self.initial_params is not None:
+        if initial is not None:
             params = jax.tree_util.tree_map(
-                lambda p, s: jax.device_put(np.asarray(p, dtype=np.float32), s),
-                self.initial_params, self.shardings.params)
+                lambda p, s: jax.device_put(np.asarray(p, dtype=np.float32), s), initial, self.shardings.params)
             state = state.replace(params=params)
         return state
 
@@ -184,8 +193,14 @@ class Trainer:
         with sharding_lib.mesh_context(self.mesh):
             abstract = abstract_train_state(self.model_config, self.tx, self.shardings)
             restored = ckpt.restore_latest(abstract.params, abstract.opt_state)
+        # A loader of initial params places them itself, outside this mesh context: restoring boxed Linen
+        # params under it would put logical-axis constraints on concrete arrays.
+        initial = None
+        if restored is None:
+            initial = self.initial_params() if callable(self.initial_params) else self.initial_params
+        with sharding_lib.mesh_context(self.mesh):
             if restored is None:
-                state = self._fresh_state()
+                state = self._fresh_state(initial)
                 start = 0
             else:
                 start = restored.step
@@ -210,6 +225,11 @@ class Trainer:
         logger, metric_hooks, preemption, state_hooks = self._hooks(ckpt, watcher, writer, resumed)
         pending: list[tuple[int, Any]] = []
 
+        def info(loop: LoopState, event: str) -> HookInfo:
+            return HookInfo(self, loop.step, loop.state, event, loop.eval_by_set)
+
+        state_hooks += [PeriodicHook(h, cfg.num_steps, info) for h in self.hooks if h.every]
+
         def drain() -> None:
             for done_step, metrics in pending:
                 values = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -218,6 +238,9 @@ class Trainer:
             pending.clear()
 
         with sharding_lib.mesh_context(self.mesh):
+            if not resumed:
+                for hook in (h for h in self.hooks if h.at_start):
+                    hook.fn(info(loop, "start"))
             while loop.step < cfg.num_steps:
                 host = self.train_data.host_batch(loop.step, cfg.batch_size, jax.process_index(),
                                                   jax.process_count())
@@ -245,12 +268,17 @@ class Trainer:
             ckpt.wait()
             if loop.status == "completed" and self.eval_data is not None:
                 loop.eval_by_set = self._evaluate(loop.state, writer, loop.step)
+            if loop.status == "completed":
+                for hook in (h for h in self.hooks if h.at_end):
+                    value = hook.fn(info(loop, "end"))
+                    if hook.name:
+                        loop.hook_results[hook.name] = value
         if loop.status == "completed" and cfg.plot and is_primary():
             writer.flush()
             plot_loss_curve(self.run_dir)
         eval_metrics = next(iter(loop.eval_by_set.values()), None)
         return TrainResult(self.run_dir, loop.step, loop.status, loop.last_metrics, eval_metrics, loop.state,
-                           loop.eval_by_set, self.eval_seconds)
+                           loop.eval_by_set, self.eval_seconds, loop.hook_results)
 
     def _hooks(self, ckpt: TrainCheckpointer, watcher: PreemptionWatcher, writer: MetricsWriter, resumed: bool):
         """(logger, metric hooks, preemption hook, state hooks) for one run of the loop."""
@@ -272,21 +300,26 @@ class Trainer:
         return (logger, [NanStop(writer, ckpt.directory), logger],
                 PreemptionStop(watcher, cfg.num_steps, self._say), state_hooks)
 
-    def _evaluate(self, state: TrainState, writer: MetricsWriter, step: int) -> dict[str, dict[str, float]]:
-        """One pass over every validation set; returns {set name: {"loss", "perplexity", "tokens"}}."""
+    def evaluate(self, params: Any, *, log: bool = True) -> dict[str, dict[str, float]]:
+        """One pass of this run's eval step over every validation set (for hooks too, e.g. the params a
+        fine-tuning run starts from); returns {set name: {"loss", "perplexity", "tokens"}}. Needs `run()`."""
         bs = self.cfg.eval_batch_size or self.cfg.batch_size
-        results = {}
+        with sharding_lib.mesh_context(self.mesh):
+            return {name: evaluate(self.eval_step, params, data, batch_size=bs, limit=self.cfg.eval_batches,
+                                   mesh=self.mesh, log=self._say if log else None)
+                    for name, data in self.eval_sets.items()}
+
+    def _evaluate(self, state: TrainState, writer: MetricsWriter, step: int) -> dict[str, dict[str, float]]:
+        """`evaluate` at a training step, written to the metrics and the console."""
         t0 = time.perf_counter()
-        for name, data in self.eval_sets.items():
-            result = evaluate(self.eval_step, state.params, data, batch_size=bs, limit=self.cfg.eval_batches,
-                              mesh=self.mesh, log=self._say)
+        results = self.evaluate(state.params)
+        for name, result in results.items():
             prefix = f"eval/{name}/" if name else "eval/"
             writer.write(step, {"loss": result["loss"], "perplexity": result["perplexity"],
                                 "tokens": result["tokens"]}, prefix=prefix)
             label = f"eval {name}" if name else "eval"
             self._say(f"{label} at step {step}: loss {result['loss']:.4f} perplexity "
                       f"{result['perplexity']:.3f} ({result['tokens']:.0f} tokens)")
-            results[name] = result
         self.eval_seconds += time.perf_counter() - t0
         return results
 
@@ -321,48 +354,3 @@ def plot_loss_curve(run_dir: str | os.PathLike, name: str = "loss_curve.png") ->
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
-
-
-# -- the gin entry point that run configs bind (`trainer.run_training.*`) ---------------------------
-def _vocab_spec(vocab: Any) -> dict | None:
-    if vocab is None:
-        return None
-    if isinstance(vocab, dict):
-        return vocab
-    from patch_training.data.vocab import spec_for
-    return spec_for(vocab)
-
-
-@gin.configurable(module="trainer")
-def run_training(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
-                 train_data: Any = gin.REQUIRED, eval_data: Any = None, vocab: Any = None,
-                 trainer_config: Any = None, optimizer_config: Any = None, checkpoint_config: Any = None,
-                 mesh_shape: Sequence[int] | None = None):
-    """Train one run into `model_dir`; the gin entry point every run config binds."""
-    if not model_dir:
-        raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
-    vocab_spec = _vocab_spec(vocab)
-    vocab_size = getattr(vocab, "vocab_size", None)
-    if vocab_size is not None and model_config.vocab_size < vocab_size:
-        raise UserError(f"ModelConfig.vocab_size={model_config.vocab_size} is smaller than the vocabulary's "
-                        f"{vocab_size} tokens")
-    trainer_config = trainer_config or TrainerConfig()
-    mesh = make_mesh(mesh_shape)
-    check_all_bindings_used()
-    if mesh.devices.flat[0].platform == "cpu" and (hint := allocator.cpu_training_hint()):
-        log.info(hint)
-    run_dir = Path(model_dir)
-    if jax.process_index() == 0:
-        write_operative_config(run_dir)
-    trainer = Trainer(run_dir, model_config, trainer_config, train_data, eval_data,
-                      optimizer_config or OptimizerConfig(), vocab_spec=vocab_spec, mesh=mesh,
-                      checkpoint_config=checkpoint_config)
-    result = trainer.run()
-    if jax.process_index() == 0:
-        write_operative_config(run_dir)  # now complete: everything gin bound was used
-        summary = f"{result.status} at step {result.final_step}; run dir {run_dir}"
-        if result.eval_metrics:
-            summary += (f"; validation loss {result.eval_metrics['loss']:.4f}, "
-                        f"perplexity {result.eval_metrics['perplexity']:.3f}")
-        print(summary, flush=True)
-    return result

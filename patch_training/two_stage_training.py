@@ -15,8 +15,9 @@ every named set, e.g. the code split and WikiText) runs in both stages. The run 
 `two_stage.json` (the plan), `cost.json` (relative cost λ/K + (1−λ), analytic FLOPs, wall time and
 tokens per stage) and each stage dir an `eval.json`.
 
-The library of the method; the CLI is `python -m patch_training.two_stage` (entry point in
-`patch_training.main.two_stage`). gin names keep the `two_stage.` prefix.
+The library of the method, as a plan for the one training entry (`TwoStagePlan` through
+`patch_training.training.train`); the CLI is `python -m patch_training.two_stage` (entry point in
+`patch_training.main.two_stage`). Gin names are this module's (`two_stage_training.*`).
 """
 from __future__ import annotations
 
@@ -39,18 +40,18 @@ from patch_training.data.factory import make_dataset
 from patch_training.data.paths import wikitext_test_file
 from patch_training.errors import UserError
 from patch_training.legacy_names import upgrade_plan_record
-from patch_training.gin_utils import check_all_bindings_used, write_operative_config
 from patch_training.partitioning import make_mesh
 from patch_training.optimizer import OptimizerConfig
 from patch_training.params_io import latest_checkpoint
-from patch_training.trainer import Trainer, TrainerConfig, _vocab_spec
+from patch_training.trainer import TrainerConfig
+from patch_training.training import Run, Stage, train
 
 PLAN_FILE = "two_stage.json"
 EVAL_FILE = "eval.json"
 STAGE_SUMMARY_FILE = "stage_summary.json"
 
 
-@gin.configurable(module="two_stage")
+@gin.configurable(module="two_stage_training")
 @dataclasses.dataclass(frozen=True)
 class TwoStageConfig:
     """What the method decides: the budget, K, λ, the row shapes and batch sizes of the two stages.
@@ -95,7 +96,7 @@ class TwoStageConfig:
             what = f"K={k}" if per_block == k else f"patch rows of {per_block} token rows"
             raise UserError(f"TwoStageConfig: {what} does not divide batch_size={self.batch_size}, so the patch "
                             f"stage cannot take batch_size/{per_block} rows per step (equal tokens per step); "
-                            "set PATCH_BATCH_SIZE (two_stage.TwoStageConfig.patch_batch_size) explicitly")
+                            "set PATCH_BATCH_SIZE (two_stage_training.TwoStageConfig.patch_batch_size) explicitly")
         return lam
 
     @property
@@ -241,7 +242,7 @@ def check_base_trainer_config(base: TrainerConfig, cfg: TwoStageConfig) -> None:
                             f"stage's {name} comes from {owner}; remove that binding")
     if base.eval_every and cfg.evals_per_stage > 1:
         raise UserError(f"both trainer.TrainerConfig.eval_every={base.eval_every} and "
-                        f"two_stage.TwoStageConfig.evals_per_stage={cfg.evals_per_stage} say when to "
+                        f"two_stage_training.TwoStageConfig.evals_per_stage={cfg.evals_per_stage} say when to "
                         "validate; bind only one")
 
 
@@ -263,12 +264,22 @@ def _say(text: str) -> None:
 def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConfig, sources: StageSources,
                   trainer_config: TrainerConfig | None = None, eval_sets: Mapping[str, Any] | None = None,
                   optimizer_config=None, checkpoint_config=None, vocab_spec: dict | None = None, mesh=None,
-                  stage: int | None = None, console: bool = True) -> TwoStageResult:
+                  stage: int | None = None, console: bool = True, hooks: Sequence[Any] = ()) -> TwoStageResult:
     """Run stage 1 then stage 2 (or only `stage`), resuming whatever is already in `run_dir`.
 
     `trainer_config` holds the settings both stages share (seed, logging, microbatches, eval caps);
     its plan-derived fields (steps, batch size, row length, K) must be left unset.
     """
+    run = Run(Path(run_dir), model_config, mesh if mesh is not None else make_mesh(),
+              optimizer_config or OptimizerConfig(), checkpoint_config, vocab_spec, tuple(hooks))
+    return run_stages(run, cfg=cfg, sources=sources, trainer_config=trainer_config, eval_sets=eval_sets,
+                      stage=stage, console=console)
+
+
+def run_stages(run: Run, *, cfg: TwoStageConfig, sources: StageSources, trainer_config: TrainerConfig | None,
+               eval_sets: Mapping[str, Any] | None, stage: int | None, console: bool = True) -> TwoStageResult:
+    """`run_two_stage` inside a `Run` (the one training entry's: its mesh, shared settings and hooks)."""
+    run_dir, model_config = run.run_dir, run.model_config
     base = trainer_config if trainer_config is not None else TrainerConfig()
     cfg = resolve_config(run_dir, cfg)
     plans = check_stage_request(run_dir, cfg, stage)
@@ -276,14 +287,12 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
     lam = cfg.validate()
     seed = base.seed
     by_index = {p.index: p for p in plans}
-    run_dir = Path(run_dir)
     stage1 = by_index.get(1)
     stage1_dir = run_dir / stage1.name if stage1 else None
     _check_plan(run_dir, plan_record(cfg, plans, seed))
     for line in patch_cost.format_plan(plans, token_budget=cfg.token_budget, patch_fraction=lam,
                                        patch_size=cfg.patch_size):
         _say(line)
-    mesh = mesh if mesh is not None else make_mesh()
 
     # The block walk both stages share.
     rows_per_block = cfg.patch_stage_sequence_length // cfg.sequence_length
@@ -332,9 +341,8 @@ def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConf
         _say(f"== stage {plan.index} of 2 ({plan.name}): "
              f"{plan.num_steps} steps x {plan.batch_size} rows x {plan.sequence_length} tokens "
              f"(K={plan.patch_size}, {plan.network_length} positions in the network)")
-        trainer = Trainer(stage_dir, model_config, stage_trainer_config(base, cfg, plan), data, dict(eval_sets or {}),
-                          optimizer_config, vocab_spec=vocab_spec, mesh=mesh, console=console,
-                          initial_params=initial_params, checkpoint_config=checkpoint_config)
+        trainer = run.trainer(Stage(stage_trainer_config(base, cfg, plan), data, dict(eval_sets or {}), plan.name,
+                                    initial_params), console=console)
         t0 = time.perf_counter()
         result = trainer.run()
         wall = time.perf_counter() - t0
@@ -387,53 +395,61 @@ def build_eval_sets(eval_tasks: Mapping[str, str], *, sequence_length: int, voca
     return sets
 
 
-@gin.configurable(module="two_stage")
+@dataclasses.dataclass
+class TwoStagePlan:
+    """Two-stage training as a plan for `training.train`: fail fast on the plan and the `--stage` request,
+    build only the row sets and validation sets the plan needs, then `run_stages`."""
+    two_stage_config: TwoStageConfig
+    trainer_config: TrainerConfig
+    vocab: Any
+    train_task: str = "code_corpus"
+    eval_tasks: Mapping[str, str] | None = None
+    data_max_tokens: int | None = None
+    cache_dir: str | None = None
+    stage: int | None = None
+
+    def prepare(self, run: Run) -> None:
+        base = self.trainer_config
+        self.cfg = cfg = resolve_config(run.run_dir, self.two_stage_config)
+        plans = check_stage_request(run.run_dir, cfg, self.stage)  # before building any data
+        check_base_trainer_config(base, cfg)
+        common = dict(task=self.train_task, split="train", vocab=self.vocab, seed=base.seed, cache_dir=self.cache_dir,
+                      max_tokens=self.data_max_tokens)
+        # Only the row sets the plan has (a token-only baseline never builds the patch cache), built now so
+        # that every gin-configured call has happened before the entry's unused-binding check.
+        stages = {p.index for p in plans}
+        patch_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.patch_stage_sequence_length,
+                                                   patch_size=cfg.patch_size, **common)) if 1 in stages else None)
+        token_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.sequence_length, patch_size=1, concat=True,
+                                                   **common)) if 2 in stages else None)
+        self.sources = StageSources(patch_rows=(lambda: patch_rows) if patch_rows is not None else None,
+                                    token_rows=(lambda: token_rows) if token_rows is not None else None)
+        self.eval_sets = build_eval_sets(self.eval_tasks if self.eval_tasks is not None else
+                                         {"code": "code_corpus", "wikitext": "wikitext"},
+                                         sequence_length=cfg.sequence_length, vocab=self.vocab, seed=base.seed,
+                                         cache_dir=self.cache_dir)
+
+    def execute(self, run: Run) -> TwoStageResult:
+        return run_stages(run, cfg=self.cfg, sources=self.sources, trainer_config=self.trainer_config,
+                          eval_sets=self.eval_sets, stage=self.stage)
+
+    def summary(self, result: TwoStageResult) -> str:
+        return summary_line(result)
+
+
+@gin.configurable(module="two_stage_training")
 def run_experiment(*, model_dir: str = gin.REQUIRED, model_config: Any = gin.REQUIRED,
                    two_stage_config: TwoStageConfig = gin.REQUIRED, trainer_config: TrainerConfig | None = None,
                    vocab: Any = None, train_task: str = "code_corpus", eval_tasks: Mapping[str, str] | None = None,
                    data_max_tokens: int | None = None, cache_dir: str | None = None,
                    optimizer_config: Any = None, checkpoint_config: Any = None,
                    mesh_shape: Sequence[int] | None = None, stage: int | None = None) -> TwoStageResult:
-    """Build the corpus rows and validation sets, then `run_two_stage` into `model_dir`."""
-
-    if not model_dir:
-        raise UserError("MODEL_DIR is empty: pass --gin.MODEL_DIR=\"'runs/<name>'\"")
-    base = trainer_config if trainer_config is not None else TrainerConfig()
-    cfg = resolve_config(model_dir, two_stage_config)
-    plans = check_stage_request(model_dir, cfg, stage)  # fail fast, before building any data
-    check_base_trainer_config(base, cfg)
-    vocab_size = getattr(vocab, "vocab_size", None)
-    if vocab_size is not None and model_config.vocab_size < vocab_size:
-        raise UserError(f"ModelConfig.vocab_size={model_config.vocab_size} is smaller than the vocabulary's "
-                        f"{vocab_size} tokens")
-    common = dict(task=train_task, split="train", vocab=vocab, seed=base.seed, cache_dir=cache_dir,
-                  max_tokens=data_max_tokens)
-    # Build only the row sets the plan has (a token-only baseline never builds the patch cache), and
-    # build them now, so that every gin-configured call has happened before the unused-binding check.
-    stages = {p.index for p in plans}
-    patch_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.patch_stage_sequence_length,
-                                               patch_size=cfg.patch_size, **common)) if 1 in stages else None)
-    token_rows = (sd.dataset_rows(make_dataset(sequence_length=cfg.sequence_length, patch_size=1, concat=True,
-                                               **common)) if 2 in stages else None)
-    sources = StageSources(patch_rows=(lambda: patch_rows) if patch_rows is not None else None,
-                           token_rows=(lambda: token_rows) if token_rows is not None else None)
-    eval_sets = build_eval_sets(eval_tasks if eval_tasks is not None else
-                                {"code": "code_corpus", "wikitext": "wikitext"},
-                                sequence_length=cfg.sequence_length, vocab=vocab, seed=base.seed,
-                                cache_dir=cache_dir)
-    mesh = make_mesh(mesh_shape)
-    check_all_bindings_used()
-    run_dir = Path(model_dir)
-    if is_primary():
-        write_operative_config(run_dir)
-    result = run_two_stage(run_dir, model_config=model_config, cfg=cfg, sources=sources, trainer_config=base,
-                           eval_sets=eval_sets, optimizer_config=optimizer_config or OptimizerConfig(),
-                           checkpoint_config=checkpoint_config, vocab_spec=_vocab_spec(vocab),
-                           mesh=mesh, stage=stage)
-    if is_primary():
-        write_operative_config(run_dir)
-        print(summary_line(result), flush=True)
-    return result
+    """Two-stage training into `model_dir` (the gin entry `runs/two_stage.gin` binds): `TwoStagePlan`
+    through `training.train`."""
+    plan = TwoStagePlan(two_stage_config, trainer_config if trainer_config is not None else TrainerConfig(), vocab,
+                        train_task, eval_tasks, data_max_tokens, cache_dir, stage)
+    return train(model_dir=model_dir, model_config=model_config, stages=plan, vocab=vocab,
+                 optimizer_config=optimizer_config, checkpoint_config=checkpoint_config, mesh_shape=mesh_shape)
 
 
 def plan_lines(cfg: TwoStageConfig, model_dir: str | os.PathLike | None = None) -> list[str]:

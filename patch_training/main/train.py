@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_runtime(args)
     # Imported after the runtime is set up (fake CPU devices must be configured before JAX starts).
     from patch_training.main.gin_setup import parse_run_gin
-    from patch_training.trainer import run_training
+    from patch_training.training import run_training
     parse_run_gin(args.gin_file, bindings, args.gin_search_path)
     call_configured(run_training)
     return 0

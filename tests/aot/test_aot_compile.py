@@ -77,7 +77,7 @@ def test_a_config_that_does_not_fit_reports_and_exits_1(capsys):
 
 
 def test_mesh_that_does_not_divide_the_chips_fails_with_one_line():
-    aot_cli.parse_engine_gin(TINY_TOKEN, ["mesh.mesh_shape.tensor = 3"], [])
+    aot_cli.parse_engine_gin(TINY_TOKEN, ["partitioning.mesh_shape.tensor = 3"], [])
     with pytest.raises(UserError) as e:
         aot.compile_experiment(parse_topology("v5p-8"), "none")
     msg = str(e.value)

@@ -28,7 +28,9 @@ def test_each_variant_resolves_every_binding(path):
     import case2code_finetune.configurables  # noqa: F401
     from patch_training.gin_utils import parse_gin
     parse_gin([str(path)], MACROS)  # finalize: every %gin.REQUIRED is set
-    train_data = gin.query_parameter("finetune.run_finetune.train_data")
+    train_data = gin.query_parameter("finetuning.run_finetune.train_data")
+    # pass@1 is the eval's own hook, handed to the training entry by the run file (not imported by the package)
+    assert "finetune_hook.case2code_pass_at_1" in str(gin.query_parameter("training.train.hooks"))
     if "mixed" in path.name:
         assert "make_mixture" in str(train_data)
         rates = gin.query_parameter(f"{'mixed_pretrain' if 'pretrain' in path.name else 'mixed_instruct'}"

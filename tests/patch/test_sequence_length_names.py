@@ -23,7 +23,7 @@ OLD_STAGE_ROW = next(old for old, new in RENAMED_METADATA_KEYS.items() if old !=
 
 @pytest.mark.parametrize("binding, new", [
     (f"trainer.TrainerConfig.{OLD_TOKENS_PER_ROW}=128", "trainer.TrainerConfig.sequence_length"),
-    (f"two_stage.TwoStageConfig.{OLD_PATCH_ROW}=512", "two_stage.TwoStageConfig.patch_sequence_length"),
+    (f"two_stage_training.TwoStageConfig.{OLD_PATCH_ROW}=512", "two_stage_training.TwoStageConfig.patch_sequence_length"),
     (f"TrainerConfig.{OLD_TOKENS_PER_ROW}=128", "TrainerConfig.sequence_length"),
 ])
 def test_an_old_flag_binding_names_the_new_one(binding, new):

@@ -125,7 +125,7 @@ def test_bad_input_gets_one_line_and_nothing_saved_is_lost(tmp_path: Path, finis
     assert sorted(p.name for p in ckpts.iterdir()) == saved
 
     # A mesh that does not divide the devices.
-    r = run_train(tmp_path / "mesh", "mesh.mesh_shape.data=3")
+    r = run_train(tmp_path / "mesh", "partitioning.mesh_shape.data=3")
     assert r.returncode == 2
     (line,) = error_lines(r.stderr)
     assert "mesh" in line and "needs 3 devices but 1" in line
