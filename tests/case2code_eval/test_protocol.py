@@ -76,13 +76,20 @@ def test_hidden_input_counts_and_the_easier_split_note(tmp_path):
     assert c["shown"] == {"mean": 3.5, "min": 3, "max": 4}
     assert c["hidden"] == {"mean": 15.5, "min": 5, "max": 26}
     assert c["rows_hiding_fewer_than_20"] == 1
-    summary = {"n_rows": 2, "samples_per_row": {"max": 1}, "pass_at_1": 0.5, "counts_by_status": {"passed": 1},
+    from evals.case2code.record import make_record
+    summary = {"n_rows": 2, "n_predictions": 2, "samples_per_row": {"min": 1, "max": 1}, "pass_at_1": 0.5,
+               "counts_by_status": {"passed": 1},
                "pass_at_1_by_shown_examples": {}, "inputs_per_row": c}
-    results = {"config": {"data": "d", "max_new_tokens": 8, "temperature": 0.0}, "summary": summary}
-    write_markdown(results, tmp_path / "r.md")
+
+    def record():   # built by the eval's own record builder, so the test follows the record's schema
+        return make_record(model_name="m", model_fingerprint="f", data="d", data_hash="h",
+                           config={"data": "d", "max_new_tokens": 8, "temperature": 0.0}, summary=summary,
+                           skipped_data_rows={}, extra={})
+
+    write_markdown(record(), tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
     assert "| inputs per row, shown / hidden (mean; hidden min-max) | 3.5 / 15.5 (5-26) |" in text
     assert "hide 15.5 inputs on average" in text and "easier test" in text
     summary["inputs_per_row"] = input_counts([rows[1]])
-    write_markdown(results, tmp_path / "r.md")
+    write_markdown(record(), tmp_path / "r.md")
     assert "easier test" not in (tmp_path / "r.md").read_text()

@@ -58,8 +58,9 @@ def test_missing_split_file_and_unknown_task_are_one_line(tmp_path):
 
 
 def test_init_checkpoint_problems_are_one_line(init_ckpt, tmp_path):
-    from case2code_finetune.finetuning import _init_params, _open_init
+    from case2code_finetune.finetuning import _open_init
     from patch_training.partitioning import make_mesh
+    from patch_training.training import params_loader
 
     for path in (None, tmp_path / "missing"):
         with pytest.raises(UserError) as e:
@@ -72,7 +73,7 @@ def test_init_checkpoint_problems_are_one_line(init_ckpt, tmp_path):
     (bad / "model_config.json").write_text(json.dumps({**cfg, "hidden_size": 48}))
     init, _ = _open_init(bad)
     with pytest.raises(UserError) as e:
-        _init_params(init, make_mesh())
+        params_loader(init.path, init.config, make_mesh())()   # what training.train loads for a fresh start
     assert "do not match" in str(e.value) and "\n" not in str(e.value)
     # A model too small for its vocabulary (byte vocabulary: 259 ids).
     small = tmp_path / "small_vocab"
