@@ -9,6 +9,7 @@ from pathlib import Path
 from evals.case2code.protocol import OFFICIAL_MEAN_HIDDEN
 from evals.report.document import Figure, Missing, Paragraph, Section, Table
 from evals.report.intervals import wilson
+from evals.solverlearner.report import format_cell
 from patch_training.contract.layout import RunLayout
 from patch_training.contract.records import EvalRecord
 
@@ -26,17 +27,6 @@ def missing_models(layout: RunLayout, eval_name: str, found: list[tuple[str, str
     have = {m for m, _, _ in found}
     return [Missing(f"{layout.eval_dir(eval_name, m.name)} (stage {stage} has not run for {m.name}, or "
                     "scripts/demo_lib/models.sh leaves it out)") for m in layout.models() if m.name not in have]
-
-
-def _cell(c: dict | None) -> str | None:
-    if c is None:
-        return None
-    text = f"{c['accuracy']:.3f}"
-    if c.get("object_accuracy") is not None:
-        text += f" (obj {c['object_accuracy']:.3f})"
-    if c.get("parse_failures"):
-        text += f" [{c['parse_failures']} pf]"
-    return text + f" n={c['n']}"
 
 
 def solverlearner_section(layout: RunLayout) -> Section:
@@ -60,7 +50,7 @@ def solverlearner_section(layout: RunLayout) -> Section:
         cells: dict[tuple[str, str], dict[str, dict]] = {}
         for c in record.table("cells"):
             cells.setdefault((c["task"], c["variant"]), {})[c["setting"]] = c
-        rows += [[model, task, variant] + [_cell(by.get(st)) for st in settings]
+        rows += [[model, task, variant] + [format_cell(by.get(st), missing=None) for st in settings]
                  for (task, variant), by in sorted(cells.items())]
     s.add(Table(["model", "task", "variant"] + settings, rows,
                 "Accuracy = correct / all predictions of the cell; [k pf] = k parse failures (counted wrong); "

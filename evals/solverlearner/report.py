@@ -19,9 +19,10 @@ def _cells(record: EvalRecord) -> dict[tuple[str, str], dict[str, dict]]:
     return rows
 
 
-def _fmt(cell: dict | None) -> str:
+def format_cell(cell: dict | None, missing: str | None = "–") -> str | None:
+    """One table cell: accuracy, object accuracy when scored, parse failures, n (`missing` when absent)."""
     if cell is None:
-        return "–"
+        return missing
     text = f"{cell['accuracy']:.3f}"
     if cell.get("object_accuracy") is not None:
         text += f" (obj {cell['object_accuracy']:.3f})"
@@ -38,7 +39,7 @@ def markdown(records: dict[str, EvalRecord]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, record in records.items():
         for (task, variant), cells in sorted(_cells(record).items()):
-            row = ([label] if several else []) + [task, variant] + [_fmt(cells.get(s)) for s in settings]
+            row = ([label] if several else []) + [task, variant] + [format_cell(cells.get(s)) for s in settings]
             lines.append("| " + " | ".join(row) + " |")
     notes = ["", "Accuracy = correct / all predictions of the cell; `[k pf]` = k parse failures (counted wrong); "
              "spatial shows room accuracy and `obj` = per-object accuracy (centroid rule)."]
