@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,18 +26,13 @@ import gin
 
 from patch_training.contract.checkpoint import Checkpoint
 from patch_training.errors import UserError
-from patch_training.multihost import is_primary
+from patch_training.multihost import is_primary, say_primary as _say
 from patch_training.trainer import TrainerConfig
 from patch_training.training import Run, Stage, train
 
 SUMMARY_FILE = "finetune.json"
 # The name the pass@1 hook (evals.case2code.finetune_hook) reports under in `TrainResult.hook_results`.
 PASS_AT_1_HOOK = "case2code_pass_at_1"
-
-
-def _say(text: str) -> None:
-    if is_primary():
-        print(text, file=sys.stderr, flush=True)
 
 
 def _read_summary(run_dir: Path) -> dict:

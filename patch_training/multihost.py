@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -114,6 +115,12 @@ def process_count() -> int:
 def is_primary() -> bool:
     """True on the one process that writes run-level files (metrics, configs, plots)."""
     return jax.process_index() == 0
+
+
+def say_primary(text: str) -> None:
+    """A progress line on stderr, from the primary process only (one line per run, not one per host)."""
+    if is_primary():
+        print(text, file=sys.stderr, flush=True)
 
 
 def sync_global_devices(name: str) -> None:

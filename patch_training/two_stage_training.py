@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -32,7 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import gin
 
 from patch_training import params_io, patch_cost
-from patch_training.multihost import is_primary
+from patch_training.multihost import is_primary, say_primary as _say
 from patch_training import stage_data as sd
 from patch_training.atomic import write_json_atomic
 from patch_training.contract.checkpoint import Checkpoint
@@ -254,11 +253,6 @@ def stage_trainer_config(base: TrainerConfig, cfg: TwoStageConfig, plan: patch_c
         every = max(1, -(-plan.num_steps // cfg.evals_per_stage))
     return dataclasses.replace(base, num_steps=plan.num_steps, batch_size=plan.batch_size,
                                sequence_length=plan.sequence_length, patch_size=plan.patch_size, eval_every=every)
-
-
-def _say(text: str) -> None:
-    if is_primary():
-        print(text, file=sys.stderr, flush=True)
 
 
 def run_two_stage(run_dir: str | os.PathLike, *, model_config, cfg: TwoStageConfig, sources: StageSources,

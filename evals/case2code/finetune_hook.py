@@ -7,7 +7,6 @@ so `configs/runs/finetune.gin` hands the hook to the training entry: `training.t
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,12 @@ import gin
 
 from patch_training.contract.layout import cache_dir
 from patch_training.errors import squash
-from patch_training.multihost import is_primary
+from patch_training.multihost import is_primary, say_primary as _say
 from patch_training.train_hooks import HookInfo, OpenHook
 
 # The key fine-tuning reads the hook's outcome under (`finetune.json`: case2code_pass_at_1).
 HOOK_NAME = "case2code_pass_at_1"
 OUT_DIR = "case2code_eval"
-
-
-def _say(text: str) -> None:
-    if is_primary():
-        print(text, file=sys.stderr, flush=True)
 
 
 def host_params(params: Any) -> Any:
