@@ -25,7 +25,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,18 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     from evals.case2code.data import load_rows
     from evals.case2code.protocol import eval_prompt
     from evals.decoding import Decoder
-    from patch_training.pretrained import smollm2_gguf_path
+    from patch_training.pretrained import gguf_checkpoint
     from patch_training.shared_data import shared_data_path
 
     jax.config.update("jax_platforms", "cpu")
     before = _idle_probe(args.idle_probe_s) if args.idle_probe_s > 0 else 0.0
-    gguf = Path(args.gguf) if args.gguf else smollm2_gguf_path()
-    ckpt = args.checkpoint
-    if ckpt is None:
-        from patch_training.hf_convert import main as convert
-        ckpt = str(Path(tempfile.mkdtemp(prefix="llamacpp-decode-")) / "ckpt")
-        convert(["import", "--gguf", str(gguf), "--out", ckpt])
-    model = load_jax_model(checkpoint=ckpt, batch_size=1)
+    gguf, ckpt = gguf_checkpoint(args.gguf, args.checkpoint, prefix="llamacpp-decode-")
+    model = load_jax_model(checkpoint=str(ckpt), batch_size=1)
     rows, _ = load_rows(args.data or str(shared_data_path("case2code", "test.jsonl")), args.rows)
     prompts = [model.prompt_ids(eval_prompt(r), chat=True) for r in rows]
     n_ctx = max(map(len, prompts)) + args.new_tokens + 8

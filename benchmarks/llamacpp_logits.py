@@ -146,17 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     from evals.backends.jax_backend import load_jax_model
     from evals.case2code.data import load_rows
     from evals.case2code.protocol import eval_prompt
-    from patch_training.pretrained import smollm2_gguf_path
+    from patch_training.pretrained import gguf_checkpoint
     from patch_training.shared_data import shared_data_path
 
     jax.config.update("jax_platforms", "cpu")
-    gguf = Path(args.gguf) if args.gguf else smollm2_gguf_path()
-    ckpt = args.checkpoint
-    if ckpt is None:
-        from patch_training.hf_convert import main as convert
-        ckpt = str(Path(tempfile.mkdtemp(prefix="llamacpp-logits-")) / "ckpt")
-        convert(["import", "--gguf", str(gguf), "--out", ckpt])
-    model = load_jax_model(checkpoint=ckpt, batch_size=1)
+    gguf, ckpt = gguf_checkpoint(args.gguf, args.checkpoint, prefix="llamacpp-logits-")
+    model = load_jax_model(checkpoint=str(ckpt), batch_size=1)
     rows, _ = load_rows(args.data or str(shared_data_path("case2code", "test.jsonl")), None)
     prompts = []
     for row in rows:

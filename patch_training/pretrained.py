@@ -27,3 +27,19 @@ def smollm2_gguf_path(*, required: bool = True) -> Path | None:
         where = f"${SMOLLM2_ENV}={override}" if override else str(path)
         raise UserError(f"SmolLM2 GGUF file not found at {where}: run `scripts/setup.sh --hf` (or make setup-hf)")
     return None
+
+
+def gguf_checkpoint(gguf: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+                    *, prefix: str = "gguf-") -> tuple[Path, Path]:
+    """(GGUF file, our checkpoint of it): `checkpoint` when given, else the GGUF (default: the cached
+    SmolLM2 file) imported into a fresh temporary directory. The benchmarks that put our decoder beside
+    llama.cpp on the same weights start here."""
+    import tempfile
+
+    from patch_training.gguf_import import import_gguf
+
+    gguf_path = Path(gguf) if gguf else smollm2_gguf_path()
+    if checkpoint is not None:
+        return gguf_path, Path(checkpoint)
+    out = Path(tempfile.mkdtemp(prefix=prefix)) / "ckpt"
+    return gguf_path, import_gguf(gguf_path, out)
