@@ -44,7 +44,7 @@ test-pod: setup-test
 ## `interop` extra compiles llama.cpp the first time, minutes on 2 cores; `make test` never installs it and
 ## skips those tests, saying why, where it is absent).
 setup-interop:
-	@scripts/setup.sh --hf --browser --tpu --lmeval --interop
+	@scripts/setup.sh --hf --browser --tpu --lmeval --beam --interop
 
 test-interop: setup-interop
 	@GGUF_LIVE=1 $(PY) -m pytest tests/hf/test_gguf_import.py tests/interop $(PYTEST_ARGS)
