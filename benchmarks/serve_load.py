@@ -2,20 +2,25 @@
 
     python -m benchmarks.serve_load (--checkpoint DIR | --hf_dir DIR | --model tiny|small | --endpoint URL)
         [--clients 1,4,16,64] [--requests 64] [--min_prompt 8] [--max_prompt 256] [--min_new 8] [--max_new 128]
-        [--batch_size 16] [--max_model_len 512] [--decode_dtype bfloat16] [--peer_url URL] [--seed 0]
+        [--batch_size 16] [--max_model_len 512] [--decode_dtype bfloat16] [--peer_url URL | --peer llamacpp] [--seed 0]
 
 Without --endpoint the server runs in this process (`evals.backends.openai_server.make_server`) over a
 checkpoint, an HF directory, or random weights for a configs/models/<name>.gin (`--model`). Each level
 sends the same --requests requests (seeded): prompt lengths log-uniform in [min_prompt, max_prompt] words
 of plain text, completion lengths log-uniform in [min_new, max_new] tokens, greedy, `ignore_eos` so every
-completion is as long as asked (vLLM and llama.cpp honour it too). Clients are closed loops taking the next
+completion is as long as asked (vLLM honours it; llama-cpp-python's server does not, so `--peer llamacpp`
+also sends a -100 logit bias on the model's end-of-sequence ids; `ratio_vs_peer` shows both sides' token totals). Clients are closed loops taking the next
 request from one shared list, so a level's wall time is how long the server takes for the whole list.
 
 Reported per level: completion tokens per second (usage.completion_tokens over the level's wall time),
 requests per second, p50/p99 latency, errors (non-200 answers and failed connections, counted, never
 fatal), and `throughput_ratio_16_vs_1`. Compiles are kept out by two untimed warm-up passes over the list.
 `--peer_url` runs the same levels against another OpenAI-compatible server (a llama.cpp or vLLM serving
-the same model) and reports it beside ours under "peer". Last stdout line: one JSON object.
+the same model) and reports it beside ours under "peer"; `--peer llamacpp` starts llama.cpp's own server
+(llama-cpp-python, the `interop` extra) on `--peer_gguf` (default: the SmolLM2 GGUF set-up caches) with
+every core, for the length of the run. The two sides run level by level, in turn (ours first at one level,
+the peer first at the next), so a slow phase of the machine hits both; `ratio_vs_peer` is ours over the
+peer's tokens/s at each level. Last stdout line: one JSON object.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import argparse
 import concurrent.futures
 import json
 import math
+import os
 import platform
 import threading
 import time
@@ -63,7 +69,7 @@ def _post(url: str, payload: dict, timeout_s: float, api_key: str | None) -> tup
 
 
 def run_level(base_url: str, model: str, requests: list[dict], clients: int, timeout_s: float,
-              api_key: str | None = None) -> dict:
+              api_key: str | None = None, extra: dict | None = None) -> dict:
     url = base_url.rstrip("/") + "/completions"
     queue = list(enumerate(requests))
     lock = threading.Lock()
@@ -76,7 +82,8 @@ def run_level(base_url: str, model: str, requests: list[dict], clients: int, tim
                     return
                 _, r = queue.pop(0)
             t0 = time.monotonic()
-            ok, n, err = _post(url, {"model": model, "temperature": 0, "ignore_eos": True, **r}, timeout_s, api_key)
+            ok, n, err = _post(url, {"model": model, "temperature": 0, "ignore_eos": True, **(extra or {}), **r},
+                               timeout_s, api_key)
             dt = time.monotonic() - t0
             with lock:
                 if ok:
@@ -98,22 +105,53 @@ def run_level(base_url: str, model: str, requests: list[dict], clients: int, tim
                           "max": round(float(lat.max()), 3)}}
 
 
-def run_levels(base_url: str, model: str, requests: list[dict], levels: list[int], timeout_s: float,
-               api_key: str | None, label: str) -> dict:
-    # Warm-up, untimed: every request twice at the widest level. The first pass compiles the prefill and
-    # attention shapes; in the second, prompts still held by a row are copied, not prefilled (another compile).
-    for _ in range(2):
-        run_level(base_url, model, requests, max(levels), timeout_s, api_key)
-    out = []
-    for c in levels:
-        r = run_level(base_url, model, requests, c, timeout_s, api_key)
-        print(f"{label:>5} {c:>3} clients: {r['tokens_per_s']:>8.1f} tok/s  {r['requests_per_s']:>6.2f} req/s  "
-              f"p50 {r['latency_s']['p50']:>7.2f}s  p99 {r['latency_s']['p99']:>7.2f}s  errors {r['errors']}",
-              flush=True)
-        out.append(r)
+def warm_up(base_url: str, model: str, requests: list[dict], clients: int, timeout_s: float,
+            api_key: str | None, passes: int, extra: dict | None = None) -> None:
+    """Untimed passes over the list. Ours needs two at the widest level: the first compiles the prefill and
+    attention shapes; in the second, prompts still held by a row are copied, not prefilled (another compile).
+    llama.cpp compiles nothing; one short pass loads its weights into the page cache."""
+    for _ in range(passes):
+        run_level(base_url, model, requests, clients, timeout_s, api_key, extra)
+
+
+def _print_level(label: str, r: dict) -> None:
+    print(f"{label:>5} {r['clients']:>3} clients: {r['tokens_per_s']:>8.1f} tok/s  {r['requests_per_s']:>6.2f} req/s  "
+          f"p50 {r['latency_s']['p50']:>7.2f}s  p99 {r['latency_s']['p99']:>7.2f}s  errors {r['errors']}", flush=True)
+
+
+def _summary(out: list[dict]) -> dict:
     by = {r["clients"]: r for r in out}
     ratio = (by[16]["tokens_per_s"] / by[1]["tokens_per_s"]) if 16 in by and 1 in by and by[1]["tokens_per_s"] else None
     return {"levels": out, "throughput_ratio_16_vs_1": round(ratio, 3) if ratio else None}
+
+
+def run_side_by_side(sides: list[tuple[str, str, str, dict]], requests: list[dict], levels: list[int],
+                     timeout_s: float, api_key: str | None) -> dict[str, dict]:
+    """Each side is (label, base_url, model name, extra request fields). Every level runs on every side before
+    the next level starts, the side order alternating between levels."""
+    for i, (label, url, model, extra) in enumerate(sides):
+        if i == 0:
+            warm_up(url, model, requests, max(levels), timeout_s, api_key, passes=2, extra=extra)
+        else:
+            warm_up(url, model, requests[:4], 1, timeout_s, api_key, passes=1, extra=extra)
+    out: dict[str, list[dict]] = {label: [] for label, _, _, _ in sides}
+    for n, c in enumerate(levels):
+        for label, url, model, extra in (sides if n % 2 == 0 else sides[::-1]):
+            r = run_level(url, model, requests, c, timeout_s, api_key, extra)
+            _print_level(label, r)
+            out[label].append(r)
+    return {label: _summary(levels_out) for label, levels_out in out.items()}
+
+
+def ratios_vs_peer(ours: dict, peer: dict) -> list[dict]:
+    """Ours over the peer's tokens/s at each level, with both sides' completion-token totals (equal when both
+    honoured every max_tokens with ignore_eos)."""
+    rows = []
+    for a, b in zip(ours["levels"], peer["levels"], strict=True):
+        rows.append({"clients": a["clients"], "ours_tokens_per_s": a["tokens_per_s"], "peer_tokens_per_s": b["tokens_per_s"],
+                     "ratio": round(a["tokens_per_s"] / b["tokens_per_s"], 3) if b["tokens_per_s"] else None,
+                     "ours_completion_tokens": a["completion_tokens"], "peer_completion_tokens": b["completion_tokens"]})
+    return rows
 
 
 def _served_model(args):
@@ -131,6 +169,24 @@ def _served_model(args):
     config = _model_config(args.model)
     return JaxModel(config, init_params(config, jax.random.key(0)), byte_text_vocab(), batch_size=args.batch_size,
                     decode_dtype=args.decode_dtype)
+
+
+def _start_peer(args, requests: list[dict]):
+    """llama.cpp's server on the GGUF, sized for the longest request, or one line on why it cannot run."""
+    from evals.backends.llamacpp_server import LlamaCppServer, missing_reason
+    from patch_training import pretrained
+
+    reason = missing_reason()
+    if reason:
+        raise SystemExit(f"--peer llamacpp: {reason}")
+    gguf = args.peer_gguf or pretrained.smollm2_gguf_path()
+    if not os.path.exists(gguf):
+        raise SystemExit(f"--peer llamacpp: GGUF file {gguf} not found (scripts/setup.sh --models caches SmolLM2's)")
+    # Words here are at most 2 tokens each in a BPE vocabulary; the context must hold prompt + completion.
+    longest = max(2 * len(r["prompt"].split()) for r in requests) + args.max_new + 64
+    server = LlamaCppServer(gguf, n_ctx=max(512, longest))
+    server.__enter__()
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max_model_len", type=int, default=None)
     ap.add_argument("--chunk_steps", type=int, default=16)
     ap.add_argument("--decode_dtype", default=None)
-    ap.add_argument("--peer_url", default=None,
-                    help="another OpenAI-compatible server on the same model (llama.cpp, vLLM), run side by side")
+    peer_src = ap.add_mutually_exclusive_group()
+    peer_src.add_argument("--peer_url", default=None,
+                          help="another OpenAI-compatible server on the same model (llama.cpp, vLLM), run side by side")
+    peer_src.add_argument("--peer", choices=["llamacpp"], default=None,
+                          help="start llama.cpp's server on --peer_gguf for the run and compare with it")
+    ap.add_argument("--peer_gguf", default=None, help="the GGUF file for --peer llamacpp (default: the cached SmolLM2)")
     ap.add_argument("--peer_model_name", default=None)
     ap.add_argument("--api_key", default=None)
     ap.add_argument("--timeout_s", type=float, default=600)
@@ -163,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--clients {args.clients!r}: a comma-separated list of counts >= 1")
     requests = workload(args.requests, args.min_prompt, args.max_prompt, args.min_new, args.max_new, args.seed)
 
+    peer_server = _start_peer(args, requests) if args.peer else None
+    peer_url = peer_server.url if peer_server else args.peer_url
     server = None
     if args.endpoint:
         base_url, served = args.endpoint, "endpoint"
@@ -177,19 +239,31 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base_url = "http://%s:%d/v1" % server.server_address[:2]
         served = args.checkpoint or args.hf_dir or f"random {args.model or 'tiny'}"
+    sides = [("ours", base_url, args.model_name, {})]
+    peer_extra = {}
+    if args.peer == "llamacpp" and server is not None:
+        # llama-cpp-python's server ignores `ignore_eos`; a -100 bias on the model's end-of-sequence ids makes
+        # its completions as long as asked, so both sides decode the same number of tokens.
+        peer_extra = {"logit_bias": {str(t): -100.0 for t in model.vocab.eos_ids}}
+    if peer_url:
+        sides.append(("peer", peer_url, args.peer_model_name or args.model_name, peer_extra))
     try:
-        ours = run_levels(base_url, args.model_name, requests, levels, args.timeout_s, args.api_key, "ours")
-        peer = (run_levels(args.peer_url, args.peer_model_name or args.model_name, requests, levels, args.timeout_s,
-                           args.api_key, "peer") if args.peer_url else None)
+        by_side = run_side_by_side(sides, requests, levels, args.timeout_s, args.api_key)
     finally:
         if server is not None:
             server.shutdown()
             server.server_close()
+        if peer_server is not None:
+            peer_server.close()
+    ours, peer = by_side["ours"], by_side.get("peer")
     result = {"benchmark": "serve_load", "served": served, "endpoint": args.endpoint, "peer_url": args.peer_url,
+              "peer": None if peer is None else {**peer, "server": args.peer or "url", "extra_request_fields": peer_extra,
+                                                 "gguf": str(peer_server.gguf) if peer_server else None},
+              "ratio_vs_peer": ratios_vs_peer(ours, peer) if peer else None,
               "batch_size": args.batch_size if server else None, "chunk_steps": args.chunk_steps if server else None,
               "requests_per_level": args.requests,
               "prompt_words": [args.min_prompt, args.max_prompt], "new_tokens": [args.min_new, args.max_new],
-              "machine": platform.processor() or platform.machine(), **ours, "peer": peer}
+              "machine": platform.processor() or platform.machine(), **ours}
     print(json.dumps(result))
     return 0
 
