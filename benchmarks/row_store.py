@@ -18,7 +18,8 @@
    two id sets of every step are disjoint and make up the global batch.
 
 `--stream`: a corpus several times larger than a memory cap, built and trained from under that cap
-(`--corpus_gb 3 --mem_cap_gb 1 --vocab_model tokenizer.model --out DIR`):
+(`--corpus_gb 4 --mem_cap_gb 1.25 --vocab_model tokenizer.model --model_gin configs/models/tiny.gin
+--out DIR`):
 1. writes (or reuses, in `--out`) a synthetic JSONL corpus of `--corpus_gb` GB in 256 MB shards;
 2. builds the store (concat rows, Beam DirectRunner, `--stream_workers` processes) in a child process
    under a cgroup v1 memory limit of `--mem_cap_gb` (page cache counts toward the limit and is reclaimed;
