@@ -92,3 +92,12 @@ def _fresh_gin_config():
     _clear_gin_config()
     yield
     _clear_gin_config()
+
+
+@pytest.fixture(scope="session")
+def session_row_store(tmp_path_factory):
+    """The session's one ArrayRecord row store (tests/support/row_stores.py): built once, even across
+    xdist workers, and shared by the data tests and the trainer's resume-on-the-store test."""
+    pytest.importorskip("apache_beam", reason="building a row store needs the beam extra (scripts/setup.sh --beam)")
+    from tests.support.row_stores import session_store
+    return session_store(tmp_path_factory)

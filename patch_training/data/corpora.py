@@ -123,7 +123,8 @@ def fingerprint_files(root: Path, files: Sequence[Path], *extra: object) -> str:
     for f in files:
         h.update(str(f.relative_to(root) if f.is_relative_to(root) else f.name).encode() + b"\0")
         try:
-            h.update(hashlib.sha256(f.read_bytes()).digest())
+            with open(f, "rb") as fh:  # streamed: a corpus shard may be larger than this host's memory
+                h.update(hashlib.file_digest(fh, "sha256").digest())
         except OSError as e:
             raise UserError(f"cannot read corpus file {f}: {e.strerror}") from None
     return h.hexdigest()[:20]

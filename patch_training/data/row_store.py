@@ -161,8 +161,9 @@ class ArrayRecordRows:
         for shard in np.unique(shards):
             local = (ids[shards == shard] - self.offsets[shard]).tolist()
             records.extend(self._reader(int(shard)).read(local))
-        self.rows_read += len(records)
-        self.bytes_read += sum(len(r) for r in records)
+        with self._lock:  # the read-ahead thread and the trainer's own thread may both be reading
+            self.rows_read += len(records)
+            self.bytes_read += sum(len(r) for r in records)
         if not records:
             return {k: np.zeros((0, self.length), dt) for k, dt in self.dtypes}
         return decode_rows(records, self.length, self.dtypes)

@@ -127,8 +127,9 @@ def unit_documents(unit: Unit, source: CorpusSource, report: corpora.RowReport) 
 
 @functools.lru_cache(maxsize=4)
 def _vocab(spec_json: str):
-    from patch_training.data.vocab import vocab_from_spec
-    return vocab_from_spec(json.loads(spec_json))
+    # Not the seqio vocabulary: that would import TensorFlow into every worker process (~0.4 GB each).
+    from patch_training.data.vocab import encoder_from_spec
+    return encoder_from_spec(json.loads(spec_json))
 
 
 def _unit_path(spec: BuildSpec, index: int, suffix: str) -> str:

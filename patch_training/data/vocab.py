@@ -99,6 +99,34 @@ def vocab_from_spec(spec: Mapping[str, Any], base_dir: str | os.PathLike | None 
     raise UserError(f"unknown vocab kind {kind!r} (expected 'byte', 'sentencepiece' or '{HF_TOKENIZER_KIND}')")
 
 
+class TextEncoder:
+    """The part of a vocabulary that preprocessing needs (`encode`, `eos_id`, `vocab_size`), without
+    TensorFlow: ids exactly as the seqio vocabulary's Python `encode` gives them."""
+
+    def __init__(self, encode, eos_id: int, vocab_size: int):
+        self.encode, self.eos_id, self.vocab_size = encode, int(eos_id), int(vocab_size)
+
+
+def _byte_ids(text: str) -> list[int]:
+    return [b + 3 for b in text.encode("utf-8")]  # seqio's ByteVocabulary: pad, eos, unk come first
+
+
+def encoder_from_spec(spec: Mapping[str, Any], base_dir: str | os.PathLike | None = None):
+    """A `TextEncoder` for byte and local SentencePiece specs (a Beam worker then holds no TensorFlow, ~0.4 GB
+    per process); any other spec gets its seqio vocabulary, which has the same three members."""
+    kind = spec.get("kind") if isinstance(spec, Mapping) else None
+    if kind == "byte":
+        return TextEncoder(_byte_ids, 1, 3 + 256)
+    path = spec.get("model_path") if kind == "sentencepiece" else None
+    if path and not int(spec.get("extra_ids", 0)) and "://" not in str(path):
+        import sentencepiece as spm
+        path = _resolve(path, base_dir)
+        check_sentencepiece_model(path)
+        proc = spm.SentencePieceProcessor(model_file=str(path))
+        return TextEncoder(proc.EncodeAsIds, proc.eos_id(), proc.GetPieceSize())
+    return vocab_from_spec(spec, base_dir)
+
+
 def spec_for(vocab) -> dict[str, Any]:
     """The JSON-able spec of a seqio vocabulary (inverse of `vocab_from_spec`)."""
     seqio = _seqio()

@@ -1,9 +1,7 @@
 """Save/restore round trips, partial checkpoints that must never load, corruption and config errors."""
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import signal
 import time
@@ -14,29 +12,13 @@ import numpy as np
 import pytest
 
 from tests.support.checkpoints import abstract, make_params, start_worker, trained_state, trees_equal
+from tests.support.kill_moments import kill_seed, noted_on_failure
 from patch_training import checkpoint_manifest as manifest_lib
 from patch_training.checkpointing import (CheckpointConfig, TrainCheckpointer, key_from_json,
                                           key_to_json)
 from patch_training.errors import UserError
 
 FP = {"num_layers": 2, "hidden_size": 16, "vocab": "byte"}
-
-
-def _kill_seed() -> int:
-    """The seed of the SIGKILL test's kill moment. Each run draws a new one, so runs keep exploring
-    different moments of a save; RESUME_KILL_SEED=<seed named by a failure> replays that one."""
-    pinned = os.environ.get("RESUME_KILL_SEED")
-    return int(pinned) if pinned else random.SystemRandom().randrange(2**32)
-
-
-@contextlib.contextmanager
-def _noted_on_failure(note: str):
-    """Add `note` to whatever fails inside (pytest prints exception notes under the traceback)."""
-    try:
-        yield
-    except BaseException as e:
-        e.add_note(note)
-        raise
 
 
 def _save_steps(run_dir, steps, config=None, fingerprint=FP):
@@ -141,9 +123,9 @@ def test_writer_killed_while_committing_leaves_nothing_loadable(run_dir, when):
 
 
 def test_sigkill_at_a_random_moment_resumes_from_a_complete_checkpoint(run_dir):
-    seed = _kill_seed()
+    seed = kill_seed()
     delay = random.Random(seed).uniform(0.0, 0.4)
-    with _noted_on_failure(f"kill moment: RESUME_KILL_SEED={seed} replays it ({delay:.3f} s after step 2 "
+    with noted_on_failure(f"kill moment: RESUME_KILL_SEED={seed} replays it ({delay:.3f} s after step 2 "
                            "was saved)"):
         proc = start_worker("writer_loop", str(run_dir))
         seen = 0

@@ -94,3 +94,21 @@ def test_non_utf8_code_file_is_reported(tmp_path):
 def test_default_code_root_is_the_stdlib():
     root = corpora.default_code_root()
     assert (root / "os.py").is_file()
+
+
+def test_corpus_fingerprint_streams_files_and_keeps_its_value(tmp_path, monkeypatch):
+    """The cache/store key hashes each file in chunks (a shard can be larger than memory), and the value is
+    the one the whole-file hash gave, so existing caches and stores still match."""
+    import hashlib
+    files = [tmp_path / "a.jsonl", tmp_path / "sub" / "b.jsonl"]
+    files[1].parent.mkdir()
+    files[0].write_bytes(b'{"text": "x"}\n' * 50_000)
+    files[1].write_bytes(b"")
+    expected = hashlib.sha256(repr((0.5,)).encode())
+    for f in files:
+        expected.update(str(f.relative_to(tmp_path)).encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+
+    def whole_file_read(self):
+        raise AssertionError(f"{self} read whole into memory")
+    monkeypatch.setattr(Path, "read_bytes", whole_file_read)
+    assert corpora.fingerprint_files(tmp_path, files, 0.5) == expected.hexdigest()[:20]

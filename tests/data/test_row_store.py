@@ -13,43 +13,23 @@ import pytest
 
 pytest.importorskip("apache_beam", reason="needs the beam extra (scripts/setup.sh --beam)")
 
-from patch_training.data import make_dataset, register_jsonl_corpus, row_store, store_build  # noqa: E402
+from patch_training.data import make_dataset, row_store, store_build  # noqa: E402
 from patch_training.errors import UserError  # noqa: E402
 
-from tests.support.corpora import write_jsonl  # noqa: E402
-
-BYTE = {"kind": "byte"}
-L = 32
-IN_PROCESS = ["--direct_running_mode=in_memory"]
+from tests.support.row_stores import BYTE, IN_PROCESS, L, ROW_SETS, build  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    d = tmp_path_factory.mktemp("store_corpus")
-    rng = np.random.default_rng(0)
-    words = ["alpha", "beta", "gamma", "delta", "x", "yy"]
-    texts = [[" ".join(rng.choice(words, size=int(rng.integers(1, 40)))) for _ in range(12)] for _ in range(3)]
-    files = [str(write_jsonl(d / f"part{i}.jsonl", t, bad_lines=["{not json"] if i == 1 else []))
-             for i, t in enumerate(texts)]
-    return register_jsonl_corpus(name="store_jsonl", train_files=files)
+@pytest.fixture
+def corpus(session_row_store) -> str:
+    return session_row_store.corpus
 
 
-def _build(root, corpus, **kw):
-    return store_build.build_store(root=str(root), task=corpus, split="train", vocab=BYTE, rows_per_shard=5,
-                                   pipeline_args=IN_PROCESS, workers=1, **kw)
+@pytest.fixture
+def stores(session_row_store):
+    return session_row_store.root
 
 
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory, corpus):
-    root = tmp_path_factory.mktemp("stores")
-    for kw in ({"sequence_length": L}, {"sequence_length": L, "pack": False},
-               {"sequence_length": 2 * L, "patch_size": 2}):
-        _build(root, corpus, **kw)
-    return root
-
-
-@pytest.mark.parametrize("kw", [{"sequence_length": L}, {"sequence_length": L, "pack": False},
-                                {"sequence_length": 2 * L, "patch_size": 2}], ids=["packed", "padded", "concat_k2"])
+@pytest.mark.parametrize("kw", ROW_SETS, ids=["packed", "padded", "concat_k2"])
 def test_store_rows_equal_the_memmap_cache_rows(stores, corpus, cache_dir, kw):
     cached = make_dataset(task=corpus, split="train", vocab=BYTE, seed=1, cache_dir=cache_dir, **kw)
     stored = make_dataset(task=corpus, split="train", vocab=BYTE, seed=1, cache_dir=cache_dir,
@@ -80,7 +60,7 @@ def test_two_hosts_read_only_their_half_of_each_step(stores, corpus, cache_dir):
 
 
 def test_a_rerun_skips_finished_units_and_shards(tmp_path, corpus):
-    out = _build(tmp_path, corpus, sequence_length=L, concat=True)
+    out = build(tmp_path, corpus, sequence_length=L, concat=True)
     meta = json.loads(open(os.path.join(out, "meta.json")).read())
     names = [s["file"] for s in meta["shards"]]
     units = sorted((tmp_path / ".tokens").rglob("unit-*.json"))
@@ -90,7 +70,7 @@ def test_a_rerun_skips_finished_units_and_shards(tmp_path, corpus):
     os.remove(os.path.join(out, names[-1]))
     os.remove(os.path.join(out, names[-1] + ".json"))
     os.remove(os.path.join(out, "meta.json"))
-    _build(tmp_path, corpus, sequence_length=L, concat=True)
+    build(tmp_path, corpus, sequence_length=L, concat=True)
     again = json.loads(open(os.path.join(out, "meta.json")).read())
     assert again["shards"] == meta["shards"] and again["num_rows"] == meta["num_rows"]
     redone = [p.name for p, t in stamps.items() if p.stat().st_mtime_ns != t]

@@ -94,3 +94,34 @@ def test_foreign_sentencepiece_ids_are_respected(tmp_path, code_root):
     v = vocab_lib.load_sentencepiece(tmp_path / "llama_like.model")
     assert v.eos_id == 2 and v.pad_id == 0
     assert vocab_lib.get_vocabulary(kind="sentencepiece", model_path=str(tmp_path / "llama_like.model")).eos_id == 2
+
+
+def test_the_preprocessing_encoder_gives_seqio_ids_without_tensorflow(tmp_path, code_root):
+    """The row store's Beam workers tokenize with `encoder_from_spec`: the seqio vocabulary's ids, EOS and
+    size, for byte and SentencePiece specs (also a foreign model's ids), with no TensorFlow imported."""
+    import subprocess
+    import sys
+
+    import sentencepiece as spm
+
+    from tests.support.xla_env import subprocess_env
+    lines = tmp_path / "lines.txt"
+    lines.write_text("\n".join(f.read_text() for f in sorted(code_root.rglob("*.py"))))
+    spm.SentencePieceTrainer.train(input=str(lines), model_prefix=str(tmp_path / "foreign"), vocab_size=120,
+                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, hard_vocab_limit=False)
+    texts = ["def f(x):\n    return x * 2\n", "", "  spaces  and\ttabs ", "naïve café ✓ 🐍 日本語", "\x00\x7f"]
+    specs = [{"kind": "byte"}, {"kind": "sentencepiece", "model_path": str(tmp_path / "foreign.model")}]
+    for spec in specs:
+        fast, seqio_vocab = vocab_lib.encoder_from_spec(spec), vocab_lib.vocab_from_spec(spec)
+        assert isinstance(fast, vocab_lib.TextEncoder)
+        assert (fast.eos_id, fast.vocab_size) == (seqio_vocab.eos_id, seqio_vocab.vocab_size)
+        for text in texts:
+            assert list(fast.encode(text)) == list(seqio_vocab.encode(text)), (spec["kind"], text)
+    assert vocab_lib.encoder_from_spec(specs[1]).eos_id == 2
+    check = ("import json, sys\nfrom patch_training.data import store_build\n"
+             "for spec in json.loads(sys.argv[1]):\n"
+             "    store_build._vocab(json.dumps(spec)).encode('def f(): pass')\n"
+             "print(sorted(m for m in ('tensorflow', 'seqio') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", check, json.dumps(specs)], capture_output=True, text=True,
+                       env=subprocess_env(), timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr[-2000:])

@@ -13,16 +13,18 @@ from tests.support import xla_env
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / "tests" / "trainer" / "run_synthetic.py"
 SYNTHETIC_GIN = REPO / "tests" / "trainer" / "synthetic.gin"
+STORE_GIN = REPO / "tests" / "trainer" / "store.gin"   # the corpus from a row store (needs STORE_* macros)
 
 
-def train_cmd(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, str(RUNNER), f"--gin_file={SYNTHETIC_GIN}", f"--gin.MODEL_DIR='{run_dir}'",
+def train_cmd(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = (),
+              gin_file: Path = SYNTHETIC_GIN) -> list[str]:
+    return [sys.executable, str(RUNNER), f"--gin_file={gin_file}", f"--gin.MODEL_DIR='{run_dir}'",
             *[f"--gin.{b}" for b in bindings], *extra_args]
 
 
 def run_train(run_dir: Path, *bindings: str, extra_args: tuple[str, ...] = (), timeout: float = 180,
-              **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(train_cmd(run_dir, *bindings, extra_args=extra_args), cwd=REPO,
+              gin_file: Path = SYNTHETIC_GIN, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(train_cmd(run_dir, *bindings, extra_args=extra_args, gin_file=gin_file), cwd=REPO,
                           env=xla_env.subprocess_env(**env), capture_output=True, text=True, timeout=timeout)
 
 

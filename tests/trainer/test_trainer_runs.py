@@ -1,4 +1,5 @@
-"""End-to-end trainer behaviour: NaN stop, exact resume after SIGKILL, bad input on the CLI."""
+"""End-to-end trainer behaviour: NaN stop, exact resume after SIGKILL (also on the row store, killed while its
+read-ahead thread is mid-read), bad input on the CLI."""
 from __future__ import annotations
 
 import json
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.kill_moments import kill_seed, noted_on_failure
+from tests.support.slow_reads import STALLED
 from tests.support.xla_env import subprocess_env
-from tests.support.trainer_runs import REPO, error_lines, final_params, losses, run_train, train_cmd
+from tests.support.trainer_runs import REPO, STORE_GIN, error_lines, final_params, losses, run_train, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -101,13 +104,65 @@ def test_sigterm_then_sigkill_then_resume_is_bit_identical(tmp_path: Path, finis
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from checkpoint step" in resumed.stderr
 
-    ref_losses, got_losses = losses(ref), losses(killed)
+    _assert_same_run(ref, killed, steps)
+
+
+def _assert_same_run(ref: Path, got: Path, steps: int) -> None:
+    ref_losses, got_losses = losses(ref), losses(got)
     assert [s for s, _ in ref_losses] == list(range(1, steps + 1))
     assert got_losses == ref_losses  # bit-identical floats, each step exactly once
-    a, b = final_params(ref, steps), final_params(killed, steps)
+    a, b = final_params(ref, steps), final_params(got, steps)
     assert a.keys() == b.keys()
     for k in a:
         assert np.array_equal(a[k], b[k]), k
+
+
+STORE_STEPS = 10  # store.gin: checkpoints every 3 steps
+
+
+def test_sigkill_mid_read_ahead_on_the_row_store_then_resume_is_bit_identical(tmp_path: Path, session_row_store):
+    """A run reading its corpus from the row store (ArrayRecord, read 2 steps ahead in a thread) is
+    SIGKILLed at a seeded moment while that thread is half-way through a read; the resumed run equals
+    the uninterrupted one bit for bit."""
+    from patch_training.checkpoint_manifest import latest_complete_step
+    store = (f"STORE_ROOT='{session_row_store.root}'", f"STORE_FILES={list(session_row_store.files)!r}",
+             f"TRAIN_STEPS={STORE_STEPS}")
+    slow = "testing.slow_reads.delay_s=0.05"
+    seed = kill_seed()
+    rng = random.Random(seed)
+    # Prefetched read n holds step n+1's rows (the first step is read directly): stalling it lets the
+    # run train steps 1..n+1 at most, so n >= 2 passes the step-3 checkpoint and n <= 7 stops mid-run.
+    stall, linger = rng.randint(2, STORE_STEPS - 3), rng.uniform(0.0, 0.3)
+    with noted_on_failure(f"kill moment: RESUME_KILL_SEED={seed} replays it (prefetched read {stall} "
+                          f"stalled half-read, SIGKILL {linger:.3f} s later)"):
+        ref = tmp_path / "ref"
+        done = run_train(ref, *store, gin_file=STORE_GIN)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+        killed = tmp_path / "killed"
+        proc = subprocess.Popen(train_cmd(killed, *store, slow, f"testing.slow_reads.stall_at_read={stall}",
+                                          gin_file=STORE_GIN),
+                                cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            line = proc.stdout.readline()  # the stall's line, or end of output if the run ended instead
+            assert line.startswith(STALLED), (line, proc.stderr.read()[-3000:] if proc.poll() is not None else "")
+            time.sleep(linger)  # the main thread trains what was read, saves, or waits on the stalled read
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        assert proc.returncode == -signal.SIGKILL
+        trained = losses(killed) if (killed / "metrics.jsonl").exists() else []
+        assert not trained or trained[-1][0] <= stall + 1  # the missing rows really held it back
+        saved = latest_complete_step(killed / "checkpoints")
+
+        resumed = run_train(killed, *store, slow, gin_file=STORE_GIN)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        if saved is not None:
+            assert f"resumed from checkpoint step {saved} " in resumed.stderr
+        _assert_same_run(ref, killed, STORE_STEPS)
 
 
 def test_bad_input_gets_one_line_and_nothing_saved_is_lost(tmp_path: Path, finished_run: Path):
