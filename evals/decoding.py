@@ -23,8 +23,6 @@ from evals.sampling import SamplingConfig
 from patch_training import model_decode
 from patch_training.model import ModelConfig
 
-Array = jax.Array
-
 
 @dataclasses.dataclass
 class Sample:
