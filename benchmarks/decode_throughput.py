@@ -1,7 +1,7 @@
 """Greedy decode throughput: our decoder vs transformers' PyTorch LLaMA (same weights), interleaved.
 
     python -m benchmarks.decode_throughput [--model small] [--batch 8] [--new_tokens 128] [--prompt_len 16]
-        [--repeats 5] [--threads N] [--strict] [--with_static]
+        [--repeats 5] [--threads N] [--strict]
 
 The `small` shape (configs/models/small.gin; `--model`) with random weights, on CPU. Every side decodes the same
 random prompts for exactly `new_tokens` tokens (no early stop). Each repeat runs every side once, in
@@ -12,7 +12,6 @@ compiles and warm-ups are excluded; best and median over the repeats are reporte
 - ours fp32: `Decoder()` on the fp32 checkpoint (equal to the full forward pass).
 - PyTorch bf16: the reference model converted with `.to(torch.bfloat16)` (weights and activations
   bf16; not autocast, which re-casts the weights every step).
-- `--with_static` adds today's static path (`engine="static"`, fp32) for comparison.
 
 The CPU check: other processes' CPU use is the machine's busy time (/proc/stat) minus this
 process's own CPU time over the run. Above 0.2 cores on average the result carries `"cpu_busy": true`
@@ -98,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="refuse to report when the CPUs are busy")
     parser.add_argument("--idle_probe_s", type=float, default=1.0,
                         help="seconds of watching the CPUs before the run (0: no probe, for smoke runs)")
-    parser.add_argument("--with_static", action="store_true",
-                        help="also time the static-batch path (engine='static', fp32)")
     args = parser.parse_args(argv)
 
     import jax
@@ -128,10 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     ours_fp32 = Decoder(config, params, batch_size=args.batch, compute_dtype="float32")
     sides["ours_bf16"] = lambda: np.array([r[0].token_ids for r in ours_bf16.generate(prompts.tolist(), **kw)])
     sides["ours_fp32"] = lambda: np.array([r[0].token_ids for r in ours_fp32.generate(prompts.tolist(), **kw)])
-    if args.with_static:
-        static = Decoder(config, params, batch_size=args.batch, engine="static")
-        sides["ours_static_fp32"] = lambda: np.array(
-            [r[0].token_ids for r in static.generate(prompts.tolist(), **kw)])
 
     hf_config = transformers.LlamaConfig(**{k: v for k, v in config_to_hf(config).items()
                                             if k not in ("architectures", "model_type")})
@@ -215,8 +208,6 @@ def main(argv: list[str] | None = None) -> int:
                      f"{torch.__version__}, {args.threads} threads",
         "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
     }
-    if args.with_static:
-        result["ratio_static_fp32_vs_torch_fp32"] = round(best["ours_static_fp32"] / best["torch_fp32"], 3)
     print(json.dumps(result))
     return 0
 

@@ -1,8 +1,7 @@
 """DynamicQA sampling throughput with full-vocabulary distributions streamed to disk.
 
     python -m benchmarks.dynamicqa_sampling [--prompts 1000] [--num_samples 10] [--max_new_tokens 20]
-        [--batch_size 32] [--checkpoint RUN_OR_CKPT_DIR] [--out DIR] [--engine continuous|static]
-        [--no_share_prefill] [--compute_dtype float32|bfloat16]
+        [--batch_size 32] [--checkpoint RUN_OR_CKPT_DIR] [--out DIR] [--no_share_prefill] [--compute_dtype float32|bfloat16]
 
 Runs the eval's sampling stage (`evals.dynamicqa.sample.sample_items`: 10 samples per prompt at T=0.5,
 mean distribution per sample appended to `dists.bin`) on real DynamicQA prompts (3 per row: q-only and
@@ -32,11 +31,11 @@ import numpy as np
 class _DecoderModel:
     """LanguageModel over evals.decoding.Decoder with a byte vocabulary (benchmark use only)."""
 
-    def __init__(self, config, params, batch_size: int, max_prompt: int, engine: str = "continuous",
-                 share_prefill: bool = True, compute_dtype: str | None = None, name: str = "small"):
+    def __init__(self, config, params, batch_size: int, max_prompt: int, share_prefill: bool = True,
+                 compute_dtype: str | None = None, name: str = "small"):
         from evals.decoding import Decoder
-        self.decoder = Decoder(config, params, batch_size=batch_size, engine=engine,
-                               share_prefill=share_prefill, compute_dtype=compute_dtype)
+        self.decoder = Decoder(config, params, batch_size=batch_size, share_prefill=share_prefill,
+                               compute_dtype=compute_dtype)
         self.max_prompt = max_prompt
         self.name = name
         self.stats = {"prefills": 0, "copies": 0}
@@ -69,13 +68,13 @@ class _DecoderModel:
         raise NotImplementedError
 
 
-def _random_model(name: str, batch_size: int, engine: str, share_prefill: bool, compute_dtype: str | None):
+def _random_model(name: str, batch_size: int, share_prefill: bool, compute_dtype: str | None):
     import jax
     from benchmarks.decode_throughput import _model_config
     from patch_training.model import init_params
     config = _model_config(name)
     params = init_params(config, jax.random.key(0))
-    return (_DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32, engine=engine,
+    return (_DecoderModel(config, params, batch_size, max_prompt=config.max_seq_len - 32,
                           share_prefill=share_prefill, compute_dtype=compute_dtype, name=name),
             config.vocab_size)
 
@@ -102,19 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", help="use this checkpoint through evals.backends")
     parser.add_argument("--model", default="small",
                         help="configs/models/<name>.gin of the random-weights model (without --checkpoint)")
-    parser.add_argument("--engine", choices=("continuous", "static"), default="continuous",
-                        help="decode engine of the random-weights model (evals.decoding.Decoder)")
     parser.add_argument("--no_share_prefill", action="store_true",
                         help="prefill every sample's prompt separately (the engine before shared prefill)")
     parser.add_argument("--compute_dtype", choices=("float32", "bfloat16"),
-                        help="continuous engine's matmul dtype (default: the model's, fp32)")
+                        help="decoding engine's matmul dtype (default: the model's, fp32)")
     parser.add_argument("--dist_dtype", default="float32", choices=("float32", "float16"))
     parser.add_argument("--out", help="where samples + distributions go (default: a temporary dir, removed)")
     args = parser.parse_args(argv)
-    if args.checkpoint and (args.engine != "continuous" or args.no_share_prefill or args.compute_dtype
-                            or args.model != "small"):
+    if args.checkpoint and (args.no_share_prefill or args.compute_dtype or args.model != "small"):
         # A checkpoint goes through evals.backends, whose engine settings these flags do not reach.
-        parser.error("--model, --engine, --no_share_prefill and --compute_dtype apply to the random-weights model "
+        parser.error("--model, --no_share_prefill and --compute_dtype apply to the random-weights model "
                      "only, not with --checkpoint")
 
     from evals.dynamicqa.data import load_all
@@ -130,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         from evals.backends import open_model
         model, vocab = open_model(checkpoint=args.checkpoint, batch_size=args.batch_size), None
     else:
-        model, vocab = _random_model(args.model, args.batch_size, args.engine, not args.no_share_prefill,
+        model, vocab = _random_model(args.model, args.batch_size, not args.no_share_prefill,
                                      args.compute_dtype)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dqa_bench_"))
     plan = SamplingPlan(num_samples=args.num_samples, max_new_tokens=args.max_new_tokens, stop=(),
@@ -156,7 +152,6 @@ def main(argv: list[str] | None = None) -> None:
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         result = {
             "benchmark": "dynamicqa_sampling", "model": args.checkpoint or f"{args.model} (random weights)",
-            "engine": None if args.checkpoint else args.engine,
             "share_prefill": None if args.checkpoint else not args.no_share_prefill,
             "compute_dtype": None if args.checkpoint else (args.compute_dtype or "float32"),
             "engine_prefills": getattr(model, "stats", {}).get("prefills"),

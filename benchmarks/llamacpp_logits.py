@@ -15,6 +15,7 @@ tokens greedily. The prompt plus that continuation is then scored teacher-forced
 - `ours_fp32`: our model on the checkpoint imported from the same GGUF (`--checkpoint`, else imported here): the
   same dequantized weights, fp32 throughout;
 - `ours_bf16`: the same forward with bf16 compute (what `--decode_dtype bfloat16` decodes with).
+Both are the forward the evals sample and score with (the model's decode mode, fp32 KV cache).
 Each is compared with the reference at the same positions: max and mean |Δlogit| over the vocabulary and top-1
 agreement, on the prompt positions (llama.cpp's batched prefill) and on the generated ones (its one-token decode
 steps, the greedy path its server takes). `ours_fp32` is also compared with `llamacpp_f32`: when the two agree
@@ -36,18 +37,20 @@ import numpy as np
 
 # ----------------------------------------------------------------------------- the sides
 def ours_logits(model, tokens: list[int], dtype: str) -> np.ndarray:
-    """Teacher-forced logits [L, V] of our model (the training/scoring forward) in `dtype` compute."""
-    import dataclasses
-
+    """Teacher-forced logits [L, V] of our model as the evals sample and score with it: the model's decode mode
+    (`model_decode.score_logits`, the prefill's forward) in `dtype` compute with an fp32 KV cache."""
     import jax.numpy as jnp
-    from patch_training.model import Transformer
+    from patch_training import model_decode
 
-    config = dataclasses.replace(model.config, dtype=dtype)
-    ids = jnp.asarray([tokens], jnp.int32)
-    pos = jnp.arange(len(tokens))[None, :]
-    logits = Transformer(config).apply({"params": model.params}, ids, positions=pos,
-                                       segment_ids=jnp.ones_like(ids))
+    key = (id(model), dtype)
+    if key not in _DECODE_WEIGHTS:
+        _DECODE_WEIGHTS[key] = model_decode.decode_weights(model.params, model.config, dtype)
+    logits = model_decode.score_logits(_DECODE_WEIGHTS[key], jnp.asarray([tokens], jnp.int32), model.config,
+                                       dtype, "float32")
     return np.asarray(logits[0], np.float32)
+
+
+_DECODE_WEIGHTS: dict = {}   # (model, compute dtype) -> decode weights, made once per run
 
 
 def write_f32_gguf(src: Path, dst: Path) -> None:

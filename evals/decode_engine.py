@@ -19,9 +19,10 @@ a `[B, max_new, V]` per-step buffer (`return_probs`, kept for tests and small us
 `mean_includes_stop` the step that sampled a stop token (EOS) is summed and counted too: the official
 DynamicQA code averages the softmax over every generated step, the EOS step included.
 
-Each row has its own length and its own slots `0..len-1` in a `[B, KV_H, S, D]` cache (see
-`evals.decode_forward`), and sample j of prompt i uses key fold_in(fold_in(seed, i), j) folded with
-the token index, so a sample does not depend on which rows it shared the device with.
+Each row has its own length and its own slots `0..len-1` in a `[B, KV_H, S, D]` cache; the forward is
+the model's decode mode (`patch_training.model_decode`, over `model_decode.decode_weights`). Sample j
+of prompt i uses key fold_in(fold_in(seed, i), j) folded with the token index, so a sample does not
+depend on which rows it shared the device with.
 
 Two ways to drive it. `run_engine` decodes a known list of requests to the end (the evals' batch
 calls). `Engine` is the same loop held open: rows are submitted and cancelled between chunks, live rows
@@ -40,8 +41,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from evals import decode_forward, decode_mesh
+from evals import decode_mesh
 from evals.sampling import SamplingConfig, sample_tokens, sample_tokens_per_row
+from patch_training import model_decode
 
 Array = jax.Array
 
@@ -154,8 +156,8 @@ def _insert(weights: Any, state: dict[str, Any], rows: Array, tokens: Array, len
     """Prefill one right-padded prompt tokens[1, L] once and start it in every row of rows[R]
     (entries >= spec.rows are padding: R is fixed so one shape serves any group size)."""
     dtype = jnp.dtype(spec.compute_dtype)
-    kv, logits = decode_forward.prefill(weights, tokens, length[None], spec.config, dtype,
-                                        jnp.dtype(spec.cache_dtype))
+    kv, logits = model_decode.prefill(weights, tokens, length[None], spec.config, dtype,
+                                      jnp.dtype(spec.cache_dtype))
     width, r = tokens.shape[1], rows.shape[0]
     new = dict(state)
     new["cache"] = [(ck.at[rows, :, :width, :].set(jnp.broadcast_to(k[0], (r,) + k.shape[1:]), mode="drop"),
@@ -244,23 +246,13 @@ def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, chunk_steps
         new["stopped"] = s["stopped"] | (active & is_stop)
         new["active"] = active & ~ended
         # Every row feeds its token (batched); rows that are idle write a slot nobody reads.
-        new["cache"], new["logits"] = decode_forward.step(weights, s["cache"], token, s["pos"],
-                                                          spec.config, dtype, visible)
+        new["cache"], new["logits"] = model_decode.step(weights, s["cache"], token, s["pos"],
+                                                        spec.config, dtype, visible)
         new["pos"] = s["pos"] + keep.astype(jnp.int32)
         return new, i + 1, jnp.any(ended)
 
     final, _, _ = jax.lax.while_loop(cond, body, (state, jnp.zeros((), jnp.int32), jnp.zeros((), bool)))
     return decode_mesh.constrain_rows(final, spec.mesh)
-
-
-@functools.partial(jax.jit, static_argnames=("dtype",))
-def _cast(weights: Any, *, dtype: str) -> Any:
-    return decode_forward.cast_weights(weights, dtype)
-
-
-def prepare_weights(params: Any, config: Any, compute_dtype: str) -> Any:
-    """Unstack the layers (once) and cast the matmul weights to the compute dtype (once)."""
-    return _cast(decode_forward.unstack_params(params, config.num_layers), dtype=compute_dtype)
 
 
 def bucket_length(n: int) -> int:

@@ -2,7 +2,7 @@
 
     python -m evals.generate --checkpoint DIR | --hf_dir DIR --prompts IN.jsonl --out OUT.jsonl \
         [--max_new_tokens 64] [--temperature 0] [--top_p 1] [--top_k 0] [--num_samples 1] [--seed 0]
-        [--engine continuous|static] [--decode_dtype float32|bfloat16]
+        [--decode_dtype float32|bfloat16]
 
 Prompt lines: {"id": ..., "text": "..."} or {"id": ..., "token_ids": [...]}.
 Output lines: {"id": ..., "samples": [{"token_ids": [...], "text": "...", "logprobs": [...]}]}.
@@ -83,10 +83,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--stop_token", type=int, action="append", default=None,
                         help="stop token id (repeatable); default: the vocabulary's EOS")
     parser.add_argument("--add_bos", action="store_true", help="prepend BOS to text prompts")
-    parser.add_argument("--engine", choices=("continuous", "static"), default="continuous",
-                        help="continuous: rows refilled as they finish (default); static: one batch at a time")
     parser.add_argument("--decode_dtype", choices=("float32", "bfloat16"), default=None,
-                        help="matmul dtype of the continuous engine (default: the model's dtype; "
+                        help="matmul dtype of the decoding engine (default: the model's dtype; "
                              "bfloat16 is ~1.4x faster on CPU, logits within bf16 rounding)")
     args = parser.parse_args(None if argv is None else list(argv))
 
@@ -113,8 +111,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             raise UserError(f"{args.prompts}: prompt {i!r} has token ids outside the vocabulary "
                             f"[0, {config.vocab_size}): {bad[:5]}")
 
-    decoder = Decoder(config, params, vocab, batch_size=args.batch_size, engine=args.engine,
-                      compute_dtype=args.decode_dtype)
+    decoder = Decoder(config, params, vocab, batch_size=args.batch_size, compute_dtype=args.decode_dtype)
     start = time.time()
     results = decoder.generate(prompts, max_new_tokens=args.max_new_tokens, sampling=sampling,
                                num_samples=args.num_samples, seed=args.seed,

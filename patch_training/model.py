@@ -1,14 +1,15 @@
-"""The LLaMA-style decoder (Flax Linen) with its patch mode and KV-cache decode path.
+"""The LLaMA-style decoder (Flax Linen) with its patch mode.
 
-`Transformer(config)(tokens)` returns fp32 logits. Three ways to call it:
+`Transformer(config)(tokens)` returns fp32 logits. Two ways to call it:
 
 - token mode (`patch_size=1`): logits[B, L, V]; causal attention, restricted to equal
   `segment_ids` when rows are packed.
 - patch mode (`patch_size=K`): the K·T input tokens are embedded with the same table and averaged in
   groups of K, giving T patch embeddings at positions 0..T-1; attention is causal over patches and
   the one output head gives logits[B, T, V] (see `patch_loss.patch_loss`). No extra parameters.
-- decode mode (`decode=True`, mutable `cache`): writes the new tokens' keys/values into the cache at
-  the cache index and attends over everything written so far. Used for prefill and for each step.
+
+Decoding and scoring run the model's decode mode, `patch_training.model_decode`: the same layer
+functions (`layers`) over the same params, unstacked and fused once, with a per-row KV cache.
 """
 from __future__ import annotations
 
@@ -115,12 +116,12 @@ class ModelConfig:
 
 
 class Transformer(nn.Module):
-    """Decoder-only LM. See the module docstring for the three call modes."""
+    """Decoder-only LM. See the module docstring for the call modes."""
     config: ModelConfig
 
     @nn.compact
     def __call__(self, tokens: Array, *, positions: Array | None = None,
-                 segment_ids: Array | None = None, patch_size: int = 1, decode: bool = False) -> Array:
+                 segment_ids: Array | None = None, patch_size: int = 1) -> Array:
         cfg = self.config
         dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         if tokens.ndim != 2:
@@ -131,25 +132,20 @@ class Transformer(nn.Module):
                            (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), pdtype)
         x = jnp.take(embedding, tokens, axis=0)
         if patch_size > 1:
-            if decode:
-                raise ValueError("decode mode works at token level only (patch_size=1)")
             x, segment_ids = self._to_patches(x, segment_ids, patch_size)
             length = x.shape[1]
         x = nn.with_logical_constraint(x.astype(dtype), ("batch", "length", "embed"))
 
-        mask, cache_index = None, None
-        if decode:
-            mask, cache_index, positions = self._decode_state(batch, length, positions, segment_ids)
-        else:
-            if positions is None:
-                positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
-            if segment_ids is not None:
-                same = segment_ids[:, :, None] == segment_ids[:, None, :]
-                causal = jnp.tril(jnp.ones((length, length), dtype=bool))
-                mask = (same & causal[None])[:, None]  # [B, 1, L, L]
+        mask = None
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (batch, length))
+        if segment_ids is not None:
+            same = segment_ids[:, :, None] == segment_ids[:, None, :]
+            causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+            mask = (same & causal[None])[:, None]  # [B, 1, L, L]
 
         rope = rotary_tables(positions, cfg.resolved_head_dim, cfg.rope_theta, dtype)
-        x = self._layers(decode)(x, rope, mask, cache_index)[0]
+        x = self._layers()(x, rope, mask)[0]
         x = RMSNorm(cfg.rms_norm_eps, cfg.dtype, cfg.param_dtype, name="final_norm")(x)
         out_type = jnp.float32 if cfg.logits_dot_fp32 else None
         if cfg.tie_embeddings:
@@ -173,31 +169,7 @@ class Transformer(nn.Module):
             segment_ids = segment_ids[:, ::k]
         return x, segment_ids
 
-    def _decode_state(self, batch: int, length: int, positions: Array | None,
-                      segment_ids: Array | None):
-        """Advance the cache index; build the mask over the cache for the new queries."""
-        is_init = not self.has_variable("cache", "cache_index")
-        index_var = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
-        # On init the token length defines the cache length (see `init_cache`).
-        seg_var = self.variable("cache", "cached_segment_ids", jnp.zeros, (batch, length), jnp.int32)
-        start = index_var.value
-        if segment_ids is None:
-            segment_ids = jnp.ones((batch, length), jnp.int32)
-        if positions is None:
-            positions = jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (batch, length))
-        cached_seg = jax.lax.dynamic_update_slice(seg_var.value, segment_ids.astype(jnp.int32),
-                                                  (0, start))
-        cache_len = cached_seg.shape[1]
-        query_abs = start + jnp.arange(length)
-        causal = jnp.arange(cache_len)[None, :] <= query_abs[:, None]  # [L, S]
-        same = segment_ids[:, :, None] == cached_seg[:, None, :]      # [B, L, S]
-        mask = (same & causal[None])[:, None]
-        if not is_init:
-            seg_var.value = cached_seg
-            index_var.value = start + length
-        return mask, start, positions
-
-    def _layers(self, decode: bool):
+    def _layers(self):
         cfg = self.config
         layer_cls = DecoderLayer
         policy = REMAT_POLICIES[cfg.remat_policy]
@@ -206,19 +178,19 @@ class Transformer(nn.Module):
         if cfg.scan_layers:
             stack = nn.scan(
                 layer_cls,
-                variable_axes={"params": 0, "cache": 0},
+                variable_axes={"params": 0},
                 split_rngs={"params": True},
-                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                in_axes=(nn.broadcast, nn.broadcast),
                 length=cfg.num_layers,
                 metadata_params={nn.PARTITION_NAME: "layers"},
-            )(cfg, decode=decode, name="layers")
+            )(cfg, name="layers")
             return stack
 
-        layers = [layer_cls(cfg, decode=decode, name=f"layers_{i}") for i in range(cfg.num_layers)]
+        layers = [layer_cls(cfg, name=f"layers_{i}") for i in range(cfg.num_layers)]
 
-        def run(x, rope, mask, cache_index):
+        def run(x, rope, mask):
             for layer in layers:
-                x, _ = layer(x, rope, mask, cache_index)
+                x, _ = layer(x, rope, mask)
             return x, None
         return run
 
@@ -245,14 +217,6 @@ def abstract_params(config: ModelConfig) -> Any:
 
 def count_params(params: Any) -> int:
     return int(sum(np.prod(np.shape(p)) for p in jax.tree_util.tree_leaves(nn.unbox(params))))
-
-
-def init_cache(config: ModelConfig, batch: int, max_len: int) -> Any:
-    """A zeroed KV cache for `batch` rows and `max_len` positions (compute dtype)."""
-    shapes = jax.eval_shape(
-        lambda: Transformer(config).init(jax.random.key(0), _dummy_tokens(batch, max_len),
-                                         decode=True))["cache"]
-    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), nn.unbox(shapes))
 
 
 def forward_flops_per_token(config: ModelConfig, network_length: int, causal_halved: bool = True) -> float:

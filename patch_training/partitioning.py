@@ -39,7 +39,6 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, object], ...] = (
     ("mlp", "tensor"),
     ("vocab", "tensor"),
     ("layers", None),      # the stacked (scanned) layer dimension
-    ("cache_length", None),
 )
 
 MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")

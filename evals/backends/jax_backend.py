@@ -12,11 +12,12 @@ recomputed by the scoring pass below.
 
 One jitted teacher-forced scoring pass over prompt + completion serves that fallback,
 `loglikelihood` (with whether each continuation is the greedy one: `score_continuations`, what
-lm-evaluation-harness asks), and the server's prompt/top-k log-probs.
+lm-evaluation-harness asks), and the server's prompt/top-k log-probs. It is the sampler's own forward
+(`model_decode.score_logits`, the prefill's forward at every position) over the decoder's weights, in
+its compute and cache dtypes: a sample and its score come from the same code and numerics.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -30,6 +31,7 @@ import numpy as np
 from evals import decode_mesh
 from evals.backends.text_vocab import TextVocab, open_text_vocab
 from evals.model_api import Completion, Sampling, chat_parts, fingerprint_of
+from patch_training import model_decode
 from patch_training.contract.checkpoint import Checkpoint, params_fingerprint
 from patch_training.errors import UserError
 
@@ -40,17 +42,16 @@ def _bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "top_k"))
-def _score(params: Any, tokens: jax.Array, lengths: jax.Array, start: jax.Array, *, config: Any, top_k: int):
+@functools.partial(jax.jit, static_argnames=("config", "dtype", "cache_dtype", "top_k"))
+def _score(weights: Any, tokens: jax.Array, lengths: jax.Array, start: jax.Array, *, config: Any, dtype: str,
+           cache_dtype: str, top_k: int):
     """Right-padded tokens[B, L] -> log p(token_t | prefix) for t >= 1, top-k alternatives at each
-    position, and the mean softmax over the positions that predict tokens[start:length]."""
-    from patch_training.model import Transformer
-
+    position, and the mean softmax over the positions that predict tokens[start:length]. `weights` are
+    the decode mode's (`Decoder.engine_weights`); padding sits after each row's tokens, so causality
+    keeps it out of every position read back."""
     batch, length = tokens.shape
     slot = jnp.arange(length)[None, :]
-    real = slot < lengths[:, None]
-    logits = Transformer(config).apply({"params": params}, tokens, positions=jnp.broadcast_to(slot, tokens.shape),
-                                       segment_ids=real.astype(jnp.int32))
+    logits = model_decode.score_logits(weights, tokens, config, dtype, cache_dtype)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)          # [B, L, V]; position t predicts t+1
     nxt = jnp.concatenate([tokens[:, 1:], jnp.zeros((batch, 1), tokens.dtype)], axis=1)
     chosen = jnp.take_along_axis(logp, nxt[:, :, None], axis=-1)[..., 0]   # [B, L]: log p(tokens[t+1])
@@ -78,14 +79,10 @@ class JaxModel:
         self.name = name
         self.decoder = Decoder(config, params, vocab, batch_size=batch_size, compute_dtype=decode_dtype,
                                devices=devices)
-        # Scoring splits its rows over the same devices as decoding, the weights replicated once.
+        # Scoring runs the decoder's own forward over its weights (made once, replicated over the same
+        # devices), in its compute and cache dtypes, with its rows split over the same devices.
         self.mesh = self.decoder.mesh
-        self._score_params = decode_mesh.replicate(params, self.mesh)
         self.progress = False   # log decoding progress inside each call (the eval CLIs turn it on)
-        # Scoring computes in the same dtype as decoding, so a bf16 model's log-likelihoods and its
-        # samples come from one set of numerics.
-        self.score_config = config if decode_dtype in (None, config.dtype) else dataclasses.replace(
-            config, dtype=decode_dtype)
         self._stop_token_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
         parts = ["jax", config.to_json(), params_fingerprint(params), vocab.fingerprint]
         if decode_dtype is not None and decode_dtype != config.dtype:
@@ -200,7 +197,8 @@ class JaxModel:
                 start[i] = max(1, s)
             batch = decode_mesh.shard_rows((tokens, lengths, start), self.mesh)
             chosen, top_lp, top_ids, mean = jax.device_get(_score(
-                self._score_params, *map(jnp.asarray, batch), config=self.score_config, top_k=int(top_k)))
+                self.decoder.engine_weights(), *map(jnp.asarray, batch), config=self.config,
+                dtype=self.decoder.compute_dtype, cache_dtype=self.decoder.cache_dtype, top_k=int(top_k)))
             for i, (r, s) in enumerate(zip(chunk, st)):
                 s = max(1, s)
                 pos = slice(s - 1, len(r) - 1)   # position t-1 predicts token t

@@ -1,4 +1,7 @@
-"""The KV-cache decode path against plain forward passes, and the decoder's sampling contract."""
+"""The model's decode mode (`model_decode`: prefill, cached steps, full-sequence scoring) against the training
+forward, and the decoder's sampling contract."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +9,8 @@ import pytest
 
 from evals.decoding import Decoder
 from evals.sampling import SamplingConfig, filter_top_k, filter_top_p
-from patch_training.model import ModelConfig, Transformer, init_cache, init_params
+from patch_training import model_decode
+from patch_training.model import ModelConfig, Transformer, init_params
 
 CFG = ModelConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                   num_kv_heads=2, rope_theta=20000.0)
@@ -18,37 +22,26 @@ def params():
     return init_params(CFG, jax.random.key(0))
 
 
-def test_model_cache_steps_equal_full_forward(params):
-    model = Transformer(CFG)
-    tokens = jax.random.randint(jax.random.key(1), (2, 10), 0, 61, dtype=jnp.int32)
-    full = model.apply({"params": params}, tokens)
-    logits, mut = model.apply({"params": params, "cache": init_cache(CFG, 2, 12)}, tokens[:, :4],
-                              decode=True, mutable=["cache"])
-    pieces = [logits]
-    for i in range(4, 10):
-        step, mut = model.apply({"params": params, "cache": mut["cache"]}, tokens[:, i:i + 1],
-                                decode=True, mutable=["cache"])
-        pieces.append(step)
-    assert int(mut["cache"]["cache_index"]) == 10
-    np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=1e-5)
-
-
-def test_batched_left_padded_decoding_equals_full_forward(params):
-    # fp32 compute: the cached path must equal the full forward pass within fp32 rounding.
-    decoder = Decoder(CFG, params, batch_size=4, compute_dtype="float32")
-    results = decoder.generate(PROMPTS, max_new_tokens=6, return_probs=True, stop_tokens=[])
-    model = Transformer(CFG)
-    for prompt, (sample,) in zip(PROMPTS, results, strict=True):
-        assert len(sample.token_ids) == 6 and sample.probs.shape == (6, 61)
-        logits = model.apply({"params": params}, jnp.asarray([prompt + sample.token_ids]))[0]
-        logits = logits[len(prompt) - 1:-1]
-        np.testing.assert_allclose(sample.probs, jax.nn.softmax(logits), atol=1e-6)
-        np.testing.assert_allclose(sample.logprobs,
-                                   jax.nn.log_softmax(logits)[np.arange(6), sample.token_ids], atol=1e-5)
-        assert sample.token_ids == [int(t) for t in jnp.argmax(logits, axis=-1)]  # greedy
-    # Batching does not change a row's result.
-    alone = Decoder(CFG, params, batch_size=1, compute_dtype="float32").generate([PROMPTS[2]], max_new_tokens=6, stop_tokens=[])
-    assert alone[0][0].token_ids == results[2][0].token_ids
+@pytest.mark.parametrize("scan", [True, False])
+def test_decode_mode_equals_training_forward_fp32(scan):
+    """Scanned + untied and unscanned + tied checkpoints (GQA: 4 heads over 2 kv heads): the decode mode's
+    prefill, cached steps and full-sequence scoring give the Linen forward's logits within fp32 rounding."""
+    cfg = dataclasses.replace(CFG, scan_layers=scan, tie_embeddings=not scan)
+    params = init_params(cfg, jax.random.key(1))
+    tokens = jax.random.randint(jax.random.key(2), (3, 12), 0, 61, dtype=jnp.int32)
+    full = Transformer(cfg).apply({"params": params}, tokens)
+    weights = model_decode.decode_weights(params, cfg, "float32")
+    np.testing.assert_allclose(model_decode.score_logits(weights, tokens, cfg, jnp.float32, jnp.float32), full,
+                               atol=1e-5, rtol=1e-5)
+    # Prefill the first 5 tokens (right-padded to 8), then one step at a time into a 16-slot cache.
+    padded = jnp.pad(tokens[:, :5], ((0, 0), (0, 3)))
+    kv, logits = model_decode.prefill(weights, padded, jnp.full((3,), 5), cfg, jnp.float32, jnp.float32)
+    np.testing.assert_allclose(logits, full[:, 4], atol=1e-5, rtol=1e-5)
+    cache = [(jnp.zeros((3, 2, 16, 8)).at[:, :, :8].set(k), jnp.zeros((3, 2, 16, 8)).at[:, :, :8].set(v))
+             for k, v in kv]
+    for i in range(5, 12):
+        cache, logits = model_decode.step(weights, cache, tokens[:, i], jnp.full((3,), i), cfg, jnp.float32)
+        np.testing.assert_allclose(logits, full[:, i], atol=1e-5, rtol=1e-5)
 
 
 def test_stop_tokens_and_max_new_tokens(params):

@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from evals import decode_engine
 from evals.decode_engine import Engine, EngineSpec, Row
 from evals.sampling import SamplingConfig, sample_tokens, sample_tokens_per_row
+from patch_training import model_decode
 from patch_training.model import ModelConfig, init_params
 
 CFG = ModelConfig(vocab_size=61, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
@@ -18,7 +18,7 @@ PROMPTS = [[5, 6, 7], [9] * 11, list(range(3, 20)), [2, 4], [8] * 6]
 
 @pytest.fixture(scope="module")
 def weights():
-    return decode_engine.prepare_weights(init_params(CFG, jax.random.key(0)), CFG, "float32")
+    return model_decode.decode_weights(init_params(CFG, jax.random.key(0)), CFG, "float32")
 
 
 def spec(sampling, stop=(3,)):
