@@ -74,6 +74,7 @@ class Finished:
     logprobs: list[float]
     stopped: bool
     probs: np.ndarray | None
+    stop_token: int | None = None         # the stop token that ended the row (not in token_ids), when one did
     mean_dist: np.ndarray | None = None   # [V] fp32 when spec.return_mean and at least one step was summed
     top_ids: list[list[int]] | None = None          # [steps][K] when spec.top_logprobs, most likely first
     top_logprobs: list[list[float]] | None = None
@@ -95,6 +96,7 @@ def _empty_state(spec: EngineSpec) -> dict[str, Any]:
         "limit": jnp.zeros((b,), jnp.int32),      # per-row max new tokens
         "active": jnp.zeros((b,), bool),
         "stopped": jnp.zeros((b,), bool),
+        "stop_token": jnp.full((b,), -1, jnp.int32),
         "key": jax.random.split(jax.random.key(0), b),
         "tokens": jnp.zeros((b, n), jnp.int32),
         "logprobs": jnp.zeros((b, n), jnp.float32),
@@ -140,7 +142,8 @@ def _arm(state: dict[str, Any], rows: Array, length: Array, logits: Array, keys:
     for name, value in (("logits", wide), ("prompt_logits", wide),
                         ("pos", jnp.broadcast_to(length, (r,))), ("gen", jnp.zeros((r,), jnp.int32)),
                         ("limit", limits), ("active", jnp.ones((r,), bool)),
-                        ("stopped", jnp.zeros((r,), bool)), ("key", keys)):
+                        ("stopped", jnp.zeros((r,), bool)), ("stop_token", jnp.full((r,), -1, jnp.int32)),
+                        ("key", keys)):
         new[name] = state[name].at[rows].set(value, mode="drop")
     if spec.return_mean:
         new["dist_sum"] = state["dist_sum"].at[rows].set(0.0, mode="drop")
@@ -244,6 +247,8 @@ def _run(weights: Any, state: dict[str, Any], exit_on_finish: Array, chunk_steps
         ended = active & (is_stop | (gen >= s["limit"]))
         new["gen"] = gen
         new["stopped"] = s["stopped"] | (active & is_stop)
+        # Which stop token ended the row: OpenAI-style clients that score with echo read it as the last token.
+        new["stop_token"] = jnp.where(active & is_stop, token, s["stop_token"])
         new["active"] = active & ~ended
         # Every row feeds its token (batched); rows that are idle write a slot nobody reads.
         new["cache"], new["logits"] = model_decode.step(weights, s["cache"], token, s["pos"],
@@ -411,6 +416,7 @@ class Engine:
         finished: list[Row] = []
         if ended:
             stopped = np.asarray(self.state["stopped"])
+            stop_tokens = np.asarray(self.state["stop_token"])
             idx = np.asarray(ended)
             width = int(gen[idx].max())
             toks = np.asarray(self.state["tokens"][idx, :width])
@@ -423,6 +429,7 @@ class Engine:
                 row, n = self.occupant[r], int(gen[r])
                 row.result = Finished(request=row.tag, token_ids=[int(t) for t in toks[k, :n]],
                                       logprobs=[float(x) for x in lps[k, :n]], stopped=bool(stopped[r]),
+                                      stop_token=int(stop_tokens[r]) if stopped[r] else None,
                                       probs=probs[k, :n].copy() if probs is not None else None,
                                       mean_dist=(sums[k] / counts[k]).astype(np.float32)
                                       if sums is not None and counts[k] else None,

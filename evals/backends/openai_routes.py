@@ -85,6 +85,7 @@ class _Sample:
         self.sent_tokens = 0          # tokens whose log-probs were already streamed
         self.finished = False
         self.completion = None        # model_api.Completion once finished
+        self.stop_token = None        # the stop token (e.g. EOS) that ended it in the engine, if one did
         self.sent = 0                 # characters already streamed
         # A stop string may still be completing at the end of the text: hold that many characters back.
         self.holdback = max((len(s) for s in sampling.stop if s), default=1) - 1
@@ -97,6 +98,7 @@ class _Sample:
         if row.done:
             if row.result is None:
                 raise SchedulerFailed(self.service.scheduler.error or "the row was dropped")
+            self.stop_token = row.result.stop_token
             self._finish(row.result.token_ids, row.result.logprobs, "stop" if row.result.stopped else "length")
         elif self.sampling.stop:
             ids, lps = row.token_ids, row.logprobs
@@ -358,16 +360,26 @@ class ModelService:
                 n_gen += len(c.token_ids) if c is not None else 0
                 choices.append({"index": len(choices), "text": prompt_text + (c.text if c is not None else ""),
                                 "finish_reason": c.finish_reason if c is not None else "length",
-                                "logprobs": None if k is None else self._completion_logprobs(ids, c, k, echo, as_ids)})
+                                "logprobs": None if k is None else self._completion_logprobs(
+                                    ids, c, k, echo, as_ids, smp.stop_token if smp is not None else None)})
         return {"id": f"cmpl-{uuid.uuid4().hex[:16]}", "object": "text_completion", "created": int(time.time()),
                 "model": self.model_name, "choices": choices,
                 "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_gen, "total_tokens": n_prompt + n_gen}}
 
-    def _completion_logprobs(self, ids: list[int], c, k: int, echo: bool, as_ids: bool) -> dict:
+    def _completion_logprobs(self, ids: list[int], c, k: int, echo: bool, as_ids: bool,
+                             stop_token: int | None = None) -> dict:
+        """The `logprobs` object of one choice. A choice that ended on a stop token (EOS) lists that token last,
+        as vLLM and OpenAI do (its text is not in `text`): a client scoring with `echo` and `max_tokens: 1`, as
+        lm-eval's `local-completions` does, drops the last entry as the generated one, so without it the
+        prompt's own last token would be dropped instead. Its log-prob comes from the scoring pass, which runs
+        the same forward as sampling."""
         gen = c.token_ids if c is not None else []
         full = ids + gen
+        if stop_token is not None and c is not None:
+            full = full + [stop_token]
         start = 1 if echo else len(ids)
-        (scored,) = self._score([full], [start], k) if (k or echo) and full[start:] else (None,)
+        wants_pass = k or echo or len(full) > len(ids) + len(gen)
+        (scored,) = self._score([full], [start], k) if wants_pass and full[start:] else (None,)
         tokens, lps, tops, offsets = [], [], [], []
         vocab = self.model.vocab
         first = 0 if echo else len(ids)
@@ -380,7 +392,7 @@ class ModelService:
                 tops.append(None)
                 continue
             j = t - start
-            if t >= len(ids) and c is not None:
+            if t >= len(ids) and c is not None and t - len(ids) < len(c.token_logprobs):
                 lps.append(float(c.token_logprobs[t - len(ids)]))   # the engine's value for what it chose
             else:
                 lps.append(float(scored["logprobs"][j]))

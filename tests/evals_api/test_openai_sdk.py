@@ -253,3 +253,38 @@ def test_tokenizer_routes_at_the_root(served, model):
     status, _, chat = post_json(root, "/tokenize", {"messages": [{"role": "user", "content": "hi"}]})
     assert chat["tokens"] == model.vocab.encode("<user>hi\n<assistant>")
     assert post_json(root, "/detokenize", {"tokens": ["a"]})[0] == 400
+
+
+def test_an_answer_ended_by_eos_lists_it_last_so_echo_scoring_keeps_the_prompts_last_token(tiny_params):
+    """lm-eval's `local-completions` scores with echo + `max_tokens: 1` and drops the last log-prob entry as the
+    generated token. When the model's next token is EOS the answer generates nothing, so unless EOS is listed
+    (as vLLM and OpenAI list it) the prompt's own last token would be the one dropped: a wrong score, seen on
+    SmolLM2 as " 9" scored -0.86 instead of -4.98."""
+    from evals.backends.jax_backend import JaxModel
+    from evals.backends.text_vocab import byte_text_vocab
+    from tests.evals_api.conftest import CFG
+
+    probe = JaxModel(CFG, tiny_params, byte_text_vocab(), batch_size=2)
+    prompts = [probe.vocab.encode("def add(a, b):"), probe.vocab.encode("x = 1")]
+    # Make each prompt's greedy next token the end-of-sequence id of a second model over the same weights.
+    greedy = {int(s["argmax"][-1]) for s in probe.score([p + [0] for p in prompts], [len(p) for p in prompts])}
+    vocab = byte_text_vocab()
+    vocab.eos_ids, vocab.eos_id = tuple(sorted(greedy)), min(greedy)
+    stopping = JaxModel(CFG, tiny_params, vocab, batch_size=2)
+    with running_server(stopping, model_name="tiny", rows=2, context=128, chunk_steps=4) as (_, url):
+        status, _, body = post_json(url, "/v1/completions", {"model": "tiny", "prompt": prompts, "max_tokens": 1,
+                                                              "echo": True, "logprobs": 1, "temperature": 0})
+    assert status == 200, body
+    for ids, choice in zip(prompts, body["choices"], strict=True):
+        lp = choice["logprobs"]
+        assert choice["finish_reason"] == "stop" and choice["text"] == vocab.decode(ids)   # EOS not in the text
+        assert len(lp["tokens"]) == len(ids) + 1 and lp["tokens"][-1] == vocab.decode([greedy_of(probe, ids)])
+        # Scoring the prompt's last token as a continuation, as lm-eval slices it ([ctxlen:-1]).
+        (expected, _), = probe.score_continuations([(ids[:-1], ids[-1:])])
+        assert sum(lp["token_logprobs"][len(ids) - 1:-1]) == pytest.approx(expected, abs=1e-5)
+        assert lp["token_logprobs"][-1] == pytest.approx(
+            probe.score([ids + [greedy_of(probe, ids)]], [len(ids)])[0]["logprobs"][-1], abs=1e-5)
+
+
+def greedy_of(model, ids: list[int]) -> int:
+    return int(model.score([ids + [0]], [len(ids)])[0]["argmax"][-1])
