@@ -117,16 +117,36 @@ def split_files(root: Path, files: Sequence[Path], validation_fraction: float) -
     return {"train": [f for f in files if f not in val_set], "validation": sorted(val_set)}
 
 
+def _key_name(root: Path, f: Path) -> str:
+    """A file's name in a corpus key: relative to the corpus root, else its base name."""
+    return str(f.relative_to(root) if f.is_relative_to(root) else f.name)
+
+
 def fingerprint_files(root: Path, files: Sequence[Path], *extra: object) -> str:
     """Content hash of a file set (relative names + bytes) plus options: the cache key of a corpus."""
     h = hashlib.sha256(repr(extra).encode())
     for f in files:
-        h.update(str(f.relative_to(root) if f.is_relative_to(root) else f.name).encode() + b"\0")
+        h.update(_key_name(root, f).encode() + b"\0")
         try:
             with open(f, "rb") as fh:  # streamed: a corpus shard may be larger than this host's memory
                 h.update(hashlib.file_digest(fh, "sha256").digest())
         except OSError as e:
             raise UserError(f"cannot read corpus file {f}: {e.strerror}") from None
+    return h.hexdigest()[:20]
+
+
+def stat_files(root: Path, files: Sequence[Path]) -> str:
+    """Hash of a local file set's names (as `fingerprint_files` names them), sizes and modification times
+    (ns), read from the directory entries, not the bytes. A row store records it at build time so that a
+    training host can tell its corpus is as it was without reading all of it (make's and rsync's test; like
+    theirs, it misses an edit that keeps both the size and the mtime)."""
+    h = hashlib.sha256(b"stat")
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError as e:
+            raise UserError(f"cannot stat corpus file {f}: {e.strerror}") from None
+        h.update(f"{_key_name(root, f)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()[:20]
 
 

@@ -97,14 +97,11 @@ def _make_dataset(*, task: str, split: str = "train", sequence_length: int, voca
             raise UserError(f"corpus {task!r} is read from a row store, which holds the whole corpus: "
                             f"unset max_tokens (DATA_MAX_TOKENS) or the store for it")
         from patch_training.data import row_store
-        try:
-            content = content_key(source)
-        except UserError:  # the corpus is not readable on this host: the store's record of it stands
-            content = None
         return row_store.open_matching_store(
             row_stores[task], rows_name(task, split, mode, int(patch_size), int(sequence_length)),
             row_key_parts(source, split, vocab_fp, int(sequence_length), mode, int(patch_size), max_tokens,
-                          tfds_dir, content=content),
+                          tfds_dir, content=None),
+            content=functools.partial(store_content, source),
             seed=seed, shuffle=(split == "train") if shuffle is None else shuffle,
             build_flags=build_flags(task, split, int(sequence_length), int(patch_size), pack, concat))
     key_parts = row_key_parts(source, split, vocab_fp, int(sequence_length), mode, int(patch_size), max_tokens,
@@ -171,23 +168,64 @@ def build_flags(task: str, split: str, length: int, patch_size: int, pack: bool,
     return flags
 
 
-def content_key(source: tasks_lib.CorpusSource) -> str:
-    """What the corpus holds now, cheaply: file contents for local corpora (so edits rebuild); files
-    behind a URL (gs://...) by name, size and modification time, which their store records."""
+def local_corpus_files(source: tasks_lib.CorpusSource) -> tuple[Path, list[Path], tuple] | None:
+    """(root, files, options hashed with them) of a corpus on the local filesystem; None for corpora behind
+    URLs or TFDS, whose content key reads no file bytes anyway."""
     from patch_training.data import corpora
     o = source.opts
     if source.kind == "code":
         root = Path(o["root"]) if o["root"] else corpora.default_code_root()
-        files = corpora.list_corpus_files(root, o["extensions"])
-        return corpora.fingerprint_files(root, files, o["validation_fraction"])
+        return root, corpora.list_corpus_files(root, o["extensions"]), (o["validation_fraction"],)
     if source.kind == "jsonl":
         names = [f for _, fs in o["files"] for f in fs]
         if any(corpora.is_url(f) for f in names):
-            return corpora.fingerprint_remote_files(corpora.expand_urls(names))
-        paths = [p for _, fs in o["files"] for p in
-                 corpora.check_jsonl_files(fs, f"corpus {source.name!r}")]
-        return corpora.fingerprint_files(Path("/"), paths)
-    return o["tfds_name"]  # a TFDS name+version pins its content
+            return None
+        return Path("/"), [p for _, fs in o["files"] for p in
+                           corpora.check_jsonl_files(fs, f"corpus {source.name!r}")], ()
+    return None
+
+
+def content_key(source: tasks_lib.CorpusSource) -> str:
+    """What the corpus holds now: file contents for local corpora (so edits rebuild); files behind a URL
+    (gs://...) by name, size and modification time, which their store records."""
+    from patch_training.data import corpora
+    local = local_corpus_files(source)
+    if local is not None:
+        root, files, extra = local
+        return corpora.fingerprint_files(root, files, *extra)
+    if source.kind == "jsonl":
+        return corpora.fingerprint_remote_files(corpora.expand_urls([f for _, fs in source.opts["files"] for f in fs]))
+    return source.opts["tfds_name"]  # a TFDS name+version pins its content
+
+
+def corpus_stat(source: tasks_lib.CorpusSource) -> str | None:
+    """The local corpus files' stat record (`corpora.stat_files`) a row store keeps beside its content hash;
+    None for corpora that are not local files."""
+    from patch_training.data import corpora
+    local = local_corpus_files(source)
+    return None if local is None else corpora.stat_files(local[0], local[1])
+
+
+def store_content(source: tasks_lib.CorpusSource, meta: dict) -> str | None:
+    """The corpus content a row store (its `meta.json`) is checked against when a run opens it.
+
+    Hashing a local corpus reads all of it (seconds per GB) before step 1, which a training host should not
+    need: as make and rsync decide freshness, files whose names, sizes and mtimes equal the store's record
+    from its build are taken to hold what they held then, so the store's recorded content hash stands.
+    Otherwise (files touched or edited, or an older store with no record) they are hashed as the memmap cache
+    hashes them, and an edit is then a content mismatch. None: the corpus is not readable on this host, so
+    the store's record of it stands."""
+    from patch_training.data import corpora
+    try:
+        local = local_corpus_files(source)
+        if local is None:
+            return content_key(source)
+        root, files, extra = local
+        if meta.get("content_stat") == corpora.stat_files(root, files):
+            return meta.get("key", {}).get("content")
+        return corpora.fingerprint_files(root, files, *extra)
+    except UserError:
+        return None
 
 
 def _build(source, split, spec, vocab_obj, vocab_fp, tfds_dir, rows_dir, key_parts, length, mode, patch_size,

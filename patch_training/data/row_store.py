@@ -19,7 +19,7 @@ import os
 import shlex
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -214,14 +214,20 @@ def build_command(root: str, flags: Sequence[str], argv: Sequence[str] | None = 
 
 
 def open_matching_store(root: str, name: str, key_parts: dict, *, seed: int, shuffle: bool,
-                        build_flags: Sequence[str]):
-    """The row set `name` under `root` as a `StepIndexedDataset`, if it was built for `key_parts`."""
+                        build_flags: Sequence[str], content: Callable[[dict], str | None] | None = None):
+    """The row set `name` under `root` as a `StepIndexedDataset`, if it was built for `key_parts`.
+
+    `content(meta)`, when given, is the corpus content to compare, worked out once the store's meta is read
+    (so it can accept the store's record of unchanged files without reading them: `factory.store_content`).
+    """
     from patch_training.data.step_dataset import StepIndexedDataset
     directory = join(str(root), name)
     command = build_command(root, build_flags)
     meta = read_meta(directory)
     if meta is None:
         raise UserError(f"row store {directory} not found (no {META_FILE}); build it with: {command}")
+    if content is not None:
+        key_parts = {**key_parts, "content": content(meta)}
     diffs = store_mismatch(meta.get("key", {}), key_parts)
     if diffs:
         raise UserError(f"row store {directory} was built for other data (differs in: {', '.join(diffs)}); "

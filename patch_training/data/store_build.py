@@ -321,6 +321,8 @@ def build_store(*, root: str, task: str, split: str, sequence_length: int, patch
     spec_dict = vocab_lib.as_spec(vocab)
     vocab_fp = vocab_lib.spec_fingerprint(spec_dict)
     tfds_dir = (Path(cache_dir) if cache_dir else default_cache_dir()) / "tfds"
+    # Stat before hashing: a file edited in between then fails the stat check at open and is hashed there.
+    content_stat = factory.corpus_stat(source)
     key_parts = factory.row_key_parts(source, split, vocab_fp, int(sequence_length), mode, int(patch_size), None,
                                       tfds_dir)
     fingerprint = factory.rows_fingerprint(key_parts)
@@ -379,6 +381,7 @@ def build_store(*, root: str, task: str, split: str, sequence_length: int, patch
             shard_entries.append({"file": s["file"], "rows": s["rows"], "first_row": first})
         first += s["rows"]
     meta = {"task": task, "split": split, "vocab_spec": spec_dict, "key": key_parts, "fingerprint": fingerprint,
+            "content_stat": content_stat,
             "row_report": report.to_dict(), "num_rows": first, "num_tokens": sum(s["tokens"] for s in shard_stats),
             "num_documents": sum(s["documents"] for s in unit_stats), "sequence_length": int(sequence_length),
             "mode": mode, "patch_size": int(patch_size), "max_tokens": None, "vocab_size": int(vocab_obj.vocab_size),

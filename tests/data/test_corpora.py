@@ -112,3 +112,25 @@ def test_corpus_fingerprint_streams_files_and_keeps_its_value(tmp_path, monkeypa
         raise AssertionError(f"{self} read whole into memory")
     monkeypatch.setattr(Path, "read_bytes", whole_file_read)
     assert corpora.fingerprint_files(tmp_path, files, 0.5) == expected.hexdigest()[:20]
+
+
+def test_stat_record_follows_names_sizes_and_mtimes_without_reading_a_byte(tmp_path, monkeypatch):
+    """A row store's freshness check at open: a touched or edited file changes the record, and taking it opens
+    no file (a training host must not read its whole corpus to open a store)."""
+    files = [tmp_path / "a.py", tmp_path / "b.py"]
+    files[0].write_text("x = 1\n")
+    files[1].write_text("y = 2\n")
+    content = corpora.fingerprint_files(tmp_path, files)
+
+    def stat(root, fs):
+        with monkeypatch.context() as m:
+            m.setattr("builtins.open", lambda *a, **k: pytest.fail(f"opened {a[0]}"))
+            return corpora.stat_files(root, fs)
+    before = stat(tmp_path, files)
+    assert stat(tmp_path, files) == before and stat(tmp_path, files[:1]) != before
+    st = files[0].stat()
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same bytes, other mtime
+    touched = stat(tmp_path, files)
+    assert touched != before and corpora.fingerprint_files(tmp_path, files) == content
+    files[0].write_text("x = 12\n")  # edited: another size
+    assert stat(tmp_path, files) not in (before, touched) and corpora.fingerprint_files(tmp_path, files) != content

@@ -5,6 +5,7 @@ and a missing or mismatched store is one line naming the command that builds it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -78,7 +79,7 @@ def test_a_rerun_skips_finished_units_and_shards(tmp_path, corpus):
     assert os.path.exists(os.path.join(out, names[-1]))
 
 
-def test_missing_or_mismatched_store_is_one_line_with_the_build_command(tmp_path, stores, corpus, cache_dir):
+def test_a_missing_store_is_one_line_with_the_build_command(stores, corpus, cache_dir):
     with pytest.raises(UserError) as e:
         make_dataset(task=corpus, split="train", sequence_length=48, vocab=BYTE, cache_dir=cache_dir,
                      row_stores={corpus: str(stores)})
@@ -86,19 +87,67 @@ def test_missing_or_mismatched_store_is_one_line_with_the_build_command(tmp_path
     assert "\n" not in msg and "not found" in msg
     assert "python -m patch_training.data.preprocess" in msg and "--sequence_length=48" in msg
     assert f"--out={stores}" in msg
-    # A store whose recorded corpus content differs (the corpus changed since it was built).
+
+
+def _store_copy(dest, stores, corpus, edit) -> str:
+    """The packed row set copied under `dest` with its `meta.json` changed by `edit` (the session store stays
+    as built); returns the copy's store root."""
     src = stores / f"{corpus}-train-packed1-L{L}"
-    copy = tmp_path / src.name
+    copy = dest / src.name
     copy.mkdir()
     for f in src.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
     meta = json.loads((copy / "meta.json").read_text())
-    meta["key"]["content"] = "0" * 20
+    edit(meta)
     (copy / "meta.json").write_text(json.dumps(meta))
+    return str(dest)
+
+
+def _count_hashing(monkeypatch) -> list:
+    from patch_training.data import corpora
+    calls, real = [], corpora.fingerprint_files
+    monkeypatch.setattr(corpora, "fingerprint_files", lambda *a: calls.append(a) or real(*a))
+    return calls
+
+
+def test_opening_a_store_over_unchanged_files_reads_none_of_their_bytes(stores, corpus, cache_dir, monkeypatch):
+    from patch_training.data import corpora
+    meta = row_store.read_meta(str(stores / f"{corpus}-train-packed1-L{L}"))
+    assert meta["content_stat"]  # the build recorded the corpus files' names, sizes and mtimes
+
+    def hashed(*a, **k):
+        raise AssertionError("opening the store hashed the corpus files")
+    monkeypatch.setattr(corpora, "fingerprint_files", hashed)
+    monkeypatch.setattr(hashlib, "file_digest", hashed)
+    ds = make_dataset(task=corpus, split="train", sequence_length=L, vocab=BYTE, cache_dir=cache_dir,
+                      row_stores={corpus: str(stores)})
+    assert ds.num_rows == meta["num_rows"] and ds.fingerprint == meta["fingerprint"]
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.update(content_stat="0" * 20), lambda m: m.pop("content_stat")],
+                         ids=["files_touched_since_the_build", "store_without_a_stat_record"])
+def test_files_with_other_stats_but_the_same_bytes_are_hashed_and_still_open(tmp_path, stores, corpus,
+                                                                              cache_dir, monkeypatch, edit):
+    # The files' stat no longer equals the store's record (a `touch`, a copy without mtimes, an older store):
+    # the open hashes them as the memmap cache does, and the bytes are the ones the store was built from.
+    root = _store_copy(tmp_path, stores, corpus, edit)
+    calls = _count_hashing(monkeypatch)
+    ds = make_dataset(task=corpus, split="train", sequence_length=L, vocab=BYTE, cache_dir=cache_dir,
+                      row_stores={corpus: root})
+    assert len(calls) == 1 and ds.num_rows > 0
+
+
+def test_an_edited_corpus_is_one_line_naming_the_rebuild(tmp_path, stores, corpus, cache_dir, monkeypatch):
+    # As the store sees a corpus edited since its build: the files' stat and content both differ from its record.
+    root = _store_copy(tmp_path, stores, corpus, lambda m: (m.update(content_stat="0" * 20),
+                                                            m["key"].update(content="0" * 20)))
+    calls = _count_hashing(monkeypatch)
     with pytest.raises(UserError) as e:
         make_dataset(task=corpus, split="train", sequence_length=L, vocab=BYTE, cache_dir=cache_dir,
-                     row_stores={corpus: str(tmp_path)})
-    assert "\n" not in str(e.value) and "differs in: content" in str(e.value) and "preprocess" in str(e.value)
+                     row_stores={corpus: root})
+    msg = str(e.value)
+    assert len(calls) == 1 and "\n" not in msg and "differs in: content" in msg
+    assert "rebuild it with: python -m patch_training.data.preprocess" in msg and f"--out={root}" in msg
 
 
 def test_read_ahead_serves_exactly_the_direct_batches_also_after_a_resume(stores, corpus, cache_dir):
