@@ -18,58 +18,48 @@ from typing import Iterable
 
 MEASURED_FILE = Path(__file__).resolve().parents[2] / ".cache" / "test-file-seconds.json"
 
-# Seconds per file on a cold 2-core run (setup + call + teardown of its tests), files over ~4 s: a fresh
-# clone's `CI=true .ci/run` (2026-12-02, 463 tests, quiet machine).
 SECONDS_MEASURED = {
-    "tests/aot/test_pod_configs.py": 70,    # one real 370M TPU compile (2026-12-02's cold CI run gave 128 s for two)
-    "tests/finetune/test_finetune_run.py": 66,
+    # A cold fresh-clone `CI=true .ci/run` on the 2-core machine (2026-12-07, every other process paused):
+    # seconds per file (setup + call + teardown), files over 4 s.
+    "tests/benchmarks/test_benchmark_smoke.py": 101,
+    "tests/aot/test_pod_configs.py": 62,
+    "tests/finetune/test_finetune_run.py": 59,
+    "tests/trainer/test_trainer_runs.py": 49,
+    "tests/trainer/test_sharded_runs.py": 40,
+    "tests/hf/test_gguf_import.py": 31,
+    "tests/decoding/test_decode_engine.py": 27,
+    "tests/decoding/test_multi_device.py": 24,
+    "tests/trainer/test_cpu_fast_path.py": 24,
+    "tests/patch/test_two_stage.py": 23,
+    "tests/aot/test_aot_compile.py": 21,
+    "tests/lm_eval/test_lm_eval_harness.py": 20,
+    "tests/model/test_model_forward.py": 15,
+    "tests/dynamicqa/test_sampling_engine.py": 13,
+    "tests/decoding/test_decoding_cache.py": 13,
+    "tests/execution/test_adversarial.py": 13,
+    "tests/evals_api/test_openai_sdk.py": 13,
+    "tests/trainer/test_trainer_units.py": 11,
+    "tests/decoding/test_shared_prefill.py": 11,
+    "tests/evals_api/test_server_client.py": 10,
+    "tests/checkpointing/test_multihost.py": 10,
+    "tests/data/test_pipeline.py": 9,
+    "tests/trainer/test_entry_and_hooks.py": 9,
+    "tests/checkpointing/test_resume.py": 9,
+    "tests/hf/test_hf_parity.py": 9,
+    "tests/patch/test_plan_and_errors.py": 8,
+    "tests/patch/test_gin_bindings.py": 8,
+    "tests/decoding/test_engine_rows.py": 7,
+    "tests/decoding/test_generate_cli.py": 6,
+    "tests/case2code_synthesis/test_resume_and_bad_input.py": 6,
+    "tests/case2code_synthesis/test_real_kill.py": 5,
+    "tests/execution/test_tiers.py": 5,
+    "tests/report/test_report.py": 5,
+    "tests/model/test_patch_mode.py": 5,
+    "tests/execution/test_case2code_real.py": 4,
+    "tests/evals_api/test_backends.py": 4,
+    "tests/data/test_row_store.py": 4,
     # Only where the `interop` extra is installed (else it skips at once): measured alone, 2026-12-07, 141-200 s.
     "tests/interop/test_llamacpp_server.py": 200,
-    # 2026-12-07, run alone, empty compilation and row caches, a loaded 2-core machine: 68-72 s (~50 s in a
-    # process that has TensorFlow and torch imported already, as a suite worker often has).
-    "tests/benchmarks/test_benchmark_smoke.py": 70,
-    "tests/hf/test_gguf_import.py": 32,   # our import ~13 s; transformers' side from the committed reference (2026-12-07)
-    "tests/trainer/test_sharded_runs.py": 52,
-    "tests/trainer/test_trainer_runs.py": 45,   # 31 cold + the row-store resume test (~12 s alone, 2026-12-07)
-    "tests/aot/test_aot_compile.py": 26,
-    "tests/decoding/test_decode_engine.py": 24,
-    "tests/patch/test_gin_bindings.py": 24,
-    "tests/dynamicqa/test_sampling_engine.py": 21,
-    "tests/trainer/test_cpu_fast_path.py": 17,
-    "tests/patch/test_two_stage.py": 17,
-    "tests/data/test_pipeline.py": 17,
-    "tests/data/test_row_store.py": 10,
-    "tests/checkpointing/test_resume.py": 15,
-    "tests/checkpointing/test_checkpoint_open.py": 12,   # alone, a busy machine (2026-12-07)
-    "tests/model/test_model_forward.py": 15,
-    "tests/hf/test_hf_parity.py": 15,
-    "tests/lm_eval/test_lm_eval_harness.py": 20,   # measured alone (2026-12-07), not in a cold CI run; + the served tokenizer/chat test
-    "tests/evals_api/test_openai_sdk.py": 10,      # alone, a busy 2-core machine (2026-12-07)
-    "tests/trainer/test_trainer_units.py": 14,
-    "tests/execution/test_adversarial.py": 14,
-    "tests/decoding/test_decoding_cache.py": 13,
-    "tests/evals_api/test_server_client.py": 13,
-    "tests/model/test_patch_mode.py": 13,
-    "tests/patch/test_plan_and_errors.py": 13,
-    "tests/evals_api/test_backends.py": 12,
-    "tests/checkpointing/test_multihost.py": 12,
-    "tests/decoding/test_generate_cli.py": 12,
-    "tests/finetune/test_tokenizer_json_rows.py": 11,
-    "tests/evals_api/test_tokenizer_openers.py": 10,
-    "tests/decoding/test_shared_prefill.py": 10,
-    "tests/decoding/test_multi_device.py": 25,     # one 8-device subprocess; alone, a busy 2-core machine (2026-12-07)
-    "tests/decoding/test_engine_rows.py": 7,       # alone, a busy 2-core machine (2026-12-07)
-    "tests/finetune/test_bad_input.py": 9,
-    "tests/case2code_synthesis/test_real_kill.py": 8,
-    "tests/case2code_eval/test_run_cli.py": 7,
-    "tests/trainer/test_logged_loss.py": 7,
-    "tests/trainer/test_entry_and_hooks.py": 8,    # alone, a busy 2-core machine (2026-12-07)
-    "tests/case2code_eval/test_finetune_hook.py": 8,  # alone, a busy 2-core machine (2026-12-07)
-    "tests/solverlearner/test_solverlearner_pipeline.py": 6,
-    "tests/case2code_synthesis/test_pipeline.py": 6,
-    "tests/execution/test_tiers.py": 5,
-    "tests/suite/test_suite_schedule.py": 5,
-    "tests/report/test_report.py": 4,
 }
 
 
