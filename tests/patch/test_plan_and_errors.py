@@ -1,9 +1,6 @@
 """Stage plan arithmetic, the block walk, and the three refused inputs (one clear line each)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,15 +139,24 @@ def test_stage2_without_stage1_checkpoint_is_refused(tmp_path):
         check_stage_request(tmp_path, token_only, 1)
 
 
-def test_cli_stage2_alone_prints_one_error_line(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "patch_training.two_stage",
-                           "--gin_file=configs/experiments/patch/tiny_cpu_patch.gin",
-                           f"--gin.MODEL_DIR='{tmp_path / 'run'}'", "--stage=2"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-    assert len(errors) == 1 and "no stage-1 checkpoint" in errors[0] and "Traceback" not in proc.stderr
+def test_cli_stage2_alone_prints_one_error_line(tmp_path, capsys):
+    # The CLI's own wrapper (`run_cli`, what `python -m patch_training.two_stage` runs), in this process: a
+    # subprocess would spend ~6 s importing TensorFlow to print one line.
+    import gin
+
+    from patch_training.errors import run_cli
+    from patch_training.two_stage import PROG, main
+    gin.clear_config()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(main, [f"--gin_file={REPO / 'configs/experiments/patch/tiny_cpu_patch.gin'}",
+                           f"--gin.MODEL_DIR='{tmp_path / 'run'}'", "--stage=2"], prog=PROG)
+    finally:
+        gin.clear_config()
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    errors = [l for l in stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "no stage-1 checkpoint" in errors[0] and "Traceback" not in stderr
     assert not (tmp_path / "run" / "stage2_token").exists()
 
 
