@@ -374,12 +374,10 @@ class ModelService:
         prompt's own last token would be dropped instead. Its log-prob comes from the scoring pass, which runs
         the same forward as sampling."""
         gen = c.token_ids if c is not None else []
-        full = ids + gen
-        if stop_token is not None and c is not None:
-            full = full + [stop_token]
+        stop = [stop_token] if stop_token is not None and c is not None else []
+        full = ids + gen + stop
         start = 1 if echo else len(ids)
-        wants_pass = k or echo or len(full) > len(ids) + len(gen)
-        (scored,) = self._score([full], [start], k) if wants_pass and full[start:] else (None,)
+        (scored,) = self._score([full], [start], k) if (k or echo or stop) and full[start:] else (None,)
         tokens, lps, tops, offsets = [], [], [], []
         vocab = self.model.vocab
         first = 0 if echo else len(ids)
